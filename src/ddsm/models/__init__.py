@@ -1,0 +1,47 @@
+"""Denoising backbones, independent of the corruption process.
+
+Every backbone is ``model(x (B, L, C_in), t (B,), cond (B,) | None) -> (B, L, C_out)``. A new
+backbone is one file plus one line in ``MODELS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .base import Denoiser
+from .conv import ConvDenoiser
+from .embeddings import ConditionEmbedding, GaussianFourierFeatures, TimeEmbedding
+from .mlp import MLPDenoiser
+from .transformer import KVCache, TransformerDenoiser
+
+#: name (the CLI's ``--model``) -> class
+MODELS: dict[str, type[nn.Module]] = {
+    "conv": ConvDenoiser,
+    "transformer": TransformerDenoiser,
+    "mlp": MLPDenoiser,
+}
+
+
+def build_model(
+    name: str, in_channels: int, out_channels: int, n_classes: int = 0, **kwargs: Any
+) -> nn.Module:
+    """Instantiate a registered backbone; ``build_model(name, **model.config())`` rebuilds one."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name](in_channels, out_channels, n_classes, **kwargs)
+
+
+__all__ = [
+    "MODELS",
+    "build_model",
+    "Denoiser",
+    "ConvDenoiser",
+    "TransformerDenoiser",
+    "MLPDenoiser",
+    "KVCache",
+    "ConditionEmbedding",
+    "GaussianFourierFeatures",
+    "TimeEmbedding",
+]

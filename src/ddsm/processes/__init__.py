@@ -1,0 +1,23 @@
+"""Corruption processes. A new method is one file plus one line in ``PROCESSES``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import LossOutput, NoisySample, Process
+from .jacobi import JacobiProcess
+
+#: name (the CLI's ``--process``) -> class
+PROCESSES: dict[str, type[Process]] = {
+    JacobiProcess.name: JacobiProcess,
+}
+
+
+def build_process(name: str, K: int, **options: Any) -> Process:
+    """Instantiate a registered process by name."""
+    if name not in PROCESSES:
+        raise KeyError(f"unknown process {name!r}; known: {', '.join(sorted(PROCESSES))}")
+    return PROCESSES[name](K=K, **options)
+
+
+__all__ = ["PROCESSES", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess"]

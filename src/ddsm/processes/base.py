@@ -1,0 +1,218 @@
+"""The contract every corruption process implements.
+
+A process is the *maths* of one method: how data are corrupted (``sample_noisy``), what the
+network is trained to output (``loss_terms``), and how one reverse update is made from the
+network's output (``step``). It owns no network and no sampling loop: the loop in
+``ddsm.sampling.loop`` drives any process, and the backbones in ``ddsm.models`` serve any process.
+
+Conventions (see docs/design.md):
+
+- Public time ``t`` lies in [0, 1]; t = 0 is data, t = 1 is the prior. A process with a native clock
+  converts inside itself.
+- Data tokens ``x0`` are ``LongTensor (B, L)`` with values in [0, K).
+- The state ``xt`` is declared by ``state_kind``: ``"tokens"`` ``(B, L)`` long (a mask token, if any,
+  has id K), ``"simplex"`` ``(B, L, K)`` float rows summing to 1, ``"bits"`` ``(B, L, C)`` float.
+- Every function that draws takes a keyword-only ``generator``; nothing seeds globally.
+- ``pad_mask`` ``(B, L)`` bool, True = real token.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+#: ``model(features (B, L, C_in), t (B,), cond (B,) | None) -> output (B, L, C_out)``
+ModelFn = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
+
+
+@dataclass
+class NoisySample:
+    """A corrupted batch and whatever the loss needs to score the model on it.
+
+    Attributes:
+        xt: the state at time t (shape per ``state_kind``).
+        t: ``(B,)`` public time in [0, 1].
+        target: the regression/classification target, process specific (may be None).
+        extras: other per-sample tensors a process wants to carry (weights, self-conditioning...).
+    """
+
+    xt: Tensor
+    t: Tensor
+    target: Optional[Tensor] = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossOutput:
+    """Scalar training loss plus the per-token terms it was averaged from.
+
+    Attributes:
+        loss: scalar to back-propagate.
+        terms: ``(B, L)`` per-token loss terms (zero at padding).
+    """
+
+    loss: Tensor
+    terms: Tensor
+
+
+class Process(ABC):
+    """A forward corruption of K-ary sequences and its learned reverse. t = 0 data, t = 1 prior.
+
+    Subclasses set ``name``, ``description``, ``state_kind`` and implement the abstract methods.
+    The constructor's keyword arguments are the process's configuration: ``config()`` returns
+    them, ``from_config`` rebuilds the process, and ``ddsm list processes`` prints them.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    state_kind: ClassVar[str]
+    #: whether ``step`` is an SDE/ODE step that time dilation (``dilation`` > 1) makes sense for
+    supports_dilation: ClassVar[bool] = False
+    #: whether the network should be causal (left-to-right processes)
+    causal: ClassVar[bool] = False
+
+    def __init__(self, K: int) -> None:
+        if K < 2:
+            raise ValueError(f"a process needs K >= 2 categories, got {K}")
+        self.K = int(K)
+
+    # ------------------------------------------------------------------ configuration
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-serialisable, such that ``type(self)(**config)`` rebuilds it."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """Constructor options other than K, with their defaults (for help texts)."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            n: (p.default if p.default is not inspect.Parameter.empty else None)
+            for n, p in sig.parameters.items()
+            if n not in ("self", "K")
+        }
+
+    # ------------------------------------------------------------------ network interface
+    @property
+    @abstractmethod
+    def in_channels(self) -> int:
+        """Number of float features per position that ``model_input`` produces."""
+
+    @property
+    @abstractmethod
+    def out_channels(self) -> int:
+        """Number of outputs per position the network must produce."""
+
+    @abstractmethod
+    def model_input(self, xt: Tensor, t: Tensor) -> Tensor:
+        """Features for the network.
+
+        Args:
+            xt: state (shape per ``state_kind``).
+            t: ``(B,)`` public time.
+        Returns:
+            ``(B, L, in_channels)`` float tensor.
+        """
+
+    def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """Call the network on a state; processes may post-process its raw output here."""
+        return model(self.model_input(xt, t), t, cond)
+
+    # ------------------------------------------------------------------ forward process
+    @abstractmethod
+    def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
+              device: Optional[torch.device] = None) -> Tensor:
+        """Draw a state from the prior (t = 1) for ``shape = (B, L)``."""
+
+    @abstractmethod
+    def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
+        """Draw ``xt ~ q(xt | x0)``.
+
+        Args:
+            x0: ``(B, L)`` long tokens.
+            t: ``(B,)`` public time in [0, 1].
+        """
+
+    def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
+                    device: Optional[torch.device] = None) -> Tensor:
+        """Training times ``(B,)``; default: antithetic-stratified uniform on [0, 1]."""
+        u = torch.rand((), generator=generator, device=device, dtype=torch.float64)
+        t = (u + torch.arange(batch, device=device, dtype=torch.float64) / batch) % 1.0
+        return t.float()
+
+    # ------------------------------------------------------------------ training
+    @abstractmethod
+    def loss_terms(self, output: Tensor, x0: Tensor, noisy: NoisySample) -> Tensor:
+        """Per-token loss ``(B, L)`` of the network ``output`` on ``noisy``. Pure."""
+
+    def loss(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
+             pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> LossOutput:
+        """Template training loss: draw t, corrupt, call the model, average the terms over real tokens."""
+        t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
+        noisy = self.sample_noisy(x0, t, generator=generator)
+        output = self.model_output(model, noisy.xt, noisy.t, cond)
+        terms = self.loss_terms(output, x0, noisy)
+        return reduce_terms(terms, pad_mask)
+
+    def oracle_output(self, x0: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """The output a perfect network would give when the data distribution is a point mass at x0.
+
+        Used by the contract tests to check ``step`` without training.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reverse process
+    def time_grid(self, steps: int, *, device: Optional[torch.device] = None) -> Tensor:
+        """``(steps + 1,)`` decreasing public times from 1 to the end time."""
+        return torch.linspace(1.0, 0.0, steps + 1, device=device)
+
+    @abstractmethod
+    def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
+             generator: Optional[torch.Generator] = None) -> Tensor:
+        """One reverse update from time ``t`` to ``s < t`` given the network's ``output`` at (xt, t).
+
+        ``t`` and ``s`` are ``(B,)``. Pure apart from the random draw.
+        """
+
+    def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
+               generator: Optional[torch.Generator] = None) -> Tensor:
+        """Set the known positions (``known`` ``(B, L)`` bool) of the state to their values in ``x0``.
+
+        Default: the clean state, as ``decode`` would read it. Processes override it where the
+        clean state is not a valid state at time t.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def decode(self, xt: Tensor) -> Tensor:
+        """Read tokens ``(B, L)`` long off a state."""
+
+    # ------------------------------------------------------------------ likelihood
+    def bits_per_token(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
+                       pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
+                       steps: int = 100) -> Tensor:
+        """Per-sequence negative log-likelihood (or its upper bound) in bits per token, ``(B,)``."""
+        raise NotImplementedError(f"{self.name} has no likelihood")
+
+
+def reduce_terms(terms: Tensor, pad_mask: Optional[Tensor]) -> LossOutput:
+    """Average ``(B, L)`` loss terms over real tokens."""
+    if pad_mask is None:
+        return LossOutput(terms.mean(), terms)
+    m = pad_mask.to(terms.dtype)
+    terms = terms * m
+    return LossOutput(terms.sum() / m.sum().clamp_min(1.0), terms)
+
+
+def sample_categorical(probs: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Draw one index per row of ``probs (..., K)`` in float64 (float32 Gumbel draws lower the
+    effective temperature, see Zheng et al. 2024). Rows need not be normalised."""
+    p = probs.double().clamp_min(0.0)
+    flat = p.reshape(-1, p.shape[-1])
+    idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
+    return idx.reshape(p.shape[:-1])

@@ -1,0 +1,98 @@
+"""The one reverse sampling loop, shared by every process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import torch
+from torch import Tensor
+
+from ..processes.base import ModelFn, Process
+
+
+@dataclass
+class FixedPositions:
+    """Positions whose tokens are given (inpainting, Sudoku givens, ``--fixed`` patterns).
+
+    Attributes:
+        tokens: ``(B, L)`` long, the known tokens (any value where ``mask`` is False).
+        mask: ``(B, L)`` bool, True where the token is fixed.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+
+
+#: called with the network output ``(B, L, C_out)``, the state and t; returns a modified output.
+OutputHook = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@torch.no_grad()
+def sample(
+    process: Process,
+    model: ModelFn,
+    shape: tuple[int, int],
+    *,
+    steps: int = 100,
+    cond: Optional[Tensor] = None,
+    fixed: Optional[FixedPositions] = None,
+    dilation: float = 1.0,
+    dilation_after: float = 1.0,
+    output_hook: Optional[OutputHook] = None,
+    generator: Optional[torch.Generator] = None,
+    device: Optional[torch.device] = None,
+    progress: Optional[Callable[[Iterable], Iterable]] = None,
+    return_state: bool = False,
+) -> Tensor:
+    """Draw ``shape = (B, L)`` sequences by running ``process`` backwards with ``model``.
+
+    Args:
+        steps: number of time steps on the process's grid (before dilation).
+        cond: ``(B,)`` class labels, or None.
+        fixed: positions to keep at given tokens; imposed before every network call and at the end.
+        dilation: time dilation c >= 1 (DDSM): c times as many network calls, each moving the state
+            by c times the model-time step, which sharpens samples toward high density.
+        dilation_after: apply dilation only once public time is below this value (1.0 = whole run).
+        output_hook: optional transform of the network output (guidance, forbidden tokens).
+        progress: wraps the step iterator (e.g. ``tqdm``), for the CLI.
+        return_state: return the final state instead of decoded tokens.
+    Returns:
+        ``(B, L)`` long tokens (or the final state).
+    """
+    if dilation < 1.0:
+        raise ValueError("time dilation must be >= 1")
+    if dilation > 1.0 and not process.supports_dilation:
+        raise ValueError(f"process {process.name!r} does not support time dilation")
+    B = shape[0]
+    xt = process.prior(shape, generator=generator, device=device)
+    pairs = list(_dilated_pairs(process.time_grid(steps, device=device), dilation, dilation_after))
+    iterator: Iterable = pairs if progress is None else progress(pairs)
+    for t_model, t_next, s_state in iterator:
+        if fixed is not None:
+            xt = process.impose(xt, fixed.tokens, fixed.mask, t_model.expand(B), generator=generator)
+        t_b = t_model.expand(B)
+        out = process.model_output(model, xt, t_b, cond)
+        if output_hook is not None:
+            out = output_hook(out, xt, t_b)
+        xt = process.step(out, xt, t_b, s_state.expand(B), generator=generator)
+    tokens = process.decode(xt)
+    if fixed is not None:
+        tokens = torch.where(fixed.mask, fixed.tokens, tokens)
+    return xt if return_state else tokens
+
+
+def _dilated_pairs(grid: Tensor, dilation: float, after: float):
+    """Yield ``(t_model, t_next, s_state)``: the network sees ``t_model``; the state moves as if time
+    went from ``t_model`` to ``s_state``; the next network call happens at ``t_next``.
+
+    With dilation c each grid interval [t, s] is split into c sub-intervals of model time, and each
+    sub-step moves the state by the whole interval length (t - s), i.e. c times its model-time length.
+    """
+    for t, s in zip(grid[:-1], grid[1:]):
+        c = dilation if float(t) <= after + 1e-12 else 1.0
+        n = max(1, int(round(c)))
+        h = (t - s) / n
+        for j in range(n):
+            tm = t - j * h
+            yield tm, tm - h, tm - h * c if c > 1.0 else tm - h

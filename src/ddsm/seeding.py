@@ -1,0 +1,103 @@
+"""Seeding and random-state capture.
+
+The library draws only from generators passed to it explicitly. Global seeding exists for the CLI
+(``--seed`` seeds everything a run might touch, including third-party code that draws from the
+global generators) and global-state capture exists so that a resumed training run can continue
+bit-for-bit (a model with dropout draws from torch's global generator).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DeviceLike = Union[torch.device, str, None]
+
+
+def make_generator(seed: int, device: DeviceLike = None) -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` (CPU when None) seeded with ``seed``.
+
+    The generator must live on the device of the tensors it draws (``torch.rand(...,
+    device="cuda", generator=cpu_gen)`` fails), so callers pass the device of their data.
+    """
+    gen = torch.Generator(device=torch.device(device) if device is not None else "cpu")
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python ``random``, NumPy's global generator and torch (CPU and every CUDA device).
+
+    For the CLI only: library functions take explicit generators and never call this.
+
+    Returns:
+        a dedicated CPU ``torch.Generator`` seeded with ``seed``.
+    """
+    seed = int(seed)
+    random.seed(seed)
+    # NumPy's legacy global seed must fit in 32 bits.
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)  # also seeds every CUDA device (lazily when CUDA is not initialised)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return make_generator(seed)
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Snapshot of the global Python, NumPy and torch (CPU + CUDA) random states.
+
+    Returns a dict of JSON-friendly values and CPU ``uint8`` tensors (the torch states), the form
+    ``ddsm.checkpoint`` stores without pickling: ``{"python": [version, [625 ints], gauss_next],
+    "numpy": {...}, "torch_cpu": Tensor, "torch_cuda": [Tensor, ...]}``.
+    """
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state(legacy=True)
+    cuda: list[Tensor] = []
+    # Only read CUDA states when CUDA is already in use: querying it would initialise a context.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
+    return {
+        "python": [int(py_version), [int(v) for v in py_internal], py_gauss],
+        "numpy": {
+            "bit_generator": str(np_name),
+            "keys": [int(v) for v in np_keys],
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_cached),
+        },
+        "torch_cpu": torch.get_rng_state().clone(),
+        "torch_cuda": cuda,
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore global random states captured by :func:`get_rng_state` (missing parts are skipped).
+
+    CUDA states are restored only when the number of visible devices matches the snapshot.
+    """
+    if state.get("python") is not None:
+        version, internal, gauss = state["python"]
+        random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    if state.get("numpy") is not None:
+        s = state["numpy"]
+        np.random.set_state(
+            (
+                s["bit_generator"],
+                np.asarray(s["keys"], dtype=np.uint32),
+                int(s["pos"]),
+                int(s["has_gauss"]),
+                float(s["cached_gaussian"]),
+            )
+        )
+    if state.get("torch_cpu") is not None:
+        torch.set_rng_state(state["torch_cpu"].to(dtype=torch.uint8, device="cpu"))
+    cuda = state.get("torch_cuda") or []
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all([s.to(dtype=torch.uint8, device="cpu") for s in cuda])
+
+
+__all__ = ["make_generator", "seed_everything", "get_rng_state", "set_rng_state"]
