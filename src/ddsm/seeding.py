@@ -9,7 +9,7 @@ bit-for-bit (a model with dropout draws from torch's global generator).
 from __future__ import annotations
 
 import random
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 import torch

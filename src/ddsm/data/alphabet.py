@@ -21,7 +21,7 @@ class Alphabet:
     """An ordered set of ``K`` distinct letters; token id ``i`` stands for ``letters[i]``.
 
     Attributes:
-        name: a short label (``"dna"``, ``"protein"``, ``"custom"``...), used in messages and configs.
+        name: a short label (``"dna"``, ``"protein"``, ``"custom"``...), for messages and configs.
         letters: the letters in token order; at least two, no duplicates. Matching is exact
             (case-sensitive): readers upper-case biological sequences before encoding.
     """
@@ -67,7 +67,8 @@ class Alphabet:
             ``(L,)`` int64 array with values in ``[-1, K)``.
         """
         # utf-32 gives one fixed-width code unit per character, so the buffer lines up with seq.
-        codes = np.frombuffer(seq.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
+        raw = seq.encode("utf-32-le", "surrogatepass")
+        codes = np.frombuffer(raw, dtype="<u4").astype(np.int64)
         table = self._table
         inside = codes < table.shape[0]
         return np.where(inside, table[np.where(inside, codes, 0)], -1)

@@ -68,14 +68,15 @@ def sample(
     xt = process.prior(shape, generator=generator, device=device)
     pairs = list(_dilated_pairs(process.time_grid(steps, device=device), dilation, dilation_after))
     iterator: Iterable = pairs if progress is None else progress(pairs)
-    for t_model, t_next, s_state in iterator:
+    for t, s, c in iterator:
+        t_b, s_b = t.expand(B), s.expand(B)
         if fixed is not None:
-            xt = process.impose(xt, fixed.tokens, fixed.mask, t_model.expand(B), generator=generator)
-        t_b = t_model.expand(B)
+            xt = process.impose(xt, fixed.tokens, fixed.mask, t_b, generator=generator)
         out = process.model_output(model, xt, t_b, cond)
         if output_hook is not None:
             out = output_hook(out, xt, t_b)
-        xt = process.step(out, xt, t_b, s_state.expand(B), generator=generator)
+        extra = {"dilation": c} if c != 1.0 else {}
+        xt = process.step(out, xt, t_b, s_b, generator=generator, **extra)
     tokens = process.decode(xt)
     if fixed is not None:
         tokens = torch.where(fixed.mask, fixed.tokens, tokens)
@@ -83,16 +84,14 @@ def sample(
 
 
 def _dilated_pairs(grid: Tensor, dilation: float, after: float):
-    """Yield ``(t_model, t_next, s_state)``: the network sees ``t_model``; the state moves as if time
-    went from ``t_model`` to ``s_state``; the next network call happens at ``t_next``.
+    """Yield ``(t, s, c)`` model-time intervals and the dilation factor for each.
 
-    With dilation c each grid interval [t, s] is split into c sub-intervals of model time, and each
-    sub-step moves the state by the whole interval length (t - s), i.e. c times its model-time length.
+    With dilation c, each grid interval [t, s] is split into round(c) sub-intervals of model time;
+    the process's ``step`` moves the state by c times each sub-interval (DDSM's time dilation).
     """
     for t, s in zip(grid[:-1], grid[1:]):
         c = dilation if float(t) <= after + 1e-12 else 1.0
         n = max(1, int(round(c)))
         h = (t - s) / n
         for j in range(n):
-            tm = t - j * h
-            yield tm, tm - h, tm - h * c if c > 1.0 else tm - h
+            yield t - j * h, t - (j + 1) * h, c

@@ -31,7 +31,7 @@ from scipy.special import gammaln, ndtr
 
 T_FLOAT64 = 0.3
 T_NORMAL = 0.05
-_TAIL_SD = 12.0  # window half-width in standard deviations of the lineage count
+_TAIL_SD = 9.0  # window half-width in standard deviations of the lineage count
 
 
 def griffiths_moments(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -43,8 +43,14 @@ def jacobi_spectral_density_mp(y: float, x0: float, t: float, a: float, b: float
             norm = (mpmath.gamma(n + a_) * mpmath.gamma(n + b_)
                     / ((2 * n + a_ + b_ - 1) * mpmath.gamma(n + a_ + b_ - 1) * mpmath.factorial(n)
                        * mpmath.beta(a_, b_))) if n > 0 else mpmath.mpf(1)
-            px = mpmath.jacobi(n, b_ - 1, a_ - 1, 2 * mpmath.mpf(x0) - 1)
-            py = mpmath.jacobi(n, b_ - 1, a_ - 1, 2 * y_ - 1)
+            # zeroprec: where a polynomial value is exactly zero (a = b at y = 1/2, odd n: P_n(0) = 0),
+            # mpmath's hypergeometric sum cannot reach *relative* accuracy and raised
+            # "hypsum() failed to converge" (found by tests/unit/test_transition.py, (a, b) = (1, 1)).
+            # Values cancelling beyond 4x the working precision are returned as 0, which is exact
+            # to far below the absolute accuracy of the series.
+            zp = 4 * mpmath.mp.prec
+            px = mpmath.jacobi(n, b_ - 1, a_ - 1, 2 * mpmath.mpf(x0) - 1, zeroprec=zp)
+            py = mpmath.jacobi(n, b_ - 1, a_ - 1, 2 * y_ - 1, zeroprec=zp)
             total += mpmath.exp(-n * (n + a_ + b_ - 1) * t_ / 2) * px * py / norm
         dens = y_ ** (a_ - 1) * (1 - y_) ** (b_ - 1) / mpmath.beta(a_, b_) * total
         return float(dens)

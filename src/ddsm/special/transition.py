@@ -3,12 +3,14 @@
     dx = (1/2) [a (1 - x) - b x] dt + sqrt(x (1 - x)) dW          (native clock, speed 1)
 
 Started at x0 = 1, x_t is the Beta mixture sum_m q_m(t) Beta(a + m, b), with q the lineage law of
-``ddsm.special.lineage``; started at x0 = 0 it is sum_m q_m(t) Beta(a, b + m) (the same law for
-1 - x with a and b swapped). Sampling draws M ~ q(t) then a Beta; density and score sum over the
-window of m that carries the mass. Everything is float64.
+``ddsm.special.lineage``; started at x0 = 0 it is sum_m q_m(t) Beta(a, b + m) (the law of 1 - x
+with a and b swapped). Sampling draws M ~ q(t) then a Beta; density and score sum over the window
+of m that carries the mass. Everything is float64.
 
-The batched core works on ``(B, L)`` values that share one time per row, which is how the DDSM
-training loss uses it (one t per sequence); the public element-wise functions reshape to it.
+The core works on flat element lists with one time per element. Times repeat (one per sequence in
+training), so lineage windows are computed once per unique time; elements are processed in groups
+of similar window width, so a batch mixing tiny and large times does not pay the widest window
+everywhere.
 """
 
 from __future__ import annotations
@@ -21,89 +23,97 @@ from torch import Tensor
 
 from .lineage import lineage_weights
 
-_MAX_CELLS = 1 << 22  # (rows * L * W) float64 cells per chunk: bounds memory at about 32 MiB
+_MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
 
 
-def _windows(t: Tensor, theta: float) -> tuple[Tensor, Tensor]:
-    """Lineage windows for times ``t (B,)``: ``m (B, W)`` float64 values and ``logw (B, W)``."""
-    start, w = lineage_weights(t.detach().double().cpu().numpy(), theta)
-    m = torch.from_numpy(start[:, None] + np.arange(w.shape[1])[None, :]).to(t.device, torch.float64)
-    with np.errstate(divide="ignore"):
-        logw = torch.from_numpy(np.log(w)).to(t.device)
-    return m, logw
+class _Windows:
+    """Lineage windows for the unique values among element times ``t (N,)``.
+
+    Attributes:
+        m: ``(U, W)`` float64 lineage counts; logw: ``(U, W)`` log-probabilities (-inf padding);
+        width: ``(U,)`` used width of each row; inv: ``(N,)`` element -> unique row.
+    """
+
+    def __init__(self, t: Tensor, theta: float) -> None:
+        uniq, inv = np.unique(t.detach().double().cpu().numpy(), return_inverse=True)
+        start, w = _trimmed_weights(uniq, theta)
+        dev = t.device
+        self.m = torch.from_numpy(start[:, None] + np.arange(w.shape[1])[None, :]).to(dev, torch.float64)
+        with np.errstate(divide="ignore"):
+            self.logw = torch.from_numpy(np.log(w)).to(dev)
+        self.width = torch.from_numpy(w.shape[1] - np.argmax(w[:, ::-1] > 0, axis=1)).to(dev)
+        self.inv = torch.from_numpy(inv.reshape(-1)).to(dev)
+        self.w = torch.from_numpy(w).to(dev)
+
+    def groups(self):
+        """Yield ``(elements, width)``: element indices of similar window width, each group
+        holding at most ``_MAX_CELLS`` element x window cells."""
+        ew = self.width[self.inv]
+        order = torch.argsort(ew)
+        sorted_w = ew[order]
+        i, n = 0, len(order)
+        while i < n:
+            j = min(n, i + max(1, _MAX_CELLS // int(sorted_w[i])))
+            # widths grow along the order, so the cost of stopping at each j' is increasing
+            cost = torch.arange(1, j - i + 1, device=ew.device) * sorted_w[i:j]
+            j = i + max(1, int((cost <= _MAX_CELLS).sum()))
+            yield order[i:j], int(sorted_w[j - 1])
+            i = j
+
+
+_CACHE: dict[tuple[float, bytes], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _trimmed_weights(uniq: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``lineage_weights`` with each row cut to the m carrying more than 1e-18 of its peak mass
+    (the rest changes no float64 sum), re-packed left. The last few results are memoised because
+    sampling and scoring one batch ask for the same times twice."""
+    key = (float(theta), uniq.tobytes())
+    if key in _CACHE:
+        return _CACHE[key]
+    start, w = lineage_weights(uniq, theta)
+    keep = w > 1e-18 * w.max(axis=1, keepdims=True)
+    first = np.argmax(keep, axis=1)
+    last = w.shape[1] - np.argmax(keep[:, ::-1], axis=1)
+    width = int((last - first).max())
+    cols = first[:, None] + np.arange(width)[None, :]
+    packed = np.take_along_axis(w, np.minimum(cols, w.shape[1] - 1), axis=1)
+    packed[cols >= last[:, None]] = 0.0
+    packed /= packed.sum(axis=1, keepdims=True)
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (start + first, packed)
+    return _CACHE[key]
 
 
 def _log_beta_fn(p: Tensor, q: Tensor) -> Tensor:
     return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
 
 
-def _component_logits(y: Tensor, m: Tensor, logw: Tensor, a: float, b: float) -> Tensor:
-    """``log q_m + log Beta(y; a + m, b)`` for ``y (B, L)`` at vertex 1: ``(B, L, W)``."""
-    am = a + m  # (B, W)
-    const = logw - _log_beta_fn(am, torch.full_like(am, b))  # (B, W), independent of y
-    logy, log1my = torch.log(y), torch.log1p(-y)
-    return const[:, None, :] + (am[:, None, :] - 1.0) * logy[..., None] + (b - 1.0) * log1my[..., None]
+def stats_at_one(y: Tensor, t: Tensor, a: float, b: float) -> tuple[Tensor, Tensor]:
+    """log p_t(y | 1) and the posterior mean E[M | y] of the lineage count.
 
-
-def _chunks(B: int, L: int, W: int):
-    step = max(1, _MAX_CELLS // max(1, L * W))
-    for i in range(0, B, step):
-        yield slice(i, min(B, i + step))
-
-
-def _at_one_logpdf_and_mean_m(y: Tensor, t: Tensor, a: float, b: float) -> tuple[Tensor, Tensor]:
-    """log p_t(y | 1) and the posterior mean E[M | y] for ``y (B, L)``, ``t (B,)`` native."""
-    m, logw = _windows(t, a + b)
+    Args:
+        y: ``(N,)`` float64 in (0, 1); t: ``(N,)`` native times; a, b: Jacobi parameters.
+    Returns:
+        ``logp (N,)`` and ``mean_m (N,)``; the score is (a - 1 + mean_m) / y - (b - 1) / (1 - y).
+    """
+    win = _Windows(t, a + b)
+    # log q_m - log B(a + m, b): per unique time, independent of y
+    const = win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b))
     logp = torch.empty_like(y)
     mean_m = torch.empty_like(y)
-    for sl in _chunks(*y.shape, m.shape[1]):
-        logits = _component_logits(y[sl], m[sl], logw[sl], a, b)
-        lse = torch.logsumexp(logits, dim=-1)
-        logp[sl] = lse
-        mean_m[sl] = (torch.softmax(logits, dim=-1) * m[sl][:, None, :]).sum(-1)
+    logy, log1my = torch.log(y), torch.log1p(-y)
+    for idx, w in win.groups():
+        u = win.inv[idx]
+        mm = win.m[u, :w]
+        logits = const[u, :w] + (a + mm - 1.0) * logy[idx, None] + (b - 1.0) * log1my[idx, None]
+        top = logits.max(-1, keepdim=True).values
+        e = torch.exp(logits - top)
+        z = e.sum(-1)
+        logp[idx] = top.squeeze(-1) + torch.log(z)
+        mean_m[idx] = (e * mm).sum(-1) / z
     return logp, mean_m
-
-
-def _rows_time(y: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
-    """Flatten element-wise inputs to rows of length 1 with their own time."""
-    y = torch.as_tensor(y, dtype=torch.float64)
-    t = torch.as_tensor(t, dtype=torch.float64, device=y.device).expand_as(y).reshape(-1)
-    return y.reshape(-1, 1), t
-
-
-def _oriented(y: Tensor, x0: Tensor, a: float, b: float):
-    """Map x0 = 0 to the x0 = 1 problem: y -> 1 - y, (a, b) -> (b, a)."""
-    one = torch.as_tensor(x0, device=y.device).expand_as(y).reshape(y.shape) > 0.5
-    return one, torch.where(one, y, 1.0 - y)
-
-
-def jacobi_transition_logpdf(y: Tensor, x0: Tensor, t: Tensor | float, a: float, b: float) -> Tensor:
-    """log p_t(y | x0) for x0 in {0, 1}, element-wise over tensors of one shape (float64)."""
-    y_rows, t_rows = _rows_time(y, t)
-    one, yy = _oriented(y_rows, torch.as_tensor(x0).reshape(-1, 1) if torch.as_tensor(x0).dim() else x0, a, b)
-    out = torch.empty_like(yy)
-    for flag, (aa, bb) in ((True, (a, b)), (False, (b, a))):
-        sel = (one == flag).reshape(-1)
-        if sel.any():
-            out[sel] = _at_one_logpdf_and_mean_m(yy[sel], t_rows[sel], aa, bb)[0]
-    return out.reshape(torch.as_tensor(y).shape)
-
-
-def jacobi_transition_score(y: Tensor, x0: Tensor, t: Tensor | float, a: float, b: float) -> Tensor:
-    """d/dy log p_t(y | x0), analytic, element-wise (float64).
-
-    At vertex 1 the score is E[(a + M - 1) / y - (b - 1) / (1 - y) | y] with the posterior of M.
-    """
-    y_rows, t_rows = _rows_time(y, t)
-    one, yy = _oriented(y_rows, torch.as_tensor(x0).reshape(-1, 1) if torch.as_tensor(x0).dim() else x0, a, b)
-    out = torch.empty_like(yy)
-    for flag, (aa, bb), sign in ((True, (a, b), 1.0), (False, (b, a), -1.0)):
-        sel = (one == flag).reshape(-1)
-        if sel.any():
-            ys = yy[sel]
-            _, mean_m = _at_one_logpdf_and_mean_m(ys, t_rows[sel], aa, bb)
-            out[sel] = sign * ((aa - 1.0 + mean_m) / ys - (bb - 1.0) / (1.0 - ys))
-    return out.reshape(torch.as_tensor(y).shape)
 
 
 def numpy_rng(generator: Optional[torch.Generator]) -> np.random.Generator:
@@ -112,34 +122,66 @@ def numpy_rng(generator: Optional[torch.Generator]) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def sample_at_one(t: Tensor, L: int, a: float, b: float, *,
-                  generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
-    """Exact draws of x_t | x0 = 1 for ``t (B,)`` native, ``L`` draws per time.
-
-    Returns ``y (B, L)`` float64 and the lineage counts ``M (B, L)``.
-    """
-    m, logw = _windows(t, a + b)
-    cdf = torch.cumsum(torch.exp(logw), dim=-1)
-    cdf = cdf / cdf[:, -1:]
-    u = torch.rand((t.shape[0], L), generator=generator, dtype=torch.float64).to(t.device)
-    idx = torch.searchsorted(cdf, u).clamp_max(m.shape[1] - 1)
-    M = torch.gather(m, 1, idx)
-    rng = numpy_rng(generator)
+def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64."""
+    win = _Windows(t, a + b)
+    U, W = win.m.shape
+    cdf = torch.cumsum(win.w, dim=-1)
+    cdf = (cdf / cdf[:, -1:]).clamp_max(1.0)
+    u = torch.rand(t.shape[0], generator=generator, dtype=torch.float64).to(t.device)
+    # One searchsorted over all unique rows: row r's CDF is shifted into [2r, 2r + 1].
+    offsets = 2.0 * torch.arange(U, device=t.device, dtype=torch.float64)
+    pos = torch.searchsorted((cdf + offsets[:, None]).reshape(-1), u + offsets[win.inv])
+    col = (pos - win.inv * W).clamp(0, W - 1)
+    M = win.m[win.inv, col]
     alpha = (a + M).cpu().numpy()
-    y = rng.beta(alpha, np.full_like(alpha, b))
-    return torch.from_numpy(y).to(t.device), M
+    y = numpy_rng(generator).beta(alpha, np.full_like(alpha, b))
+    return torch.from_numpy(y).to(t.device)
+
+
+def _flat(x0: Tensor, y: Optional[Tensor], t: Tensor | float):
+    x0 = torch.as_tensor(x0)
+    shape = x0.shape if y is None else torch.as_tensor(y).shape
+    tt = torch.as_tensor(t, dtype=torch.float64).expand(shape).reshape(-1)
+    one = torch.as_tensor(x0).expand(shape).reshape(-1) > 0.5
+    return shape, tt, one
 
 
 def jacobi_transition_sample(x0: Tensor, t: Tensor | float, a: float, b: float, *,
                              generator: Optional[torch.Generator] = None) -> Tensor:
     """Exact draws of x_t given x0 in {0, 1} (element-wise; any continuous t > 0), float64."""
-    x0 = torch.as_tensor(x0)
-    t_rows = torch.as_tensor(t, dtype=torch.float64).expand(x0.shape).reshape(-1)
-    one = (x0.reshape(-1) > 0.5)
-    out = torch.empty(t_rows.shape[0], dtype=torch.float64)
-    for flag, (aa, bb) in ((True, (a, b)), (False, (b, a))):
-        sel = one == flag
-        if sel.any():
-            y, _ = sample_at_one(t_rows[sel], 1, aa, bb, generator=generator)
-            out[sel] = y[:, 0] if flag else 1.0 - y[:, 0]
-    return out.reshape(x0.shape)
+    shape, tt, one = _flat(x0, None, t)
+    out = torch.empty(tt.shape[0], dtype=torch.float64)
+    if one.any():
+        out[one] = draw_at_one(tt[one], a, b, generator=generator)
+    if (~one).any():
+        out[~one] = 1.0 - draw_at_one(tt[~one], b, a, generator=generator)
+    return out.reshape(shape)
+
+
+def _logpdf_and_score(y: Tensor, x0: Tensor, t: Tensor | float, a: float, b: float) -> tuple[Tensor, Tensor]:
+    shape, tt, one = _flat(x0, y, t)
+    yy = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    logp, score = torch.empty_like(yy), torch.empty_like(yy)
+    if one.any():
+        lp, mm = stats_at_one(yy[one], tt[one], a, b)
+        y1 = yy[one]
+        logp[one], score[one] = lp, (a - 1.0 + mm) / y1 - (b - 1.0) / (1.0 - y1)
+    if (~one).any():
+        y0 = yy[~one]
+        lp, mm = stats_at_one(1.0 - y0, tt[~one], b, a)
+        logp[~one], score[~one] = lp, (a - 1.0) / y0 - (b - 1.0 + mm) / (1.0 - y0)
+    return logp.reshape(shape), score.reshape(shape)
+
+
+def jacobi_transition_logpdf(y: Tensor, x0: Tensor, t: Tensor | float, a: float, b: float) -> Tensor:
+    """log p_t(y | x0) for x0 in {0, 1}, element-wise over tensors of one shape (float64)."""
+    return _logpdf_and_score(y, x0, t, a, b)[0]
+
+
+def jacobi_transition_score(y: Tensor, x0: Tensor, t: Tensor | float, a: float, b: float) -> Tensor:
+    """d/dy log p_t(y | x0), analytic, element-wise (float64).
+
+    At vertex 1 the score is E[(a + M - 1) / y - (b - 1) / (1 - y) | y] under the posterior of M.
+    """
+    return _logpdf_and_score(y, x0, t, a, b)[1]
