@@ -120,7 +120,12 @@ class Process(ABC):
         """
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """Call the network on a state; processes may post-process its raw output here."""
+        """Call the network on a state; processes may post-process its raw output here.
+
+        A model with ``takes_state = True`` (the oracles of the contract tests) gets the raw state.
+        """
+        if getattr(model, "takes_state", False):
+            return model(xt, t, cond)
         return model(self.model_input(xt, t), t, cond)
 
     # ------------------------------------------------------------------ forward process
@@ -191,6 +196,10 @@ class Process(ABC):
     @abstractmethod
     def decode(self, xt: Tensor) -> Tensor:
         """Read tokens ``(B, L)`` long off a state."""
+
+    @abstractmethod
+    def is_valid(self, xt: Tensor) -> bool:
+        """Whether ``xt`` is a valid state of this process (shape, dtype, domain)."""
 
     # ------------------------------------------------------------------ likelihood
     def bits_per_token(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,

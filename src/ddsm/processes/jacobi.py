@@ -263,6 +263,10 @@ class JacobiProcess(Process):
     def decode(self, xt: Tensor) -> Tensor:
         return sticks_to_simplex(xt).argmax(-1)
 
+    def is_valid(self, xt: Tensor) -> bool:
+        return (xt.dim() == 3 and xt.shape[-1] == self.K - 1 and xt.dtype == torch.float64
+                and bool(((xt > 0) & (xt < 1)).all()))
+
     # ------------------------------------------------------------------ likelihood
     def bits_per_token(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
                        pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
