@@ -1,0 +1,406 @@
+"""``ddsm`` command line: train, sample, score, demo, list.
+
+Bad input never produces a traceback: every rejection is one line ``ddsm: error: ...`` on stderr
+and exit code 2; outputs are written to a temporary name and renamed when complete, and an
+existing output is only replaced with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DDSMInputError
+
+logger = logging.getLogger("ddsm")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DDSMInputError("--device cuda requested but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise DDSMInputError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def _progress(desc: str, quiet: bool):
+    """A tqdm wrapper for iterables (stderr), or the identity when quiet."""
+    if quiet:
+        return lambda it: it
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def _check_output(path: Path, force: bool) -> None:
+    """Refuse before any work starts when an output would be lost or cannot be written."""
+    if path.exists() and not force:
+        raise DDSMInputError(f"{path} exists; use --force to overwrite")
+    if path.exists() and path.is_dir():
+        raise DDSMInputError(f"{path} is a directory, not a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DDSMInputError(f"output folder {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise DDSMInputError(f"output folder {parent} is not writable")
+
+
+def _load_dataset(path: str, *, alphabet=None, length=None, label_key=None, classes=None,
+                  unknown="error", seed=0):
+    from .data import encode_records, read_sequences
+
+    records = read_sequences(path)
+    return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
+                          unknown=unknown, rng=np.random.default_rng(seed))
+
+
+def _parse_json_file(path: Optional[str]) -> dict[str, Any]:
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise DDSMInputError(f"config file {p} not found")
+    try:
+        cfg = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DDSMInputError(f"config file {p} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise DDSMInputError(f"config file {p} must hold a JSON object")
+    unknown = set(cfg) - {"process", "model", "train"}
+    if unknown:
+        raise DDSMInputError(f"config file {p}: unknown keys {sorted(unknown)} (allowed: process, model, train)")
+    return cfg
+
+
+def _set_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` (value parsed as JSON when possible) -> dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise DDSMInputError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import fit
+    from .checkpoint import load_config
+    from .seeding import seed_everything
+    from .train import TrainConfig
+
+    cfg = _parse_json_file(args.config)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DDSMInputError(f"--out {out} exists and is not a folder")
+    if (out / "config.json").exists() and not (args.resume or args.force):
+        raise DDSMInputError(f"{out} already holds a checkpoint; use --resume to continue or --force to replace it")
+    if args.resume and not (out / "config.json").exists():
+        raise DDSMInputError(f"--resume: {out} holds no checkpoint")
+    train_cfg = dict(cfg.get("train", {}))
+    for key in ("steps", "batch_size", "lr", "seed"):
+        val = getattr(args, key)
+        if val is not None:
+            train_cfg[key] = val
+    train_cfg.setdefault("seed", 0)
+    if args.checkpoint_every is not None:
+        train_cfg["checkpoint_every"] = args.checkpoint_every
+    try:
+        tc = TrainConfig.from_dict(train_cfg)
+    except (TypeError, ValueError) as e:
+        raise DDSMInputError(f"training config: {e}") from None
+    seed_everything(tc.seed)
+    process_name = args.process or cfg.get("process", {}).get("name", "jacobi")
+    process_options = dict(cfg.get("process", {}).get("options", {}))
+    process_options.update(_set_options(args.process_set))
+    model_name = args.model or cfg.get("model", {}).get("name", "conv")
+    model_options = dict(cfg.get("model", {}).get("options", {}))
+    model_options.update(_set_options(args.model_set))
+    from .models import MODELS
+    from .processes import PROCESSES
+
+    if process_name not in PROCESSES:
+        raise DDSMInputError(f"unknown process {process_name!r}; known: {', '.join(sorted(PROCESSES))}")
+    if model_name not in MODELS:
+        raise DDSMInputError(f"unknown model {model_name!r}; known: {', '.join(sorted(MODELS))}")
+
+    alphabet = None
+    classes = None
+    if args.resume:
+        saved = load_config(out)
+        from .data import Alphabet
+
+        alphabet = Alphabet.from_config(saved["alphabet"])
+        classes = saved.get("classes") or None
+    elif args.alphabet:
+        from .data import get_alphabet
+
+        alphabet = get_alphabet(args.alphabet)
+    ds = _load_dataset(args.data, alphabet=alphabet, length=args.length, label_key=args.label_key,
+                       classes=classes, unknown=args.unknown, seed=tc.seed)
+    valid = None
+    if args.valid:
+        valid = _load_dataset(args.valid, alphabet=ds.alphabet, length=ds.length, label_key=args.label_key,
+                              classes=ds.classes if args.label_key else None, unknown=args.unknown, seed=tc.seed)
+    elif args.valid_fraction > 0 and len(ds) >= 20:
+        from .data import split
+
+        ds, valid = split(ds, args.valid_fraction, seed=tc.seed)
+    device = _device(args.device)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.steps, desc="train", dynamic_ncols=True, file=sys.stderr)
+
+    def on_step(step: int, info: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.n = step
+            post = {"loss": f"{info['loss']:.4f}"}
+            if "valid_loss" in info:
+                post["valid"] = f"{info['valid_loss']:.4f}"
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+
+    t0 = time.time()
+    try:
+        run, summary = fit(ds, out, process=process_name, process_options=process_options, model=model_name,
+                           model_options=model_options, train_config=tc, valid=valid, resume=args.resume,
+                           device=device, on_step=on_step,
+                           extra_meta={"data_path": str(args.data), "label_key": args.label_key,
+                                       "command": " ".join(sys.argv)})
+    except TypeError as e:
+        raise DDSMInputError(f"bad process/model option: {e}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    hist = summary.get("history", [])
+    (out / "history.json").write_text(json.dumps(hist, indent=1))
+    vl = summary.get("final_valid_loss")
+    print(f"trained {process_name}/{model_name} for {summary['step']} steps in {time.time() - t0:.0f} s; "
+          f"final train loss {summary.get('final_train_loss', float('nan')):.4f}"
+          + (f", valid loss {vl:.4f}" if vl is not None else "") + f"; checkpoint in {out}")
+    return 0
+
+
+def _parse_fixed(pattern: Optional[str], run) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``--fixed`` pattern (N = free) or a file holding it -> (tokens, mask)."""
+    if not pattern:
+        return None
+    p = Path(pattern)
+    if len(pattern) < 4096 and p.is_file():
+        pattern = "".join(p.read_text().split())
+    pattern = pattern.strip().upper()
+    L = run.seq_len
+    if len(pattern) != L:
+        raise DDSMInputError(f"--fixed pattern has length {len(pattern)}; the model generates length {L}")
+    letters = run.alphabet.letters
+    free = "N" if "N" not in letters else "."
+    tokens = np.zeros(L, dtype=np.int64)
+    mask = np.zeros(L, dtype=bool)
+    for i, ch in enumerate(pattern):
+        if ch in (free, "."):
+            continue
+        j = letters.find(ch)
+        if j < 0:
+            raise DDSMInputError(f"--fixed: letter {ch!r} at position {i + 1} is not in the alphabet {letters} (use {free} for free positions)")
+        tokens[i], mask[i] = j, True
+    return tokens, mask
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .api import generate, load_run
+    from .data import Record, write_fasta
+    from .seeding import seed_everything
+
+    out = Path(args.output)
+    _check_output(out, args.force)
+    if args.n < 1:
+        raise DDSMInputError("-n must be at least 1")
+    if args.steps < 1:
+        raise DDSMInputError("--steps must be at least 1")
+    if args.time_dilation < 1:
+        raise DDSMInputError("--time-dilation must be >= 1")
+    device = _device(args.device)
+    run = load_run(args.model, device=device)
+    gen = seed_everything(args.seed)
+    fixed = _parse_fixed(args.fixed, run)
+    if args.time_dilation > 1 and not run.process.supports_dilation:
+        raise DDSMInputError(f"process {run.process.name!r} does not support --time-dilation")
+    t0 = time.time()
+    seqs = generate(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
+                    fixed=fixed, dilation=args.time_dilation, dilation_after=args.dilation_after,
+                    generator=gen, device=device, progress=_progress("sample", args.quiet))
+    meta = {"model": Path(args.model).name, "process": run.process.name, "seed": str(args.seed),
+            "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
+    if args.class_name:
+        meta["class"] = args.class_name
+    records = [Record(id=f"sample_{i}", seq=s, meta=dict(meta)) for i, s in enumerate(seqs)]
+    write_fasta(out, records, force=args.force)
+    print(f"wrote {len(seqs)} sequences to {out} in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .api import load_run, score
+    from .data import write_tsv
+    from .seeding import seed_everything
+
+    out = Path(args.output)
+    _check_output(out, args.force)
+    device = _device(args.device)
+    run = load_run(args.model, device=device)
+    gen = seed_everything(args.seed)
+    label_key = run.config.get("label_key") if run.classes else None
+    ds = _load_dataset(args.sequences, alphabet=run.alphabet, length=run.seq_len if args.crop else None,
+                       label_key=label_key if args.use_labels else None,
+                       classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown)
+    if ds.length != run.seq_len:
+        raise DDSMInputError(f"sequences have length {ds.length}; the model was trained on length {run.seq_len} (use --crop)")
+    t0 = time.time()
+    bits = score(run, ds, steps=args.steps, batch_size=args.batch_size, repeats=args.repeats, generator=gen,
+                 device=device, progress=_progress("score", args.quiet))
+    rows = [{"id": i, "length": ds.length, "bits_per_token": f"{b:.5f}", "process": run.process.name,
+             "seed": args.seed, "steps": args.steps} for i, b in zip(ds.ids, bits)]
+    write_tsv(out, rows, force=args.force)
+    print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: mean {float(np.mean(bits)):.4f} bits/token -> {out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .models import MODELS
+    from .processes import PROCESSES
+
+    if args.what == "processes":
+        for name in sorted(PROCESSES):
+            cls = PROCESSES[name]
+            opts = ", ".join(f"{k}={v!r}" for k, v in cls.options().items())
+            print(f"{name:16s} {cls.description}\n{'':16s} options: {opts or '-'}")
+    else:
+        for name in sorted(MODELS):
+            print(f"{name:16s} {getattr(MODELS[name], 'description', '')}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=Path(args.out), steps=args.steps, seed=args.seed, n=args.n, force=args.force,
+                    quiet=args.quiet, device=_device(args.device))
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ddsm", description="Dirichlet diffusion score models and other discrete "
+                                "diffusion processes for biological sequences.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, seed_default: int = 0) -> None:
+        sp.add_argument("--seed", type=int, default=seed_default, help="seeds every random generator (recorded in outputs)")
+        sp.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a model on a FASTA/TSV file")
+    t.add_argument("--data", required=True, help="FASTA (optionally gzipped) or TSV/CSV with a 'sequence' column")
+    t.add_argument("--out", required=True, help="checkpoint folder")
+    t.add_argument("--process", default=None, help="corruption process (see 'ddsm list processes'); default jacobi")
+    t.add_argument("--model", default=None, help="backbone: conv | transformer | mlp; default conv")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None, help="seeds every random generator (default 0)")
+    t.add_argument("--config", default=None, help="JSON file with 'process', 'model', 'train' sections")
+    t.add_argument("--set-process", dest="process_set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--set-model", dest="model_set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--valid", default=None, help="validation file (default: a random --valid-fraction of --data)")
+    t.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.05)
+    t.add_argument("--length", type=int, default=None, help="crop/pad sequences to this length")
+    t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
+    t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom:LETTERS (default: inferred)")
+    t.add_argument("--unknown", default="error", choices=["error", "random", "skip"], help="letters outside the alphabet (e.g. N)")
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    t.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="generate sequences from a trained model")
+    s.add_argument("model", help="checkpoint folder")
+    s.add_argument("-n", type=int, default=100, help="number of sequences")
+    s.add_argument("-o", "--output", required=True, help="output FASTA")
+    s.add_argument("--steps", type=int, default=100)
+    s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0)
+    s.add_argument("--dilation-after", dest="dilation_after", type=float, default=1.0,
+                   help="apply dilation only once public time drops below this (1 = whole run)")
+    s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
+    s.add_argument("--fixed", default=None, help="pattern of the sequence length (N = free) or a file holding it")
+    s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    s.add_argument("--force", action="store_true")
+    common(s)
+    s.set_defaults(func=cmd_sample)
+
+    c = sub.add_parser("score", help="bits per token of sequences under a model")
+    c.add_argument("model", help="checkpoint folder")
+    c.add_argument("sequences", help="FASTA or TSV")
+    c.add_argument("-o", "--output", required=True, help="output TSV")
+    c.add_argument("--steps", type=int, default=50, help="ODE / Monte-Carlo steps")
+    c.add_argument("--repeats", type=int, default=1, help="independent estimates to average")
+    c.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    c.add_argument("--crop", action="store_true", help="crop/pad sequences to the model's length")
+    c.add_argument("--use-labels", dest="use_labels", action="store_true", help="condition on labels in the headers")
+    c.add_argument("--unknown", default="error", choices=["error", "random", "skip"])
+    c.add_argument("--force", action="store_true")
+    common(c)
+    c.set_defaults(func=cmd_score)
+
+    d = sub.add_parser("demo", help="train a small DDSM on bundled DHS sequences, sample, compare with real data")
+    d.add_argument("--out", default="ddsm_demo", help="output folder")
+    d.add_argument("--steps", type=int, default=1500)
+    d.add_argument("-n", type=int, default=200, help="sequences to generate")
+    d.add_argument("--force", action="store_true")
+    common(d)
+    d.set_defaults(func=cmd_demo)
+
+    ls = sub.add_parser("list", help="list processes or models")
+    ls.add_argument("what", choices=["processes", "models"])
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except DDSMInputError as e:
+        print(f"ddsm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddsm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
