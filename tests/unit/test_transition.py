@@ -16,7 +16,7 @@ from scipy.special import betainc
 from scipy.stats import beta as beta_dist
 from scipy.stats import kstest
 
-from ddsm.special.lineage import T_FLOAT64, lineage_weights, lineage_weights_reference, _window
+from ddsm.special.lineage import _window, lineage_weights, lineage_weights_reference
 from ddsm.special.spectral import jacobi_spectral_density, jacobi_spectral_density_mp
 from ddsm.special.transition import (
     jacobi_transition_logpdf,

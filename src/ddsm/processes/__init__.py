@@ -6,10 +6,22 @@ from typing import Any
 
 from .base import LossOutput, NoisySample, Process
 from .jacobi import JacobiProcess
+from .masked import MaskedProcess
+from .discrete_fm import DiscreteFMProcess
+from .uniform import UniformProcess
+from .bits import BitsProcess
+from .dirichlet_fm import DirichletFMProcess
+from .autoregressive import AutoregressiveProcess
 
 #: name (the CLI's ``--process``) -> class
 PROCESSES: dict[str, type[Process]] = {
     JacobiProcess.name: JacobiProcess,
+    MaskedProcess.name: MaskedProcess,
+    DiscreteFMProcess.name: DiscreteFMProcess,
+    UniformProcess.name: UniformProcess,
+    BitsProcess.name: BitsProcess,
+    DirichletFMProcess.name: DirichletFMProcess,
+    AutoregressiveProcess.name: AutoregressiveProcess,
 }
 
 
