@@ -102,13 +102,19 @@ def test_c_gradient_matches_finite_differences():
 
 
 def _integrate_conditional(process, x, target, a_end, steps):
-    """Heun integration of dx/dalpha = u(x | e_target) from alpha = 1 to a_end."""
+    """RK4 integration of dx/dalpha = u(x | e_target) from alpha = 1 to a_end."""
     a = torch.ones(x.shape[0], dtype=F64)
     h = (a_end - 1.0) / steps
+
+    def f(z, al):
+        return process.conditional_field(z, target, al)
+
     for _ in range(steps):
-        k1 = process.conditional_field(x, target, a)
-        k2 = process.conditional_field(x + h * k1, target, a + h)
-        x, a = x + 0.5 * h * (k1 + k2), a + h
+        k1 = f(x, a)
+        k2 = f(x + 0.5 * h * k1, a + 0.5 * h)
+        k3 = f(x + 0.5 * h * k2, a + 0.5 * h)
+        k4 = f(x + h * k3, a + h)
+        x, a = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), a + h
     return x
 
 
@@ -118,13 +124,15 @@ def test_conditional_flow_transports_dirichlet_path(K):
     n, a_end = 3000, 6.0
     x1 = p.prior((n, 1), generator=gen(K))
     target = torch.randint(0, K, (n, 1), generator=gen(100 + K))
-    x = _integrate_conditional(p, x1, target, a_end, steps=60)
+    x = _integrate_conditional(p, x1, target, a_end, steps=50)
     assert bool(((x.sum(-1) - 1).abs() < 1e-12).all()) and bool((x > 0).all())
     idx = target[..., None]
     xi1, xi = x1.gather(-1, idx).reshape(-1).numpy(), x.gather(-1, idx).reshape(-1).numpy()
-    # The 1D flow keeps the Beta CDF value: exact pointwise map.
+    # The 1D flow keeps the Beta CDF value: exact pointwise map. (The worst points start near
+    # x_i = 0, where C ~ -x log x is not smooth and RK4 converges more slowly.)
     exact = betaincinv(a_end, K - 1, betainc(1.0, K - 1, xi1))
-    np.testing.assert_allclose(xi, exact, atol=2e-5)
+    err = np.abs(xi - exact)
+    assert np.median(err) < 1e-7 and err.max() < 1e-4
     assert stats.kstest(xi, stats.beta(a_end, K - 1).cdf).pvalue > 1e-3
     # The other coordinates keep their ratios: x_j / (1 - x_i) ~ Beta(1, K - 2) for one j != i.
     j = (target + 1) % K
@@ -242,11 +250,13 @@ def test_ode_likelihood_of_the_exact_posterior():
     p = DirichletFMProcess(K, alpha_max=6.0)
     model = ExactPosterior(p, pi)
     x0 = torch.multinomial(pi, B * L, replacement=True, generator=gen(10)).reshape(B, L)
-    bits = p.bits_per_token(model, x0, generator=gen(11), steps=40, divergence="exact")
+    bits = p.bits_per_token(model, x0, generator=gen(11), steps=80, divergence="exact")
     # the same noisy points as bits_per_token drew (same generator stream)
     x = p.dirichlet_draw(x0, torch.full((B,), 6.0, dtype=F64), generator=gen(11))
     expected = _closed_form_bits(p, pi, x, 6.0)
-    np.testing.assert_allclose(bits.numpy(), expected.numpy(), atol=5e-3)
+    # Heun's error here is second order: about 2e-3 at 80 steps, 5e-4 at 160.
+    np.testing.assert_allclose(bits.numpy(), expected.numpy(), atol=4e-3)
+    assert abs(float((bits - expected).mean())) < 5e-4
     # the bound is above the entropy of the letters (in expectation: checked on many draws)
     entropy = float(-(pi * torch.log2(pi)).sum())
     x0_many = torch.multinomial(pi, 20000, replacement=True, generator=gen(12)).reshape(-1, 1)

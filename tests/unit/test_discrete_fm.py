@@ -221,7 +221,7 @@ def test_uniform_elbo_monte_carlo_matches_quadrature():
     proc = DiscreteFMProcess(K1, source="uniform")
     reps = 400
     x0 = torch.arange(K1).repeat(reps)[:, None]
-    bits = proc.bits_per_token(TableModel(), x0, generator=gen(6), steps=32).double()
+    bits = proc.bits_per_token(TableModel(), x0, generator=gen(6), steps=128).double()
     nats = bits.reshape(reps, K1) * math.log(2)
     est, se = nats.mean(0), nats.std(0) / math.sqrt(reps)
     for x in range(K1):

@@ -230,8 +230,9 @@ def test_elbo_bounds_nll_of_inexact_model():
 
         def __call__(self, z, t, cond=None):
             z1, z2 = z[:, 0], z[:, 1]
-            first = torch.where((z2 == K)[:, None], torch.from_numpy(m1), torch.from_numpy(c21)[z2.clamp(max=K - 1)])
-            second = torch.where((z1 == K)[:, None], torch.from_numpy(m2), torch.from_numpy(c12)[z1.clamp(max=K - 1)])
+            t21, t12 = torch.from_numpy(c21), torch.from_numpy(c12)
+            first = torch.where((z2 == K)[:, None], torch.from_numpy(m1), t21[z2.clamp(max=K - 1)])
+            second = torch.where((z1 == K)[:, None], torch.from_numpy(m2), t12[z1.clamp(max=K - 1)])
             return torch.log(torch.stack([first, second], dim=1)).float()
 
     proc = MaskedProcess(K)

@@ -29,13 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..special.lineage import T_FLOAT64, T_NORMAL
 from ..special.stickbreaking import sticks_to_simplex
 from ..special.transition import draw_at_one, numpy_rng, stats_at_one
 from .base import ModelFn, NoisySample, Process
 
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
-_SNAP_GRID = 40  # training times in the multi-precision band are snapped to this many points
 
 
 class JacobiProcess(Process):
@@ -134,19 +132,7 @@ class JacobiProcess(Process):
                     device: Optional[torch.device] = None) -> Tensor:
         lo = math.sqrt(self.t_train_min / self.T)
         u = super().sample_time(batch, generator=generator, device=device).double()
-        t = lo + (1.0 - lo) * u
-        return self._snap(t).float()
-
-    def _snap(self, t: Tensor) -> Tensor:
-        """Snap times whose stick clocks fall in the multi-precision band of the lineage law to a
-        fixed grid, so training pays that (cached) cost a bounded number of times. The noisy
-        state is exact for the snapped time, which is the time the network is told."""
-        lo, hi = T_NORMAL / self.speed.max(), T_FLOAT64 / self.speed.min()
-        grid = torch.from_numpy(np.geomspace(lo, hi, _SNAP_GRID)).to(t.device)
-        tau = self.native_time(t)
-        band = (tau >= lo) & (tau < hi)
-        nearest = grid[torch.argmin((torch.log(tau)[:, None] - torch.log(grid)[None, :]).abs(), dim=1)]
-        return torch.where(band, self.public_time(nearest), t.double())
+        return (lo + (1.0 - lo) * u).float()
 
     def _stick_times(self, tau: Tensor, L: int) -> list[Tensor]:
         """Per stick, the native time of every element ``(B * L,)`` (speed s_i times tau)."""

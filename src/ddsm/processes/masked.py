@@ -61,7 +61,7 @@ class MaskedProcess(Process):
     """Absorbing-state diffusion with the SUBS parameterisation and the MDLM loss."""
 
     name = "masked"
-    description = "MDLM: masked (absorbing-state) diffusion, SUBS parameterisation, ancestral or first-hitting sampler"
+    description = "MDLM: masked (absorbing-state) diffusion, SUBS, ancestral or first-hitting sampler"
     state_kind = "tokens"
 
     def __init__(self, K: int, eps: float = 1e-3, sampler: str = "ancestral",

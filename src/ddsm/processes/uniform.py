@@ -33,9 +33,10 @@ Loss (continuous-time NELBO density, the t -> continuum limit of D3PM's KL sum; 
 
 a sum of non-negative terms, evaluated in float64. The full bound is
 
-    -log P(x0) <= E[-log p_theta(x0 | x_{t_min})] + int_{t_min}^1 E f(t) dt + KL(q(x_1 | x0) || U),
+    -log P(x0) <= E[-log p_theta(x_0 | x_{t_min})] + int_{t_min}^1 E f(t) dt + KL(q(x_1 | x0) || U),
 
-per token; ``bits_per_token`` estimates all three, the training loss is the integral alone.
+per token, where the decoder p_theta(x_0 | x_{t_min}) is the reverse step from t_min to 0 (for
+``posterior`` that is softmax(output) itself); ``bits_per_token`` estimates all three, the training loss is the integral alone.
 """
 
 from __future__ import annotations
@@ -247,10 +248,12 @@ class UniformProcess(Process):
             noisy = self.sample_noisy(x0, t, generator=generator)
             out = self.model_output(model, noisy.xt, noisy.t, cond)
             total += (self.loss_terms(out, x0, noisy).double() * real).sum(-1) / steps
+        # reconstruction: the model's own reverse step from t_min to 0 is the decoder
         t0 = torch.full((B,), self.t_min, device=x0.device)
         noisy = self.sample_noisy(x0, t0, generator=generator)
-        logp = torch.log_softmax(self.model_output(model, noisy.xt, t0, cond).double(), dim=-1)
-        total += (-logp.gather(-1, x0[..., None]).squeeze(-1) * real).sum(-1)
+        out = self.model_output(model, noisy.xt, t0, cond)
+        probs = self.reverse_probs(out, noisy.xt, t0, torch.zeros_like(t0))
+        total += (-torch.log(probs.gather(-1, x0[..., None]).squeeze(-1)) * real).sum(-1)
         n_real = real.sum(-1)
         total += self.prior_kl() * n_real
         return total / (n_real.clamp_min(1.0) * math.log(2.0))
