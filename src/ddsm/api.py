@@ -7,7 +7,6 @@ files and draws progress bars.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -125,6 +124,7 @@ def fit(
                     device=device, on_step=on_step, model_name=model)
     if out_dir is not None:
         return load_run(out_dir, device=device), summary
+    summary["ema"].copy_to(net)
     return Run(proc, net.eval(), {**meta, "process": {"name": process, "options": proc.config()}}), summary
 
 
@@ -228,6 +228,3 @@ def sequence_summary(designed: Sequence[str], reference: Sequence[str]) -> dict[
         "kmer4_js": kmer_js(designed, reference, 4),
     }
 
-
-def _ln2() -> float:
-    return math.log(2.0)

@@ -131,7 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     process_name = args.process or cfg.get("process", {}).get("name", "jacobi")
     process_options = dict(cfg.get("process", {}).get("options", {}))
     process_options.update(_set_options(args.process_set))
-    model_name = args.model or cfg.get("model", {}).get("name", "conv")
+    from .processes import PROCESSES as _P
+
+    default_model = "transformer" if (process_name in _P and _P[process_name].causal) else "conv"
+    model_name = args.model or cfg.get("model", {}).get("name", default_model)
     model_options = dict(cfg.get("model", {}).get("options", {}))
     model_options.update(_set_options(args.model_set))
     from .models import MODELS
@@ -380,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true")
     common(d)
     d.set_defaults(func=cmd_demo)
+
+    from .sudoku.cli import add_sudoku_parser  # `ddsm sudoku ...` lives with the Sudoku code
+
+    add_sudoku_parser(sub)
 
     ls = sub.add_parser("list", help="list processes or models")
     ls.add_argument("what", choices=["processes", "models"])

@@ -90,5 +90,5 @@ def run_demo(out: Path, *, steps: int = 1500, seed: int = 0, n: int = 200, force
         say(f"{label:28s} {base_m[key]:10.4f} {trained_m[key]:10.4f} {train_m[key]:10.4f}")
     (out / "summary.json").write_text(json.dumps(
         {"seed": seed, "steps": steps, "n": n, "ddsm": trained_m, "untrained": base_m, "real_train": train_m,
-         "train_summary": {k: v for k, v in summary.items() if k != "history"}}, indent=1, default=float))
+         "train_summary": {k: v for k, v in summary.items() if k not in ("history", "ema")}}, indent=1, default=float))
     return 0

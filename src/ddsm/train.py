@@ -283,7 +283,8 @@ def train(
 
     Returns:
         ``{"history": [{step, train_loss, valid_loss, lr, seconds}, ...], "step", "seconds",
-        "final_train_loss", "final_valid_loss"}`` (losses None when not measured).
+        "final_train_loss", "final_valid_loss", "ema"}`` (losses None when not measured; ``ema`` is
+        the :class:`EMA` object, whose weights sampling should use).
 
     Raises:
         FloatingPointError: a non-finite loss or gradient norm, naming the step; the last
@@ -436,6 +437,7 @@ def train(
         "seconds": seconds,
         "final_train_loss": train_losses[-1] if train_losses else None,
         "final_valid_loss": valid_losses[-1] if valid_losses else None,
+        "ema": ema,  # the EMA object (not JSON): ``summary["ema"].copy_to(model)`` to use its weights
     }
 
 

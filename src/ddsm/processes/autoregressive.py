@@ -191,9 +191,10 @@ class AutoregressiveProcess(Process):
         tokens = self.prior(shape, device=device)
         cached = use_cache and hasattr(model, "forward_step")
         cache = None
+        bos = torch.full((B,), self.K, dtype=torch.long, device=device)
         for i in range(L):
             if cached:
-                prev = tokens[:, i - 1] if i > 0 else torch.full((B,), self.K, dtype=torch.long, device=device)
+                prev = tokens[:, i - 1] if i > 0 else bos
                 x_new = F.one_hot(prev, self.K + 1).float()[:, None, :]
                 logits, cache = model.forward_step(x_new, i, cache, cond)
             else:

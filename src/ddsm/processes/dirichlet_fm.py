@@ -140,7 +140,7 @@ class DirichletFMProcess(Process):
     """Dirichlet flow matching: Dir(1 + (alpha - 1) e_x0) paths, denoiser trained by cross-entropy."""
 
     name = "dirichlet-fm"
-    description = "Dirichlet flow matching (Stark et al. 2024): Dir(1 + (alpha-1) e_x) paths, Euler ODE in alpha"
+    description = "Dirichlet flow matching (Stark et al. 2024): Dir(1 + (alpha-1) e_x) paths, Euler ODE"
     state_kind = "simplex"
 
     def __init__(self, K: int, alpha_scale: float = 2.0, alpha_max: float = 8.0,

@@ -1,0 +1,1 @@
+"""Sudoku: boards, rules, a grid generator, a structured denoiser and solvers."""
