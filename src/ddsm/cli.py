@@ -46,10 +46,10 @@ def _progress(desc: str, quiet: bool):
 
 def _check_output(path: Path, force: bool) -> None:
     """Refuse before any work starts when an output would be lost or cannot be written."""
+    if path.is_dir():
+        raise DDSMInputError(f"{path} is a directory, not a file")
     if path.exists() and not force:
         raise DDSMInputError(f"{path} exists; use --force to overwrite")
-    if path.exists() and path.is_dir():
-        raise DDSMInputError(f"{path} is a directory, not a file")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise DDSMInputError(f"output folder {parent} does not exist")
@@ -57,6 +57,31 @@ def _check_output(path: Path, force: bool) -> None:
 
     if not os.access(parent, os.W_OK):
         raise DDSMInputError(f"output folder {parent} is not writable")
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse before training when the checkpoint folder could not be created or written."""
+    import os
+
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise DDSMInputError(f"cannot create --out {out}: {base} is not a folder")
+    if not os.access(base, os.W_OK):
+        raise DDSMInputError(f"cannot create --out {out}: {base} is not writable")
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise DDSMInputError(f"--seed must be in [0, 2**63), got {seed}")
+
+
+def _check_positive(**values: Any) -> None:
+    """``--name`` values that must be at least 1 (keyword names use _ for -)."""
+    for name, value in values.items():
+        if value < 1:
+            raise DDSMInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
 def _load_dataset(path: str, *, alphabet=None, length=None, label_key=None, classes=None,
@@ -80,6 +105,11 @@ def _parse_json_file(path: Optional[str]) -> dict[str, Any]:
         raise DDSMInputError(f"config file {p} is not valid JSON: {e}") from None
     if not isinstance(cfg, dict):
         raise DDSMInputError(f"config file {p} must hold a JSON object")
+    for section, value in cfg.items():
+        if not isinstance(value, dict):
+            raise DDSMInputError(f"config file {p}: {section!r} must be a JSON object")
+        if not isinstance(value.get("options", {}), dict):
+            raise DDSMInputError(f"config file {p}: {section}.options must be a JSON object")
     unknown = set(cfg) - {"process", "model", "train"}
     if unknown:
         raise DDSMInputError(f"config file {p}: unknown keys {sorted(unknown)} (allowed: process, model, train)")
@@ -115,7 +145,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise DDSMInputError(f"{out} already holds a checkpoint; use --resume to continue or --force to replace it")
     if args.resume and not (out / "config.json").exists():
         raise DDSMInputError(f"--resume: {out} holds no checkpoint")
-    train_cfg = dict(cfg.get("train", {}))
+    _check_out_folder(out)
+    if args.seed is not None:
+        _check_seed(args.seed)
+    # --resume: the saved run's settings are the defaults; --config and the command line override them.
+    saved = load_config(out) if args.resume else {}
+    saved_proc, saved_model = saved.get("process") or {}, saved.get("model") or {}
+    if args.label_key is None and saved.get("label_key"):
+        args.label_key = saved["label_key"]
+    train_cfg = dict(saved.get("train") or {})
+    train_cfg.update(cfg.get("train", {}))
     for key in ("steps", "batch_size", "lr", "seed"):
         val = getattr(args, key)
         if val is not None:
@@ -127,15 +166,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         tc = TrainConfig.from_dict(train_cfg)
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"training config: {e}") from None
+    _check_positive(steps=tc.steps)
     seed_everything(tc.seed)
-    process_name = args.process or cfg.get("process", {}).get("name", "jacobi")
-    process_options = dict(cfg.get("process", {}).get("options", {}))
+    process_name = args.process or cfg.get("process", {}).get("name") or saved_proc.get("name") or "jacobi"
+    process_options = ({k: v for k, v in saved_proc.get("options", {}).items() if k != "K"}
+                       if process_name == saved_proc.get("name") else {})
+    process_options.update(cfg.get("process", {}).get("options", {}))
     process_options.update(_set_options(args.process_set))
     from .processes import PROCESSES as _P
 
     default_model = "transformer" if (process_name in _P and _P[process_name].causal) else "conv"
-    model_name = args.model or cfg.get("model", {}).get("name", default_model)
-    model_options = dict(cfg.get("model", {}).get("options", {}))
+    model_name = args.model or cfg.get("model", {}).get("name") or saved_model.get("name") or default_model
+    model_options = ({k: v for k, v in saved_model.get("options", {}).items()
+                      if k not in ("in_channels", "out_channels", "n_classes")}
+                     if model_name == saved_model.get("name") else {})
+    model_options.update(cfg.get("model", {}).get("options", {}))
     model_options.update(_set_options(args.model_set))
     from .models import MODELS
     from .processes import PROCESSES
@@ -167,6 +212,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .data import split
 
         ds, valid = split(ds, args.valid_fraction, seed=tc.seed)
+    # Build the process and network once so that a bad option is reported before any training.
+    from .api import build_network
+    from .processes import build_process
+
+    try:
+        build_network(build_process(process_name, ds.alphabet.K, **process_options), model_name,
+                      len(ds.classes) if ds.labels is not None else 0, model_options)
+    except (TypeError, ValueError) as e:
+        raise DDSMInputError(f"bad process/model option: {e}") from None
     device = _device(args.device)
     bar = None
     if not args.quiet:
@@ -189,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                            model_options=model_options, train_config=tc, valid=valid, resume=args.resume,
                            device=device, on_step=on_step,
                            extra_meta={"data_path": str(args.data), "label_key": args.label_key,
-                                       "command": " ".join(sys.argv)})
+                                       "command": " ".join(["ddsm", *args.argv])})
     except TypeError as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
     finally:
@@ -238,10 +292,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_output(out, args.force)
     if args.n < 1:
         raise DDSMInputError("-n must be at least 1")
-    if args.steps < 1:
-        raise DDSMInputError("--steps must be at least 1")
-    if args.time_dilation < 1:
-        raise DDSMInputError("--time-dilation must be >= 1")
+    _check_positive(steps=args.steps, batch_size=args.batch_size)
+    _check_seed(args.seed)
+    if not (math.isfinite(args.time_dilation) and args.time_dilation >= 1):
+        raise DDSMInputError("--time-dilation must be a finite number >= 1")
+    if not 0 <= args.dilation_after <= 1:
+        raise DDSMInputError("--dilation-after must be in [0, 1]")
     device = _device(args.device)
     run = load_run(args.model, device=device)
     gen = seed_everything(args.seed)
@@ -252,7 +308,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     seqs = generate(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
                     fixed=fixed, dilation=args.time_dilation, dilation_after=args.dilation_after,
                     generator=gen, device=device, progress=_progress("sample", args.quiet))
-    meta = {"model": Path(args.model).name, "process": run.process.name, "seed": str(args.seed),
+    meta = {"model": Path(args.model).resolve().name, "process": run.process.name, "seed": str(args.seed),
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
     if args.class_name:
         meta["class"] = args.class_name
@@ -269,6 +325,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_output(out, args.force)
+    _check_positive(steps=args.steps, repeats=args.repeats, batch_size=args.batch_size)
+    _check_seed(args.seed)
     device = _device(args.device)
     run = load_run(args.model, device=device)
     gen = seed_everything(args.seed)
@@ -306,6 +364,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _check_positive(steps=args.steps)
+    if args.n < 1:
+        raise DDSMInputError("-n must be at least 1")
+    _check_seed(args.seed)
     return run_demo(out=Path(args.out), steps=args.steps, seed=args.seed, n=args.n, force=args.force,
                     quiet=args.quiet, device=_device(args.device))
 
@@ -397,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in checkpoints
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

@@ -274,7 +274,6 @@ def test_exact_posterior_elbo_equals_entropy_by_quadrature(kind, schedule):
                                 .squeeze(-1).sum(-1)).sum()) for m in range(M))
     bound = (diffusion + recon + L * p.prior_kl()) / math.log(2.0)
     entropy = float(-(pi * pi.log()).sum()) / math.log(2.0)
-    print("GAP", bound - entropy)
     assert entropy <= bound + 1e-9 and bound - entropy < 2e-3
 
 

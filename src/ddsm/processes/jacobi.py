@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..special.stickbreaking import sticks_to_simplex
-from ..special.transition import draw_at_one, numpy_rng, stats_at_one
+from ..special.transition import beta_sample, draw_at_one, stats_at_one
 from .base import ModelFn, NoisySample, Process
 
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
@@ -124,9 +124,9 @@ class JacobiProcess(Process):
     # ------------------------------------------------------------------ forward process
     def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> Tensor:
-        rng = numpy_rng(generator)
-        v = rng.beta(self.a, self.b, size=(*shape, self.K - 1))
-        return torch.from_numpy(v).to(device).clamp(self.eps, 1 - self.eps)
+        a = torch.as_tensor(self.a, dtype=torch.float64, device=device).expand(*shape, self.K - 1)
+        b = torch.as_tensor(self.b, dtype=torch.float64, device=device).expand(*shape, self.K - 1)
+        return beta_sample(a, b, generator=generator).clamp(self.eps, 1 - self.eps)
 
     def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
                     device: Optional[torch.device] = None) -> Tensor:
@@ -143,7 +143,6 @@ class JacobiProcess(Process):
         tau = self.native_time(t)
         B, L = x0.shape
         k = x0.reshape(-1)
-        rng = numpy_rng(generator)
         v = torch.empty(B * L, self.K - 1, dtype=torch.float64, device=x0.device)
         for i, ti in enumerate(self._stick_times(tau, L)):
             a, b = float(self.a[i]), float(self.b[i])
@@ -154,7 +153,8 @@ class JacobiProcess(Process):
             if at_zero.any():
                 v[at_zero, i] = 1.0 - draw_at_one(ti[at_zero], b, a, generator=generator)
             if free.any():
-                v[free, i] = torch.from_numpy(rng.beta(a, b, size=int(free.sum()))).to(x0.device)
+                ones = torch.ones(int(free.sum()), dtype=torch.float64, device=x0.device)
+                v[free, i] = beta_sample(a * ones, b * ones, generator=generator)
         v = v.reshape(B, L, self.K - 1).clamp(self.eps, 1 - self.eps)
         target = self.output_from_score(self.conditional_score(x0, v, tau), v, tau)
         return NoisySample(xt=v, t=t, target=target.float())
@@ -235,7 +235,7 @@ class JacobiProcess(Process):
         a, b, sp = self._stick_params(v)
         score = self.score_from_output(output, v, tau)
         drift = sp * (0.5 * (a * (1 - v) - b * v) - (1 - 2 * v) - v * (1 - v) * score)
-        noise = torch.randn(v.shape, generator=generator, dtype=torch.float64).to(v.device)
+        noise = torch.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
         v = v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise
         return v.clamp(self.eps, 1 - self.eps)
 

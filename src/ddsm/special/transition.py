@@ -127,21 +127,40 @@ def numpy_rng(generator: Optional[torch.Generator]) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def beta_sample(alpha: Tensor, beta: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Beta(alpha, beta) draws of ``alpha``'s shape and device, float64.
+
+    On the CPU: NumPy's sampler seeded from ``generator`` (torch has no seeded gamma sampler). On an
+    accelerator: torch's gamma sampler on the device, Beta = Ga / (Ga + Gb), so the draws stay on
+    the device; they follow torch's global seed for that device (set by the CLI's ``--seed``),
+    since torch's gamma sampler takes no generator.
+    """
+    alpha, beta = torch.broadcast_tensors(alpha.double(), torch.as_tensor(beta, dtype=torch.float64, device=alpha.device))
+    if alpha.device.type == "cpu":
+        y = numpy_rng(generator).beta(alpha.numpy(), beta.numpy())
+        return torch.from_numpy(np.asarray(y, dtype=np.float64)).reshape(alpha.shape)
+    ga, gb = torch._standard_gamma(alpha), torch._standard_gamma(beta)
+    return ga / (ga + gb)
+
+
 def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Generator] = None) -> Tensor:
     """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64."""
     win = _Windows(t, a + b)
     U, W = win.m.shape
     cdf = torch.cumsum(win.w, dim=-1)
     cdf = (cdf / cdf[:, -1:]).clamp_max(1.0)
-    u = torch.rand(t.shape[0], generator=generator, dtype=torch.float64).to(t.device)
+    u = _uniform(t.shape[0], t.device, generator)
     # One searchsorted over all unique rows: row r's CDF is shifted into [2r, 2r + 1].
     offsets = 2.0 * torch.arange(U, device=t.device, dtype=torch.float64)
     pos = torch.searchsorted((cdf + offsets[:, None]).reshape(-1), u + offsets[win.inv])
     col = (pos - win.inv * W).clamp(0, W - 1)
     M = win.m[win.inv, col]
-    alpha = (a + M).cpu().numpy()
-    y = numpy_rng(generator).beta(alpha, np.full_like(alpha, b))
-    return torch.from_numpy(y).to(t.device)
+    return beta_sample(a + M, torch.full_like(M, b), generator=generator)
+
+
+def _uniform(n: int, device: torch.device, generator: Optional[torch.Generator]) -> Tensor:
+    """Uniforms from the (CPU) ``generator`` moved to ``device``, so draws do not depend on it."""
+    return torch.rand(n, generator=generator, dtype=torch.float64).to(device)
 
 
 def _flat(x0: Tensor, y: Optional[Tensor], t: Tensor | float):

@@ -1,0 +1,69 @@
+"""Train the bundled oracle classifiers (CPU, a few minutes each) and print their validation accuracy.
+
+    python bench/train_oracles.py [--only dhs4] [--epochs 12] [--minutes 7] [--out src/ddsm/resources/oracles]
+
+dhs4: 200 bp DHS sequences labelled by ``cell_type`` (4 cell types); strand-free, so training uses
+random reverse complements and prediction averages both strands. epd_promoters: 300 bp TATA-box
+promoters labelled by ``species`` (4 species), oriented around the TSS, so no strand flips.
+Both read ../shared/data/<name>/{train,valid}.fasta and write <out>/<name>/{model.safetensors,
+config.json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ddsm.data import read_fasta
+from ddsm.metrics.oracle import OracleTrainConfig, train_oracle
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+OUT = Path(__file__).resolve().parents[1] / "src" / "ddsm" / "resources" / "oracles"
+
+SETS = {
+    "dhs4": {"label_key": "cell_type", "rc_augment": True, "source": "shared/data/dhs4"},
+    "epd_promoters": {"label_key": "species", "rc_augment": False, "source": "shared/data/epd_promoters"},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=sorted(SETS), default=None)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--minutes", type=float, default=7.0, help="time budget per oracle")
+    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name, spec in SETS.items():
+        if args.only and name != args.only:
+            continue
+        key = spec["label_key"]
+        train = read_fasta(DATA / name / "train.fasta")
+        valid = read_fasta(DATA / name / "valid.fasta")
+        cfg = OracleTrainConfig(epochs=args.epochs, max_seconds=args.minutes * 60, rc_augment=spec["rc_augment"],
+                                seed=args.seed)
+        t0 = time.time()
+        oracle = train_oracle(
+            [r.seq for r in train], [r.meta[key] for r in train],
+            [r.seq for r in valid], [r.meta[key] for r in valid],
+            label_key=key, name=name, model_options={"channels": args.channels}, config=cfg,
+            on_epoch=lambda e, row: print(f"  {name} epoch {e}: loss {row['train_loss']:.4f} "
+                                          f"valid acc {row['valid_accuracy']:.4f} ({row['seconds']:.0f} s)",
+                                          flush=True),
+        )
+        oracle.info["data"] = {"source": spec["source"], "train": "train.fasta", "valid": "valid.fasta"}
+        folder = oracle.save(Path(args.out) / name)
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        m = oracle.info["metrics"]
+        per = ", ".join(f"{c} {a:.3f}" for c, a in m["valid_accuracy_per_class"].items())
+        print(f"{name}: valid accuracy {m['valid_accuracy']:.4f} ({per}); {len(train)} train / {len(valid)} "
+              f"valid; {time.time() - t0:.0f} s; {size / 1e6:.2f} MB -> {folder}")
+
+
+if __name__ == "__main__":
+    main()
