@@ -1,6 +1,6 @@
 """Train the bundled oracle classifiers (CPU, a few minutes each) and print their validation accuracy.
 
-    python bench/train_oracles.py [--only dhs4] [--epochs 12] [--minutes 7] [--out src/ddsm/resources/oracles]
+    python bench/train_oracles.py [--only dhs4] [--epochs 7] [--minutes 7] [--out src/ddsm/resources/oracles]
 
 dhs4: 200 bp DHS sequences labelled by ``cell_type`` (4 cell types); strand-free, so training uses
 random reverse complements and prediction averages both strands. epd_promoters: 300 bp TATA-box
@@ -32,12 +32,16 @@ SETS = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=sorted(SETS), default=None)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--minutes", type=float, default=7.0, help="time budget per oracle")
-    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--channels", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest for this small net on a shared 2-core machine)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, spec in SETS.items():
         if args.only and name != args.only:
@@ -46,7 +50,7 @@ def main() -> None:
         train = read_fasta(DATA / name / "train.fasta")
         valid = read_fasta(DATA / name / "valid.fasta")
         cfg = OracleTrainConfig(epochs=args.epochs, max_seconds=args.minutes * 60, rc_augment=spec["rc_augment"],
-                                seed=args.seed)
+                                batch_size=args.batch_size, seed=args.seed)
         t0 = time.time()
         oracle = train_oracle(
             [r.seq for r in train], [r.meta[key] for r in train],

@@ -143,44 +143,88 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     return Run(proc, net, cfg, path)
 
 
-def generate(
+def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], guidance: float, dilation: float,
+             dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
+             progress: Optional[Callable[[Iterable], Iterable]]):
+    """A ``DrawFn`` for ``constrained_design``: rows with per-row fixed tokens/masks -> strings."""
+    from .guidance import ClassifierFreeGuidance
+
+    model: nn.Module = run.model
+    if guidance > 0:
+        if not run.classes or label is None:
+            raise DDSMInputError("--guidance needs a class-conditional model and --class")
+        model = ClassifierFreeGuidance(run.model, guidance, null_class=len(run.classes))
+    L = run.seq_len
+
+    def draw(rows: int, tokens: np.ndarray, mask: np.ndarray) -> list[str]:
+        out: list[str] = []
+        for start in range(0, rows, batch_size):
+            b = min(batch_size, rows - start)
+            cond = None
+            if run.classes:
+                # an unconditional draw from a conditional model uses the null class
+                cond = torch.full((b,), len(run.classes) if label is None else label, dtype=torch.long, device=device)
+            fp = None
+            m = mask[start : start + b]
+            if m.any():
+                fp = FixedPositions(torch.as_tensor(tokens[start : start + b], device=device),
+                                    torch.as_tensor(m, device=device))
+            toks = sample(run.process, model, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
+                          dilation_after=dilation_after, generator=generator, device=device, progress=progress)
+            out.extend(run.alphabet.decode(row) for row in toks.cpu().numpy())
+        return out
+
+    return draw
+
+
+def design(
     run: Run,
     n: int,
     *,
     steps: int = 100,
     batch_size: int = 64,
     class_name: Optional[str] = None,
+    guidance: float = 0.0,
     fixed: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    forbid: Optional[Sequence[str]] = None,
+    gc: Optional[tuple[float, float]] = None,
+    rounds: int = 20,
     dilation: float = 1.0,
     dilation_after: float = 1.0,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
-) -> list[str]:
-    """Draw ``n`` sequences from a run; returns them as strings.
+):
+    """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
     Args:
-        fixed: optional ``(tokens (L,), mask (L,))`` positions to keep, for every sample.
+        class_name: class to design for (conditional models); ``guidance``: classifier-free
+            guidance weight w (0 = plain conditional sampling).
+        fixed: ``(tokens (L,), mask (L,))`` positions to keep.
+        forbid: motifs (IUPAC, both strands) that may not occur; ``gc``: (min, max) GC fraction.
+        rounds: sampling rounds before giving up on the designs still failing.
+    Returns:
+        a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
+    from .constraints import ForbiddenMotifs, GCWindow, constrained_design
+
     label = run.class_index(class_name)
-    L = run.seq_len
-    out: list[str] = []
     device = device or next(run.model.parameters()).device
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        cond = None
-        if run.classes:
-            # an unconditional draw from a conditional model uses the null class
-            cond = torch.full((b,), len(run.classes) if label is None else label, dtype=torch.long, device=device)
-        fp = None
-        if fixed is not None:
-            tok = torch.as_tensor(fixed[0], dtype=torch.long, device=device).expand(b, L)
-            msk = torch.as_tensor(fixed[1], dtype=torch.bool, device=device).expand(b, L)
-            fp = FixedPositions(tok, msk)
-        tokens = sample(run.process, run.model, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
-                        dilation_after=dilation_after, generator=generator, device=device, progress=progress)
-        out.extend(run.alphabet.decode(row) for row in tokens.cpu().numpy())
-    return out
+    draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
+                    dilation_after=dilation_after, generator=generator, device=device, progress=progress)
+    fm = ForbiddenMotifs.parse(forbid) if forbid else None
+    gw = GCWindow(*gc) if gc is not None else None
+    return constrained_design(draw, n, run.seq_len, run.alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
+                              rounds=rounds)
+
+
+def generate(run: Run, n: int, **kwargs: Any) -> list[str]:
+    """Draw ``n`` sequences from a run (no motif/GC constraints); returns them as strings.
+
+    Keyword arguments as :func:`design` (``steps``, ``class_name``, ``guidance``, ``fixed``, ...).
+    """
+    result = design(run, n, **kwargs)
+    return [s for s in result.sequences if s is not None]
 
 
 def score(

@@ -258,33 +258,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_fixed(pattern: Optional[str], run) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """``--fixed`` pattern (N = free) or a file holding it -> (tokens, mask)."""
-    if not pattern:
-        return None
-    p = Path(pattern)
-    if len(pattern) < 4096 and p.is_file():
-        pattern = "".join(p.read_text().split())
-    pattern = pattern.strip().upper()
-    L = run.seq_len
-    if len(pattern) != L:
-        raise DDSMInputError(f"--fixed pattern has length {len(pattern)}; the model generates length {L}")
-    letters = run.alphabet.letters
-    free = "N" if "N" not in letters else "."
-    tokens = np.zeros(L, dtype=np.int64)
-    mask = np.zeros(L, dtype=bool)
-    for i, ch in enumerate(pattern):
-        if ch in (free, "."):
-            continue
-        j = letters.find(ch)
-        if j < 0:
-            raise DDSMInputError(f"--fixed: letter {ch!r} at position {i + 1} is not in the alphabet {letters} (use {free} for free positions)")
-        tokens[i], mask[i] = j, True
-    return tokens, mask
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .api import generate, load_run
+    from .api import design, load_run
+    from .constraints import parse_fixed
     from .data import Record, write_fasta
     from .seeding import seed_everything
 
@@ -301,20 +277,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = _device(args.device)
     run = load_run(args.model, device=device)
     gen = seed_everything(args.seed)
-    fixed = _parse_fixed(args.fixed, run)
+    fixed = parse_fixed(args.fixed, run.alphabet.letters, run.seq_len) if args.fixed else None
     if args.time_dilation > 1 and not run.process.supports_dilation:
         raise DDSMInputError(f"process {run.process.name!r} does not support --time-dilation")
+    if args.guidance < 0 or not math.isfinite(args.guidance):
+        raise DDSMInputError("--guidance must be a finite number >= 0")
+    gc = None
+    if args.gc:
+        from .constraints import GCWindow
+
+        w = GCWindow.parse(args.gc)
+        gc = (w.lo, w.hi)
     t0 = time.time()
-    seqs = generate(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
-                    fixed=fixed, dilation=args.time_dilation, dilation_after=args.dilation_after,
+    result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
+                    guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
+                    dilation=args.time_dilation, dilation_after=args.dilation_after,
                     generator=gen, device=device, progress=_progress("sample", args.quiet))
     meta = {"model": Path(args.model).resolve().name, "process": run.process.name, "seed": str(args.seed),
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
     if args.class_name:
         meta["class"] = args.class_name
-    records = [Record(id=f"sample_{i}", seq=s, meta=dict(meta)) for i, s in enumerate(seqs)]
+    if args.guidance:
+        meta["guidance"] = f"{args.guidance:g}"
+    records = [Record(id=f"sample_{i}", seq=s, meta={**meta, "samples_used": str(result.samples_used[i])})
+               for i, s in enumerate(result.sequences) if s is not None]
+    if not records:
+        raise DDSMInputError(f"no design satisfied the constraints within {args.rounds} rounds; "
+                             f"first reason: {next(iter(result.failures.values()))}")
     write_fasta(out, records, force=args.force)
-    print(f"wrote {len(seqs)} sequences to {out} in {time.time() - t0:.1f} s")
+    for i, why in sorted(result.failures.items()):
+        print(f"ddsm: sample_{i} not written: {why}", file=sys.stderr)
+    print(f"wrote {len(records)} of {args.n} sequences to {out} in {time.time() - t0:.1f} s"
+          + (f" ({len(result.failures)} failed the constraints, listed above)" if result.failures else ""))
     return 0
 
 
@@ -419,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply dilation only once public time drops below this (1 = whole run)")
     s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
     s.add_argument("--fixed", default=None, help="pattern of the sequence length (N = free) or a file holding it")
+    s.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w (with --class)")
+    s.add_argument("--forbid", nargs="+", default=None, metavar="MOTIF",
+                   help="motifs (IUPAC, both strands) that must not occur, e.g. GAATTC")
+    s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60")
+    s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     s.add_argument("--force", action="store_true")
     common(s)

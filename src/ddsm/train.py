@@ -66,6 +66,9 @@ class TrainConfig:
         seed: seeds the data order (seed), the process noise (seed + 1), validation (seed + 2).
         log_every: record the mean training loss every this many steps; 0: only at evaluations.
         schedule: ``"constant"`` or ``"cosine"`` (to 0 at ``steps``) after the warm-up.
+        label_dropout: with class labels, the probability that a training label is replaced by the
+            null class (id ``n_classes``), so one network learns the conditional and the
+            unconditional model that classifier-free guidance combines.
     """
 
     steps: int = 2000
@@ -81,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     schedule: str = "constant"
+    label_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("steps", "warmup_steps", "eval_every", "checkpoint_every", "log_every", "seed"):
@@ -95,6 +99,8 @@ class TrainConfig:
             raise ValueError("TrainConfig.weight_decay and grad_clip must be >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"TrainConfig.label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -379,10 +385,15 @@ def train(
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        cond = None if c_train is None else c_train[idx]
+        if cond is not None and config.label_dropout > 0:
+            null = int(getattr(model, "n_classes", int(c_train.max()) + 1))
+            drop = torch.rand(cond.shape[0], generator=noise_gen).to(cond.device) < config.label_dropout
+            cond = torch.where(drop, torch.full_like(cond, null), cond)
         result = process.loss(
             model,
             x_train[idx],
-            cond=None if c_train is None else c_train[idx],
+            cond=cond,
             pad_mask=None if p_train is None else p_train[idx],
             generator=noise_gen,
         )

@@ -37,10 +37,6 @@ class CliResult:
     out: str
     err: str
 
-    @property
-    def err_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
 
 @pytest.fixture
 def cli(capsys) -> Callable[..., CliResult]:

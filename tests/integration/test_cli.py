@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -17,16 +19,50 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import (
-    CPU,
-    SEQ_LEN,
-    TINY_TRAIN,
-    assert_input_error,
-    random_dna,
-    read_fasta_simple,
-    snapshot,
-    write_fasta,
-)
+SEQ_LEN = 24  # of the sequences in the conftest fixtures
+CPU = ["--quiet", "--device", "cpu"]
+
+
+def random_dna(rng: random.Random, n: int, length: int = SEQ_LEN) -> list[str]:
+    return ["".join(rng.choice("ACGT") for _ in range(length)) for _ in range(n)]
+
+
+def write_fasta(path: Path, seqs: list[str]) -> Path:
+    path.write_text("".join(f">seq{i}\n{s}\n" for i, s in enumerate(seqs)))
+    return path
+
+
+def read_fasta_simple(path: Path) -> list[tuple[str, str]]:
+    """``(header without '>', sequence)`` pairs; deliberately independent of ddsm's reader."""
+    records: list[tuple[str, str]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith(">"):
+            records.append((line[1:], ""))
+        elif line.strip():
+            header, seq = records[-1]
+            records[-1] = (header, seq + line.strip())
+    return records
+
+
+def assert_input_error(res, pattern: str | None = None) -> str:
+    """Exit code 2, exactly one stderr line ``ddsm: error: ...`` (matching ``pattern``), no
+    traceback, nothing on stdout; returns the line."""
+    assert res.code == 2, f"exit code {res.code}, stderr: {res.err!r}"
+    assert "Traceback" not in res.err and "Traceback" not in res.out
+    lines = res.err.splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got: {res.err!r}"
+    assert lines[0].startswith("ddsm: error: "), lines[0]
+    assert res.out == "", f"unexpected stdout on error: {res.out!r}"
+    if pattern is not None:
+        assert re.search(pattern, lines[0], re.IGNORECASE), f"{pattern!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` (hidden temporaries included) with its bytes (None = folder)."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error path")
 
@@ -191,14 +227,14 @@ def test_output_exists_force_replaces(cli, trained_model, tmp_path):
 
 # ============================================================================ bad input: train
 @pytest.fixture
-def train_in(cli, data_dir, tmp_path):
+def train_in(cli, data_dir, tmp_path, tiny_train):
     """``train_in(*extra, data=...)``: a train run into tmp_path/out that must fail; checks that
     nothing was written anywhere under tmp_path."""
 
     def run(*extra, data=None, pattern=None):
         before = snapshot(tmp_path)
         res = cli("train", "--data", data or data_dir / "train.fasta", "--out", tmp_path / "out",
-                  *TINY_TRAIN, *extra, *CPU)
+                  *tiny_train, *extra, *CPU)
         line = assert_input_error(res, pattern)
         assert snapshot(tmp_path) == before
         assert not (tmp_path / "out").exists()
@@ -217,7 +253,7 @@ def test_train_empty_fasta(train_in, tmp_path):
 
 
 def test_train_letter_outside_alphabet(train_in, tmp_path):
-    seqs = random_dna(__import__("random").Random(1), 10)
+    seqs = random_dna(random.Random(1), 10)
     seqs[3] = "ACGTX" + seqs[3][5:]
     write_fasta(tmp_path / "x.fasta", seqs)
     line = train_in("--alphabet", "dna", data=tmp_path / "x.fasta", pattern="'X'")
@@ -265,16 +301,16 @@ def test_train_steps_zero(train_in):
     train_in("--steps", "0", pattern="--steps must be at least 1")
 
 
-def test_train_out_below_a_file(cli, data_dir, tmp_path):
+def test_train_out_below_a_file(cli, data_dir, tmp_path, tiny_train):
     (tmp_path / "afile").write_text("x")
-    res = cli("train", "--data", data_dir / "train.fasta", "--out", tmp_path / "afile" / "ckpt", *TINY_TRAIN, *CPU)
+    res = cli("train", "--data", data_dir / "train.fasta", "--out", tmp_path / "afile" / "ckpt", *tiny_train, *CPU)
     assert_input_error(res, "not a folder")
     assert (tmp_path / "afile").read_text() == "x"
 
 
-def test_train_out_holds_checkpoint(cli, trained_model, data_dir):
+def test_train_out_holds_checkpoint(cli, trained_model, data_dir, tiny_train):
     before = snapshot(trained_model)
-    res = cli("train", "--data", data_dir / "train.fasta", "--out", trained_model, *TINY_TRAIN, *CPU)
+    res = cli("train", "--data", data_dir / "train.fasta", "--out", trained_model, *tiny_train, *CPU)
     assert_input_error(res, "--resume.*--force")
     assert snapshot(trained_model) == before
 
@@ -284,8 +320,8 @@ def test_train_resume_without_checkpoint(train_in, tmp_path):
 
 
 @needs_no_cuda
-def test_train_device_cuda_without_cuda(cli, data_dir, tmp_path):
-    res = cli("train", "--data", data_dir / "train.fasta", "--out", tmp_path / "out", *TINY_TRAIN,
+def test_train_device_cuda_without_cuda(cli, data_dir, tmp_path, tiny_train):
+    res = cli("train", "--data", data_dir / "train.fasta", "--out", tmp_path / "out", *tiny_train,
               "--quiet", "--device", "cuda")
     assert_input_error(res, "cuda")
     assert not (tmp_path / "out").exists()
@@ -373,7 +409,7 @@ def test_sample_bad_options(cli, trained_model, tmp_path, extra, pattern):
 
 
 def test_score_wrong_length(cli, trained_model, tmp_path):
-    rng = __import__("random").Random(2)
+    rng = random.Random(2)
     write_fasta(tmp_path / "long.fasta", random_dna(rng, 5, SEQ_LEN + 6))
     argv = ["score", trained_model, tmp_path / "long.fasta", "-o", tmp_path / "s.tsv", "--steps", "2", *CPU]
     expect_error_no_output(cli, tmp_path, argv, "length 30.*length 24")

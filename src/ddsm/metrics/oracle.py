@@ -45,8 +45,8 @@ _BUNDLED = "oracles"
 class OracleCNN(nn.Module):
     """``x (B, L) ids in [-1, K) -> logits (B, n_classes)``; ``-1`` (unknown / padding) is all-zero.
 
-    Three conv stages (conv, BatchNorm, ReLU; max-pooling between stages), then global max and mean
-    pooling, a hidden layer and the class logits. Works for any ``L`` >= 1.
+    Three conv stages (conv, max-pooling after the first two, BatchNorm, ReLU), then global max
+    and mean pooling, a hidden layer with dropout and the class logits. Works for any ``L`` >= 1.
     """
 
     def __init__(
@@ -79,9 +79,12 @@ class OracleCNN(nn.Module):
         h = F.one_hot(x.clamp(min=0).long(), self.K).float() * (x >= 0).unsqueeze(-1).float()
         h = h.transpose(1, 2)  # (B, K, L)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h = F.relu(norm(conv(h)))
+            h = conv(h)
+            # Pooling before the normalisation keeps the per-position work at full length to the
+            # convolution alone (the CPU cost that matters for training on a laptop).
             if i < len(self.pools) and h.shape[-1] >= self.pools[i]:
-                h = self.drop(F.max_pool1d(h, self.pools[i]))
+                h = F.max_pool1d(h, self.pools[i])
+            h = F.relu(norm(h))
         h = torch.cat([h.amax(-1), h.mean(-1)], dim=1)
         return self.out(self.drop(F.relu(self.hidden(h))))
 
@@ -353,7 +356,7 @@ def train_oracle(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.detach().item() * len(idx)
         acc = oracle.accuracy(valid_seqs, valid_labels)
         row = {"epoch": epoch, "train_loss": total / len(x), "valid_accuracy": acc, "seconds": time.time() - t0}
         history.append(row)

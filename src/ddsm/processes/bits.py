@@ -201,8 +201,8 @@ class BitsProcess(Process):
              generator: Optional[torch.Generator] = None) -> Tensor:
         """DDIM update from t toward s' = max(s - td (t - s), 0); writes the new estimate into the state.
 
-        z_s' = alpha_s' x0_hat + sqrt(sigma_s'^2 - c^2) eps_hat + c noise, eps_hat = (z_t - alpha_t x0_hat) / sigma_t,
-        c = eta sigma_s' / sigma_t sqrt(1 - alpha_t^2 / alpha_s'^2).
+        z_s' = alpha_s' x0_hat + sqrt(sigma_s'^2 - c^2) eps_hat + c noise,
+        eps_hat = (z_t - alpha_t x0_hat) / sigma_t,   c = eta sigma_s' / sigma_t sqrt(1 - alpha_t^2 / alpha_s'^2).
         """
         x0_hat = self.clip(output.double())
         z = xt[..., : self.C].double()

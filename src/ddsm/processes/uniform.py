@@ -36,7 +36,8 @@ a sum of non-negative terms, evaluated in float64. The full bound is
     -log P(x0) <= E[-log p_theta(x_0 | x_{t_min})] + int_{t_min}^1 E f(t) dt + KL(q(x_1 | x0) || U),
 
 per token, where the decoder p_theta(x_0 | x_{t_min}) is the reverse step from t_min to 0 (for
-``posterior`` that is softmax(output) itself); ``bits_per_token`` estimates all three, the training loss is the integral alone.
+``posterior`` that is softmax(output) itself); ``bits_per_token`` estimates all three terms, the
+training loss is the integral alone.
 """
 
 from __future__ import annotations

@@ -1,0 +1,231 @@
+"""Exact statistics of Jacobi sticks started at a vertex, tabulated per time for speed.
+
+The posterior parameterisation (``ddsm.sudoku.process``) needs, for every stick of every cell at
+every step, the log-density and score of the stick under each clean category. The exact
+per-element computation (a Beta mixture over the lineage count M) costs one window of M per
+element. All elements of a sampling step share one time, so we tabulate once per time instead:
+
+for stick i at vertex 1 and native stick time u = s_i tau, with r = -log(y),
+
+    log p_u(y | 1) = G(r) + (b - 1) log(1 - y),   G(r) = log sum_m q_m(u) y^(a+m-1) / B(a+m, b),
+    d/dy log p_u(y | 1) = (a - 1 + E[M | y]) / y - (b - 1) / (1 - y),   dG/dr = -(a - 1 + E[M | y]);
+
+vertex 0 is the same with (a, b) swapped and y -> 1 - y. G is tabulated exactly (log-sum-exp over
+the full lineage window, as ``ddsm.special.transition`` does) on a grid in log r and read back by
+cubic Hermite interpolation using its exact derivative; E[M | y] is read linearly. The tables are
+checked against the exact code in ``tests/unit/test_sudoku.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..special.lineage import lineage_weights
+from ..special.transition import beta_sample
+
+#: log r grid: y (or 1 - y) in [exp(-12), 1 - 1e-5] covers every clamped stick (eps = 1e-5)
+_LOG_R = (math.log(1e-5), math.log(12.0))
+_N_R = 256
+_CHUNK_CELLS = 1 << 23  # tau x window x grid cells per chunk while building (64 MiB of float64)
+
+
+def _log_beta(a: Tensor, b: float) -> Tensor:
+    return torch.lgamma(a) + math.lgamma(b) - torch.lgamma(a + b)
+
+
+def _vertex_rows(u: np.ndarray, a: float, b: float, log_r: Tensor) -> Tensor:
+    """G, dG/dlog r and E[M | y] at vertex 1 for native times ``u (n,)``: ``(n, n_r, 3)``."""
+    start, w = lineage_weights(u, a + b)
+    # Rows are padded to the widest window; regroup rows of similar width so narrow windows
+    # (large times) do not pay for the widest one (small times).
+    nz = w > 0
+    first = np.argmax(nz, axis=1)
+    width = w.shape[1] - np.argmax(nz[:, ::-1], axis=1) - first
+    r = torch.exp(log_r)
+    out = torch.empty(len(u), len(r), 3, dtype=torch.float64)
+    order = np.argsort(width, kind="stable")
+    i = 0
+    while i < len(order):
+        W = int(width[order[i]])
+        j = i + 1
+        while j < len(order) and j - i < max(1, _CHUNK_CELLS // (int(width[order[j]]) * len(r))) \
+                and width[order[j]] <= 2 * W:
+            j += 1
+        idx = order[i:j]
+        W = int(width[idx].max())
+        cols = first[idx, None] + np.arange(W)[None, :]
+        ww = np.take_along_axis(w[idx], np.minimum(cols, w.shape[1] - 1), axis=1)
+        ww[cols >= (first[idx] + width[idx])[:, None]] = 0.0
+        m = torch.from_numpy((start[idx] + first[idx])[:, None] + np.arange(W)[None, :]).double()
+        with np.errstate(divide="ignore"):
+            logc = torch.from_numpy(np.log(ww)) - _log_beta(a + m, b)  # (n, W)
+        logits = logc[:, :, None] - (a + m[:, :, None] - 1.0) * r[None, None, :]  # (n, W, n_r)
+        top = logits.amax(1, keepdim=True)
+        e = torch.exp(logits.sub_(top))  # one exp pass serves both the sum and the mean
+        z = e.sum(1)
+        em = torch.einsum("nwr,nw->nr", e, m) / z
+        out[torch.from_numpy(idx)] = torch.stack([top.squeeze(1) + torch.log(z), -r * (a - 1.0 + em), em], -1)
+        i = j
+    return out
+
+
+class StickTables:
+    """Vertex statistics of all K - 1 sticks at a set of native times ``taus``.
+
+    ``values`` is ``(n_tau, 2, K-1, n_r, 3)``: [time, vertex (1, 0), stick, log r, (G, dG/dlog r,
+    E[M | y])].
+    """
+
+    def __init__(self, taus: np.ndarray, a: np.ndarray, b: np.ndarray, speed: np.ndarray) -> None:
+        self.taus = np.asarray(taus, dtype=np.float64).reshape(-1)
+        self.a, self.b, self.speed = (np.asarray(x, dtype=np.float64) for x in (a, b, speed))
+        self.log_r = torch.linspace(_LOG_R[0], _LOG_R[1], _N_R, dtype=torch.float64)
+        per_vertex = []
+        for at_one in (True, False):
+            sticks = []
+            for ai, bi, si in zip(self.a, self.b, self.speed):
+                pa, pb = (ai, bi) if at_one else (bi, ai)
+                sticks.append(_vertex_rows(self.taus * si, float(pa), float(pb), self.log_r))
+            per_vertex.append(torch.stack(sticks, dim=1))  # (n_tau, K-1, n_r, 3)
+        self.values = torch.stack(per_vertex, dim=1)
+        self._on: dict[torch.device, Tensor] = {}
+
+    def _table(self, device: torch.device) -> Tensor:
+        if device not in self._on:
+            self._on[device] = self.values.to(device)
+        return self._on[device]
+
+    def _lookup(self, rows: Tensor, vertex: int, r: Tensor) -> tuple[Tensor, Tensor]:
+        """G and E[M | y] at ``r (N, K-1)`` for time rows ``rows (N,)``: two ``(N, K-1)``."""
+        vals = self._table(r.device)
+        x0, h = float(self.log_r[0]), float(self.log_r[1] - self.log_r[0])
+        f = ((torch.log(r) - x0) / h).clamp(0.0, _N_R - 1.0)
+        i = f.floor().long().clamp(0, _N_R - 2)
+        s = f - i
+        sticks = torch.arange(r.shape[1], device=r.device)[None, :].expand_as(i)
+        rr = rows[:, None].expand_as(i)
+        lo, hi = vals[rr, vertex, sticks, i], vals[rr, vertex, sticks, i + 1]  # (N, K-1, 3)
+        s2, s3 = s * s, s * s * s
+        g = ((2 * s3 - 3 * s2 + 1) * lo[..., 0] + (s3 - 2 * s2 + s) * h * lo[..., 1]
+             + (-2 * s3 + 3 * s2) * hi[..., 0] + (s3 - s2) * h * hi[..., 1])
+        em = (1 - s) * lo[..., 2] + s * hi[..., 2]
+        return g, em
+
+    def stats(self, v: Tensor, rows: Tensor) -> dict[str, Tensor]:
+        """Per-stick statistics of sticks ``v (N, K-1)`` float64 at table times ``rows (N,)`` long.
+
+        Returns ``(N, K-1)`` float64 tensors: ``logp_one``, ``logp_zero``, ``logp_stat`` (log
+        densities of the stick at vertex 1, at vertex 0, stationary) and ``score_one``,
+        ``score_zero``, ``score_stat`` (their derivatives in v).
+        """
+        a = torch.as_tensor(self.a, device=v.device)
+        b = torch.as_tensor(self.b, device=v.device)
+        log_v, log_1mv = torch.log(v), torch.log1p(-v)
+        g1, m1 = self._lookup(rows, 0, -log_v)
+        g0, m0 = self._lookup(rows, 1, -log_1mv)
+        log_beta_ab = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+        return {
+            "logp_one": g1 + (b - 1.0) * log_1mv,
+            "logp_zero": g0 + (a - 1.0) * log_v,
+            "logp_stat": (a - 1.0) * log_v + (b - 1.0) * log_1mv - log_beta_ab,
+            "score_one": (a - 1.0 + m1) / v - (b - 1.0) / (1.0 - v),
+            "score_zero": (a - 1.0) / v - (b - 1.0 + m0) / (1.0 - v),
+            "score_stat": (a - 1.0) / v - (b - 1.0) / (1.0 - v),
+        }
+
+
+class TableCache:
+    """StickTables for single times, built on first use and kept (least recently used dropped).
+
+    Sampling asks for the same times batch after batch, so each time is tabulated once.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, speed: np.ndarray, max_entries: int = 1024) -> None:
+        self.a, self.b, self.speed = a, b, speed
+        self.max_entries = max_entries
+        self._cache: OrderedDict[float, StickTables] = OrderedDict()
+
+    def get(self, tau: float) -> StickTables:
+        key = float(tau)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        table = StickTables(np.array([key]), self.a, self.b, self.speed)
+        self._cache[key] = table
+        if len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return table
+
+    def prepare(self, taus: np.ndarray) -> None:
+        """Tabulate many times in one vectorised pass (e.g. a whole sampling grid)."""
+        todo = sorted({float(t) for t in np.asarray(taus).reshape(-1)} - set(self._cache))
+        if not todo:
+            return
+        bank = StickTables(np.array(todo), self.a, self.b, self.speed)
+        for j, t in enumerate(todo):
+            one = StickTables.__new__(StickTables)
+            one.taus, one.a, one.b, one.speed = np.array([t]), bank.a, bank.b, bank.speed
+            one.log_r, one.values, one._on = bank.log_r, bank.values[j : j + 1].clone(), {}
+            self._cache[t] = one
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+
+
+class LineageQuantiles:
+    """Quantiles of the lineage count M of every stick at a fixed set of native times, for draws.
+
+    Drawing M as one of ``n_q`` equally likely quantiles, then y ~ Beta, is an exact draw from the
+    transition law with M's law discretised to ``n_q`` quantiles.
+    """
+
+    def __init__(self, taus: np.ndarray, a: np.ndarray, b: np.ndarray, speed: np.ndarray, n_q: int = 1024) -> None:
+        levels = (np.arange(n_q) + 0.5) / n_q
+        tables = []
+        for ai, bi, si in zip(a, b, speed):
+            start, w = lineage_weights(np.asarray(taus, dtype=np.float64) * float(si), float(ai + bi))
+            cdf = np.cumsum(w, axis=1)
+            cdf /= cdf[:, -1:]
+            idx = np.stack([np.searchsorted(row, levels) for row in cdf])
+            tables.append(start[:, None] + np.minimum(idx, w.shape[1] - 1))
+        self.m = torch.from_numpy(np.stack(tables, axis=1))  # (G, K-1, n_q) long
+        self.n_q = n_q
+        self._on: dict[torch.device, Tensor] = {}
+
+    def draw_m(self, rows: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Lineage counts at time rows ``rows (N,)``: ``(N, K-1)`` float64 on ``rows``' device."""
+        dev = rows.device
+        if dev not in self._on:
+            self._on[dev] = self.m.to(dev)
+        m = self._on[dev]
+        q = torch.randint(0, self.n_q, (rows.shape[0], m.shape[1]), generator=generator).to(dev)
+        sticks = torch.arange(m.shape[1], device=dev)[None, :].expand_as(q)
+        return m[rows[:, None].expand_as(q), sticks, q].double()
+
+
+def draw_sticks(x0: Tensor, m: Tensor, a: np.ndarray, b: np.ndarray, *,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+    """Exact draw of sticks given clean categories and lineage counts.
+
+    Args:
+        x0: ``(N,)`` long categories in [0, K).
+        m: ``(N, K-1)`` float64 lineage counts of each stick (unused for stationary sticks).
+    Returns:
+        ``(N, K-1)`` float64: stick i is Beta(a + M, b) if x0 == i, 1 - Beta(b + M, a) if x0 > i,
+        and Beta(a, b) (stationary: it never sees the data) if x0 < i.
+    """
+    ai = torch.as_tensor(a, dtype=torch.float64, device=m.device).expand_as(m)
+    bi = torch.as_tensor(b, dtype=torch.float64, device=m.device).expand_as(m)
+    i = torch.arange(m.shape[1], device=m.device)[None, :]
+    k = x0[:, None]
+    one, zero = k == i, k > i
+    # one Beta draw per element, parameters chosen per case, flipped where at vertex 0
+    alpha = torch.where(one, ai + m, torch.where(zero, bi + m, ai))
+    beta = torch.where(one, bi, torch.where(zero, ai, bi))
+    y = beta_sample(alpha, beta, generator=generator)
+    return torch.where(zero, 1.0 - y, y)
