@@ -86,7 +86,7 @@ def build_report(
     *,
     run_dir: Union[str, Path, None] = None,
     title: str = "ddsm evaluation",
-    max_logo_len: int = 300,
+    max_logo_len: int = 60,
 ) -> str:
     """The whole report as HTML text (write it with ``ddsm.data.atomic_write_text``).
 
@@ -94,7 +94,8 @@ def build_report(
         evaluation: from :func:`ddsm.evaluate.evaluate_detailed`.
         run_dir: a training run folder; its ``history.json`` gives the training curves.
         title: page title.
-        max_logo_len: logos show at most this many leading positions.
+        max_logo_len: logos show the window of this many positions where the reference holds the
+            most information (logomaker draws every letter, so long logos are slow and unreadable).
     """
     from . import plots
 
@@ -115,12 +116,14 @@ def build_report(
     parts.append(f"<p class='note'>{html.escape('; '.join(facts))}</p>")
     parts.append("<h2>Metrics</h2>" + _table_html(evaluation))
 
-    parts.append("<h2>Sequence logos</h2><p class='note'>Per-position letter probabilities.</p>")
+    all_reference = groups["all"][1] if "all" in groups else next(iter(groups.values()))[1]
+    window = plots.logo_window(all_reference, max_logo_len)
+    parts.append(f"<h2>Sequence logos</h2><p class='note'>Per-position letter probabilities, positions "
+                 f"{window[0] + 1}&ndash;{window[1]} (the most informative window of the reference).</p>")
     for name, (designed, reference) in groups.items():
         if name == "all" and len(groups) > 1:
             continue  # the classes are shown one by one; their union adds little
-        png = plots.logo_png({"reference": reference, "designed": designed}, f"class {name}",
-                             max_len=max_logo_len)
+        png = plots.logo_png({"reference": reference, "designed": designed}, f"class {name}", window=window)
         parts.append(_img(png, f"sequence logo {name}"))
 
     parts.append("<h2>k-mer frequencies</h2><p class='note'>Each point is one k-mer; "

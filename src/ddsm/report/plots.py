@@ -47,16 +47,41 @@ def position_probabilities(seqs: Sequence[str], alphabet: str = "ACGT", max_len:
     return pd.DataFrame(probs, columns=list(alphabet))
 
 
-def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, max_len: int = 300) -> bytes:
-    """Probability sequence logos (logomaker), one panel per set (e.g. reference, designed)."""
+def logo_window(seqs: Sequence[str], width: int, alphabet: str = "ACGT") -> tuple[int, int]:
+    """The ``width``-position window ``[start, stop)`` with the most information (bits) in ``seqs``.
+
+    Long sequences make unreadable (and slow) logos, so the report shows the most informative part
+    of the reference, e.g. the TATA box and TSS of promoters.
+    """
+    probs = position_probabilities(seqs, alphabet).to_numpy()
+    L = probs.shape[0]
+    if L <= width:
+        return 0, L
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info = np.log2(len(alphabet)) + np.nansum(np.where(probs > 0, probs * np.log2(probs), 0.0), axis=1)
+    sums = np.convolve(info, np.ones(width), mode="valid")
+    start = int(np.argmax(sums))
+    return start, start + width
+
+
+def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optional[tuple[int, int]] = None) -> bytes:
+    """Probability sequence logos (logomaker), one panel per set (e.g. reference, designed).
+
+    Args:
+        seqs_by_set: panel name -> sequences.
+        title: figure title.
+        window: 0-based ``[start, stop)`` positions to show (default: all).
+    """
     import logomaker
 
-    length = min(max_len, max(len(s) for seqs in seqs_by_set.values() for s in seqs))
-    width = min(16.0, max(6.0, 0.06 * length + 2))
+    length = max(len(s) for seqs in seqs_by_set.values() for s in seqs)
+    start, stop = window if window is not None else (0, length)
+    width = min(16.0, max(6.0, 0.12 * (stop - start) + 2))
     fig = _figure(width, 1.6 * len(seqs_by_set) + 0.4)
     axes = fig.subplots(len(seqs_by_set), 1, squeeze=False)[:, 0]
     for ax, (name, seqs) in zip(axes, seqs_by_set.items()):
-        df = position_probabilities(seqs, max_len=length)
+        df = position_probabilities([s[start:stop] for s in seqs], max_len=stop - start)
+        df.index = df.index + start + 1  # 1-based positions on the axis
         logomaker.Logo(df, ax=ax, color_scheme="classic", show_spines=False)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
