@@ -223,7 +223,6 @@ def evaluate_detailed(
         raise DDSMInputError("no reference sequences to compare with")
     if max_seqs < 2:
         raise DDSMInputError(f"max_seqs must be at least 2, got {max_seqs}")
-    rng = np.random.default_rng(seed)
     d_seqs = [r.seq for r in des]
     r_seqs = [r.seq for r in ref]
 
@@ -247,8 +246,10 @@ def evaluate_detailed(
         r_idx = {ALL: np.arange(len(ref))}
     rows = [*classes, ALL]
     # per-class subsamples; the "all" subsample is their union (so the scan runs once per sequence)
-    d_sub = {c: _subsample(d_idx[c], max_seqs, rng) for c in rows if c != ALL or not classes}
-    r_sub = {c: _subsample(r_idx[c], max_seqs, rng) for c in rows if c != ALL or not classes}
+    # (the same seed for both sets: identical sets get identical subsamples)
+    d_rng, r_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    d_sub = {c: _subsample(d_idx[c], max_seqs, d_rng) for c in rows if c != ALL or not classes}
+    r_sub = {c: _subsample(r_idx[c], max_seqs, r_rng) for c in rows if c != ALL or not classes}
     if classes:
         d_sub[ALL] = np.concatenate([d_sub[c] for c in classes])
         r_sub[ALL] = np.concatenate([r_sub[c] for c in classes])

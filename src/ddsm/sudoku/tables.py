@@ -12,7 +12,7 @@ for stick i at vertex 1 and native stick time u = s_i tau, with r = -log(y),
 
 vertex 0 is the same with (a, b) swapped and y -> 1 - y. G is tabulated exactly (log-sum-exp over
 the full lineage window, as ``ddsm.special.transition`` does) on a grid in log r and read back by
-cubic Hermite interpolation using its exact derivative; E[M | y] is read linearly. The tables are
+cubic Hermite interpolation using its exact derivative; E[M | y] likewise, with slope -r Var(M | y). The tables are
 checked against the exact code in ``tests/unit/test_sudoku.py``.
 """
 
@@ -31,7 +31,7 @@ from ..special.transition import beta_sample
 
 #: log r grid: y (or 1 - y) in [exp(-12), 1 - 1e-5] covers every clamped stick (eps = 1e-5)
 _LOG_R = (math.log(1e-5), math.log(12.0))
-_N_R = 256
+_N_R = 128
 _CHUNK_CELLS = 1 << 23  # tau x window x grid cells per chunk while building (64 MiB of float64)
 
 
@@ -40,7 +40,8 @@ def _log_beta(a: Tensor, b: float) -> Tensor:
 
 
 def _vertex_rows(u: np.ndarray, a: float, b: float, log_r: Tensor) -> Tensor:
-    """G, dG/dlog r and E[M | y] at vertex 1 for native times ``u (n,)``: ``(n, n_r, 3)``."""
+    """G, dG/dlog r, E[M | y] and its d/dlog r at vertex 1 for native times ``u (n,)``:
+    ``(n, n_r, 4)``."""
     start, w = lineage_weights(u, a + b)
     # Rows are padded to the widest window; regroup rows of similar width so narrow windows
     # (large times) do not pay for the widest one (small times).
@@ -48,7 +49,7 @@ def _vertex_rows(u: np.ndarray, a: float, b: float, log_r: Tensor) -> Tensor:
     first = np.argmax(nz, axis=1)
     width = w.shape[1] - np.argmax(nz[:, ::-1], axis=1) - first
     r = torch.exp(log_r)
-    out = torch.empty(len(u), len(r), 3, dtype=torch.float64)
+    out = torch.empty(len(u), len(r), 4, dtype=torch.float64)
     order = np.argsort(width, kind="stable")
     i = 0
     while i < len(order):
@@ -70,7 +71,10 @@ def _vertex_rows(u: np.ndarray, a: float, b: float, log_r: Tensor) -> Tensor:
         e = torch.exp(logits.sub_(top))  # one exp pass serves both the sum and the mean
         z = e.sum(1)
         em = torch.einsum("nwr,nw->nr", e, m) / z
-        out[torch.from_numpy(idx)] = torch.stack([top.squeeze(1) + torch.log(z), -r * (a - 1.0 + em), em], -1)
+        var = (torch.einsum("nwr,nw->nr", e, m * m) / z - em * em).clamp_min(0.0)
+        # d/dlog r of G is -r (a - 1 + E[M | y]); of E[M | y] it is -r Var(M | y)
+        out[torch.from_numpy(idx)] = torch.stack(
+            [top.squeeze(1) + torch.log(z), -r * (a - 1.0 + em), em, -r * var], -1)
         i = j
     return out
 
@@ -78,8 +82,8 @@ def _vertex_rows(u: np.ndarray, a: float, b: float, log_r: Tensor) -> Tensor:
 class StickTables:
     """Vertex statistics of all K - 1 sticks at a set of native times ``taus``.
 
-    ``values`` is ``(n_tau, 2, K-1, n_r, 3)``: [time, vertex (1, 0), stick, log r, (G, dG/dlog r,
-    E[M | y])].
+    ``values`` is ``(n_tau, 2, K-1, n_r, 4)``: [time, vertex (1, 0), stick, log r, (G, dG/dlog r,
+    E[M | y], dE[M | y]/dlog r)].
     """
 
     def __init__(self, taus: np.ndarray, a: np.ndarray, b: np.ndarray, speed: np.ndarray) -> None:
@@ -111,10 +115,11 @@ class StickTables:
         sticks = torch.arange(r.shape[1], device=r.device)[None, :].expand_as(i)
         rr = rows[:, None].expand_as(i)
         lo, hi = vals[rr, vertex, sticks, i], vals[rr, vertex, sticks, i + 1]  # (N, K-1, 3)
+        # cubic Hermite basis: values and exact slopes at both ends
         s2, s3 = s * s, s * s * s
-        g = ((2 * s3 - 3 * s2 + 1) * lo[..., 0] + (s3 - 2 * s2 + s) * h * lo[..., 1]
-             + (-2 * s3 + 3 * s2) * hi[..., 0] + (s3 - s2) * h * hi[..., 1])
-        em = (1 - s) * lo[..., 2] + s * hi[..., 2]
+        h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, (s3 - 2 * s2 + s) * h, -2 * s3 + 3 * s2, (s3 - s2) * h
+        g = h00 * lo[..., 0] + h10 * lo[..., 1] + h01 * hi[..., 0] + h11 * hi[..., 1]
+        em = h00 * lo[..., 2] + h10 * lo[..., 3] + h01 * hi[..., 2] + h11 * hi[..., 3]
         return g, em
 
     def stats(self, v: Tensor, rows: Tensor) -> dict[str, Tensor]:

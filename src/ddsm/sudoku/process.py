@@ -1,0 +1,225 @@
+"""DDSM's Jacobi process with a posterior-parameterised network (used by the Sudoku model).
+
+Same forward process, clocks, reverse SDE and time dilation as :class:`JacobiProcess`; only the
+meaning of the network changes. The network sees the *local* evidence of every position, the
+log-likelihoods log q_tau(v_l | k) of its sticks under each clean category k (normalised over k),
+and returns logits of the clean-token posterior p(x0_l = k | v). The stick score then follows
+exactly from the mixture identity (p_tau(v) = sum_x0 p(x0) prod_l q_tau(v_l | x0_l)):
+
+    d/dv_l log p_tau(v) = sum_k p(x0_l = k | v) d/dv_l log q_tau(v_l | k),
+
+and per stick i the category-conditional score is the vertex-1 score if k = i, the vertex-0 score
+if k > i and the stationary score if k < i. Why:
+
+- the posterior is a function of the likelihood table that commutes with relabelling the
+  categories whenever the data law does (Sudoku digits), so the network can be exactly
+  equivariant, although the stick-breaking process itself is not symmetric in the categories;
+- constraints are exact and cheap: an excluded category gets posterior zero, a known one
+  posterior one (the score then drives that position along the exact conditional reverse path);
+- training is cross-entropy on x0, minimised by the same posterior that gives DDSM's exact score.
+
+The model output passed to ``step`` is the raw stick score in float64 (not DDSM's normalised
+score), so ``score_from_output`` is the identity here. Per-stick statistics come from
+:mod:`ddsm.sudoku.tables` (exact values tabulated per time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from functools import cached_property
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..processes.base import LossOutput, ModelFn, NoisySample, reduce_terms
+from ..processes.jacobi import JacobiProcess
+from .tables import LineageQuantiles, StickTables, TableCache, draw_sticks
+
+
+class PosteriorJacobiProcess(JacobiProcess):
+    """Jacobi diffusion (DDSM) whose network predicts p(x0 | x_t) from local log-likelihoods."""
+
+    name = "jacobi_posterior"
+    description = ("DDSM Jacobi diffusion; the network maps local log-likelihoods to the clean-token "
+                   "posterior, and the exact score follows by the mixture identity")
+
+    def __init__(self, K: int, T: float = 5.0, t_min: float = 0.01, t_train_min: float = 0.004,
+                 speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 128) -> None:
+        """
+        Args:
+            K, T, t_min, t_train_min, speed_balanced, eps: as for :class:`JacobiProcess`.
+            n_train_times: training times are drawn from this many fixed public times (uniform in
+                t on [sqrt(t_train_min / T), 1]), so their statistics are tabulated once.
+        """
+        super().__init__(K, T=T, t_min=t_min, t_train_min=t_train_min, speed_balanced=speed_balanced, eps=eps)
+        self.n_train_times = int(n_train_times)
+        self._tables = TableCache(self.a, self.b, self.speed)
+        self._quantiles: OrderedDict[float, LineageQuantiles] = OrderedDict()
+
+    # ------------------------------------------------------------------ network interface
+    @property
+    def in_channels(self) -> int:
+        return self.K
+
+    @property
+    def out_channels(self) -> int:
+        return self.K
+
+    # ------------------------------------------------------------------ training times
+    @cached_property
+    def train_times(self) -> Tensor:
+        """``(G,)`` float64 public training times."""
+        lo = math.sqrt(self.t_train_min / self.T)
+        g = torch.arange(self.n_train_times, dtype=torch.float64)
+        return lo + (1.0 - lo) * (g + 0.5) / self.n_train_times
+
+    @cached_property
+    def _train_tables(self) -> StickTables:
+        return StickTables(self.native_time(self.train_times).numpy(), self.a, self.b, self.speed)
+
+    @cached_property
+    def _train_quantiles(self) -> LineageQuantiles:
+        return LineageQuantiles(self.native_time(self.train_times).numpy(), self.a, self.b, self.speed)
+
+    def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
+                    device: Optional[torch.device] = None) -> Tensor:
+        """``(B,)`` float64 public times drawn uniformly from ``train_times``."""
+        rows = torch.randint(0, self.n_train_times, (batch,), generator=generator)
+        return self.train_times[rows].to(device)
+
+    def _train_rows(self, t: Tensor) -> Optional[Tensor]:
+        """Rows of ``train_times`` equal to ``t (B,)``, or None if some t is off the grid."""
+        grid = self.train_times.to(t.device)
+        rows = torch.searchsorted(grid, t.double().contiguous()).clamp_max(len(grid) - 1)
+        return rows if bool((grid[rows] == t.double()).all()) else None
+
+    # ------------------------------------------------------------------ per-stick statistics
+    def stick_stats(self, v: Tensor, t: Tensor) -> dict[str, Tensor]:
+        """Exact (tabulated) log-densities and scores of sticks ``v (B, L, K-1)`` at public ``t (B,)``
+        under each relation to a clean category; each entry ``(B, L, K-1)`` float64 (see
+        :meth:`StickTables.stats`)."""
+        B, L, K1 = v.shape
+        flat = v.reshape(B * L, K1).double()
+        rows = self._train_rows(t)
+        if rows is not None:
+            out = self._train_tables.stats(flat, rows.repeat_interleave(L))
+        elif bool((t == t[0]).all()):
+            table = self._tables.get(float(self.native_time(t[:1])[0]))
+            out = table.stats(flat, torch.zeros(B * L, dtype=torch.long, device=v.device))
+        else:  # mixed off-grid times: one table per board (slow path, not used in sampling)
+            parts = [self.stick_stats(v[b : b + 1], t[b : b + 1]) for b in range(B)]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return {k: x.reshape(B, L, K1) for k, x in out.items()}
+
+    def prepare_times(self, t: Tensor) -> None:
+        """Tabulate the statistics of many public times ``t`` at once (e.g. a sampling grid)."""
+        self._tables.prepare(self.native_time(t.double().cpu()).numpy())
+
+    @staticmethod
+    def category_loglik(stats: dict[str, Tensor]) -> Tensor:
+        """log q(v_l | k) for every category: ``(B, L, K)`` float64.
+
+        Category k: sticks i < k at vertex 0, stick k at vertex 1, sticks i > k stationary.
+        """
+        zero, one, stat = stats["logp_zero"], stats["logp_one"], stats["logp_stat"]
+        pad = torch.zeros_like(zero[..., :1])
+        zero_before = torch.cat([pad, torch.cumsum(zero, -1)], -1)
+        stat_from = torch.cat([torch.flip(torch.cumsum(torch.flip(stat, [-1]), -1), [-1]), pad], -1)
+        return zero_before + torch.cat([one, pad], -1) + torch.cat([stat_from[..., 1:], pad], -1)
+
+    @staticmethod
+    def mixture_score(probs: Tensor, stats: dict[str, Tensor]) -> Tensor:
+        """Stick score ``(B, L, K-1)`` from the clean-token posterior ``probs (B, L, K)``.
+
+        Stick i: P(k < i) * stationary score + P(k = i) * vertex-1 score + P(k > i) * vertex-0 score.
+        """
+        p = probs.double()
+        K1 = p.shape[-1] - 1
+        below = torch.cumsum(p, -1)[..., :K1] - p[..., :K1]  # P(k < i)
+        above = 1.0 - below - p[..., :K1]  # P(k > i)
+        return below * stats["score_stat"] + p[..., :K1] * stats["score_one"] + above.clamp_min(0.0) * stats["score_zero"]
+
+    # ------------------------------------------------------------------ network calls
+    def features(self, stats: dict[str, Tensor]) -> Tensor:
+        """Network input: the local log-posterior under a flat prior, ``(B, L, K)`` float32."""
+        return torch.log_softmax(self.category_loglik(stats), dim=-1).float()
+
+    def model_input(self, xt: Tensor, t: Tensor) -> Tensor:
+        return self.features(self.stick_stats(xt, t))
+
+    def posterior_logits(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None,
+                         stats: Optional[dict[str, Tensor]] = None) -> Tensor:
+        """Logits of p(x0 | xt): ``(B, L, K)`` float64."""
+        stats = self.stick_stats(xt, t) if stats is None else stats
+        return model(self.features(stats), t.float(), cond).double()
+
+    def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """The stick score ``(B, L, K-1)`` float64 implied by the network's posterior."""
+        if getattr(model, "takes_state", False):
+            return model(xt, t, cond)
+        stats = self.stick_stats(xt, t)
+        probs = torch.softmax(self.posterior_logits(model, xt, t, cond, stats), dim=-1)
+        return self.mixture_score(probs, stats)
+
+    def score_from_output(self, output: Tensor, v: Tensor, tau: Tensor) -> Tensor:
+        return output.double()
+
+    def output_from_score(self, score: Tensor, v: Tensor, tau: Tensor) -> Tensor:
+        return score
+
+    def oracle_output(self, x0: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        return self.conditional_score(x0, xt, self.native_time(t))
+
+    # ------------------------------------------------------------------ forward process
+    def _quantiles_at(self, t: Tensor) -> tuple[LineageQuantiles, Tensor]:
+        """Quantile tables covering public times ``t (B,)`` and each board's row in them."""
+        rows = self._train_rows(t)
+        if rows is not None:
+            return self._train_quantiles, rows
+        uniq, inv = torch.unique(t.double().cpu(), return_inverse=True)
+        key = float(uniq[0]) if len(uniq) == 1 else None
+        if key is not None and key in self._quantiles:
+            return self._quantiles[key], inv.to(t.device)
+        q = LineageQuantiles(self.native_time(uniq).numpy(), self.a, self.b, self.speed)
+        if key is not None:  # sampling asks for the same single times again and again
+            self._quantiles[key] = q
+            if len(self._quantiles) > 1024:
+                self._quantiles.popitem(last=False)
+        return q, inv.to(t.device)
+
+    def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
+        """Exact draw of the sticks ``(B, L, K-1)`` given ``x0 (B, L)`` (no regression target:
+        the loss is cross-entropy on x0)."""
+        B, L = x0.shape
+        quant, rows = self._quantiles_at(t)
+        m = quant.draw_m(rows.repeat_interleave(L), generator=generator)
+        v = draw_sticks(x0.reshape(-1), m, self.a, self.b, generator=generator)
+        return NoisySample(xt=v.reshape(B, L, self.K - 1).clamp(self.eps, 1 - self.eps), t=t)
+
+    def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
+               generator: Optional[torch.Generator] = None) -> Tensor:
+        """Redraw only the known positions from q_tau(v | x0) (DDSM's way of imposing givens)."""
+        if not bool(known.any()):
+            return xt
+        b, l = torch.nonzero(known, as_tuple=True)
+        fresh = self.sample_noisy(x0[b, l][:, None].clamp(0, self.K - 1), t[b], generator=generator).xt[:, 0]
+        out = xt.clone()
+        out[b, l] = fresh
+        return out
+
+    # ------------------------------------------------------------------ training
+    def loss(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
+             pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> LossOutput:
+        """Cross-entropy of the network's posterior on the clean tokens, per token ``(B, L)``."""
+        t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
+        noisy = self.sample_noisy(x0, t, generator=generator)
+        logits = model(self.model_input(noisy.xt, t), t.float(), cond)
+        terms = F.cross_entropy(logits.float().reshape(-1, self.K), x0.reshape(-1), reduction="none")
+        return reduce_terms(terms.reshape(x0.shape), pad_mask)
+
+    def loss_terms(self, output: Tensor, x0: Tensor, noisy: NoisySample) -> Tensor:
+        """Cross-entropy terms ``(B, L)`` of posterior logits ``output (B, L, K)``."""
+        return F.cross_entropy(output.float().reshape(-1, self.K), x0.reshape(-1), reduction="none").reshape(x0.shape)
