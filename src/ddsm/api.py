@@ -135,9 +135,18 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     pcfg, mcfg = cfg["process"], cfg["model"]
     if pcfg["name"] not in PROCESSES:
         raise DDSMInputError(f"{path}: unknown process {pcfg['name']!r} (newer ddsm?)")
-    proc = PROCESSES[pcfg["name"]](**pcfg["options"])
-    opts = dict(mcfg["options"])
-    net = build_model(mcfg["name"], **opts)
+    from .models import MODELS
+
+    if mcfg["name"] not in MODELS:
+        raise DDSMInputError(f"{path}: unknown model {mcfg['name']!r} (newer ddsm?)")
+    missing = [k for k in ("alphabet", "seq_len") if k not in cfg]
+    if missing:
+        raise DDSMInputError(f"{path}/config.json lacks {', '.join(missing)}; is it a ddsm run?")
+    try:
+        proc = PROCESSES[pcfg["name"]](**pcfg.get("options", {}))
+        net = build_model(mcfg["name"], **dict(mcfg.get("options", {})))
+    except (TypeError, ValueError) as e:
+        raise DDSMInputError(f"{path}/config.json has invalid process/model options: {e}") from None
     load_model_weights(path, net)
     net.to(device or torch.device("cpu")).eval()
     return Run(proc, net, cfg, path)

@@ -3,13 +3,20 @@
 The library draws only from generators passed to it explicitly. Global seeding exists for the CLI
 (``--seed`` seeds everything a run might touch, including third-party code that draws from the
 global generators) and global-state capture exists so that a resumed training run can continue
-bit-for-bit (a model with dropout draws from torch's global generator).
+bit-for-bit.
+
+Derived seeds: :func:`derive_seed` turns a tuple of integers (the run's seed plus, say, a stream
+tag, the step and the micro-batch index) into an unrelated 63-bit seed, so every random stream of
+a training run is a pure function of ``--seed`` and its position. :func:`seeded_global_rng` runs a
+block with torch's global generators seeded that way (dropout inside models draws from them) and
+puts the previous states back afterwards.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Union
+from contextlib import contextmanager
+from typing import Any, Iterator, Union
 
 import numpy as np
 import torch
@@ -27,6 +34,41 @@ def make_generator(seed: int, device: DeviceLike = None) -> torch.Generator:
     gen = torch.Generator(device=torch.device(device) if device is not None else "cpu")
     gen.manual_seed(int(seed))
     return gen
+
+
+def derive_seed(*keys: int) -> int:
+    """A seed in ``[0, 2**63)`` mixed from non-negative integer ``keys`` (NumPy's SeedSequence).
+
+    Nearby inputs give unrelated outputs, so ``derive_seed(seed, stream, step, i)`` can seed one
+    generator per (stream, step, micro-batch) without the streams overlapping.
+    """
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)
+    return int(state[0]) % (2**63)
+
+
+@contextmanager
+def seeded_global_rng(seed: int, device: DeviceLike = None) -> Iterator[None]:
+    """Run the block with torch's global CPU generator (and, for a CUDA ``device``, that device's
+    generator) seeded with ``seed``; their previous states are restored on exit, even on error.
+
+    Other CUDA devices, Python's ``random`` and NumPy are not touched.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    cpu_state = torch.get_rng_state()
+    cuda_index = None
+    if dev.type == "cuda":
+        cuda_index = dev.index if dev.index is not None else torch.cuda.current_device()
+        cuda_state = torch.cuda.get_rng_state(cuda_index)
+    torch.default_generator.manual_seed(int(seed))
+    if cuda_index is not None:
+        with torch.cuda.device(cuda_index):
+            torch.cuda.manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_index is not None:
+            torch.cuda.set_rng_state(cuda_state, cuda_index)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -100,4 +142,5 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.to(dtype=torch.uint8, device="cpu") for s in cuda])
 
 
-__all__ = ["make_generator", "seed_everything", "get_rng_state", "set_rng_state"]
+__all__ = ["make_generator", "derive_seed", "seeded_global_rng", "seed_everything", "get_rng_state",
+           "set_rng_state"]

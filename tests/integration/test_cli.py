@@ -98,7 +98,7 @@ def test_train_writes_checkpoint(trained_model):
 
 @pytest.fixture(scope="module")
 def seed3_sample(trained_model, tmp_path_factory):
-    """(first, second) FASTA written by two identical ``sample --seed 3`` runs, and stdout of the first."""
+    """(first, second) FASTA written by two identical ``sample --seed 3`` runs."""
     from ddsm.cli import main
 
     d = tmp_path_factory.mktemp("sample3")
@@ -287,9 +287,6 @@ def test_train_bad_option_value(train_in, option):
     train_in(option, "hidden=abc" if option == "--set-model" else "T=abc", pattern="bad process/model option")
 
 
-@pytest.mark.xfail(strict=True, reason="JacobiProcess accepts T <= 0 and fails with a math domain error "
-                   "(ValueError traceback) at the first training step; needs a range check in "
-                   "processes/jacobi.py")
 def test_train_negative_process_time(train_in):
     train_in("--set-process", "T=-1", pattern="T")
 
@@ -375,6 +372,20 @@ def test_model_is_a_pt_file(cli, model_cmd, tmp_path):
 
 def test_model_missing(cli, model_cmd, tmp_path):
     expect_error_no_output(cli, tmp_path, model_cmd(tmp_path / "nothing", tmp_path / "out.txt"), "does not exist")
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda c: c["model"].update(name="nosuch"), "unknown model 'nosuch'"),
+    (lambda c: c["process"]["options"].update(bogus=1), "invalid process/model options"),
+    (lambda c: c.pop("alphabet"), "lacks alphabet"),
+])
+def test_model_with_damaged_config(cli, model_cmd, trained_model, tmp_path, edit, pattern):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_model, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    edit(cfg)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    expect_error_no_output(cli, tmp_path, model_cmd(ckpt, tmp_path / "out.txt"), pattern)
 
 
 @pytest.mark.parametrize("extra, pattern", [

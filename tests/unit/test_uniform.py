@@ -104,18 +104,19 @@ def test_reverse_probs_match_bayes_rule(parameterization, schedule):
 
 def test_reverse_to_zero_draws_from_model_posterior():
     """At s = 0 the x0-parameterised step is a draw from p_theta(x0 | x_t) (posterior form)."""
-    p = UniformProcess(4)
+    p = UniformProcess(4, parameterization="posterior")
     logits = torch.randn(2, 3, 4, generator=gen(1), dtype=torch.float64)
     xt = torch.randint(0, 4, (2, 3), generator=gen(2))
     got = p.reverse_probs(logits, xt, torch.full((2,), 0.3), torch.zeros(2))
     assert torch.allclose(got, torch.softmax(logits, -1), atol=1e-12)
 
 
+@pytest.mark.parametrize("parameterization", PARAMS)
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_oracle_step_carries_marginals(schedule):
+def test_oracle_step_carries_marginals(schedule, parameterization):
     """x_t ~ q_t(. | x0), then one oracle step to s: x_s ~ q_s(. | x0) (chi-square)."""
     K, n, x0v = 4, 20000, 1
-    p = UniformProcess(K, schedule=schedule)
+    p = UniformProcess(K, schedule=schedule, parameterization=parameterization)
     x0 = torch.full((n, 1), x0v)
     t, s = 0.7, 0.3
     xt = p.sample_noisy(x0, torch.full((n,), t), generator=gen(3)).xt
@@ -212,8 +213,9 @@ def test_loss_gradient_finite_at_extreme_times():
 
 # ---------------------------------------------------------------------------- likelihoods on a toy
 class MixturePosterior:
-    """The exact p(x0^l | x_t) per position for data drawn from sequences ``S (M, L)`` with
-    probabilities ``pi (M,)``; ``reweight`` turns it into the UDLM-optimal output (divide by q_t)."""
+    """The optimal output for data drawn from sequences ``S (M, L)`` with probabilities ``pi (M,)``:
+    the exact p(x0^l | x_t) per position (``posterior``), divided by q_t(x_t^l | x0^l) and
+    renormalised for ``udlm``. ``temper`` != 1 makes it wrong on purpose."""
 
     def __init__(self, p: UniformProcess, S: torch.Tensor, pi: torch.Tensor, temper: float = 1.0) -> None:
         self.p, self.S, self.log_pi, self.temper = p, S, pi.log(), temper
@@ -227,7 +229,11 @@ class MixturePosterior:
         log_w = self.log_pi[None] + torch.where(same, hit[:, None, None], miss[:, None, None]).sum(-1)
         w = torch.softmax(log_w * self.temper, -1)
         probs = torch.einsum("bm,mlk->blk", w, F.one_hot(self.S, K).double())
-        return probs.clamp_min(1e-300).log()
+        log_probs = probs.clamp_min(1e-300).log()
+        if self.p.parameterization == "udlm":
+            at_i = F.one_hot(xt, K).bool()
+            log_probs = log_probs - torch.where(at_i, hit[:, None, None], miss[:, None, None])
+        return torch.log_softmax(log_probs, -1)
 
 
 def _toy(kind: str) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -239,15 +245,16 @@ def _toy(kind: str) -> tuple[int, torch.Tensor, torch.Tensor]:
     return 3, S, marg[S].prod(-1)
 
 
+@pytest.mark.parametrize("parameterization", PARAMS)
 @pytest.mark.parametrize("kind", ["copy", "independent"])
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_exact_posterior_elbo_equals_entropy_by_quadrature(kind, schedule):
-    """With the exact per-position posterior, the continuous-time bound is tight: summing the
+def test_optimal_model_elbo_equals_entropy_by_quadrature(kind, schedule, parameterization):
+    """With the optimal per-position output, the continuous-time bound is tight: summing the
     exact expectations over x_t (all K^L states) and integrating by quadrature gives H(data)
     up to the reconstruction and prior terms (< 2e-3 bits)."""
     K, S, pi = _toy(kind)
     M, L = S.shape
-    p = UniformProcess(K, schedule=schedule)
+    p = UniformProcess(K, schedule=schedule, parameterization=parameterization)
     model = MixturePosterior(p, S, pi)
     states = torch.tensor(list(itertools.product(range(K), repeat=L)))  # (N, L)
     feats = F.one_hot(states, K).float()
@@ -269,7 +276,8 @@ def test_exact_posterior_elbo_equals_entropy_by_quadrature(kind, schedule):
     lo, hi = math.log(p.t_min), 0.0
     u = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
     diffusion = sum(0.5 * (hi - lo) * w * math.exp(ui) * expected_density(math.exp(ui)) for ui, w in zip(u, weights))
-    logp0 = model(feats, torch.full((len(states),), p.t_min, dtype=torch.float64))  # (N, L, K)
+    t0 = torch.full((len(states),), p.t_min, dtype=torch.float64)
+    logp0 = p.reverse_probs(model(feats, t0), states, t0, torch.zeros_like(t0)).log()  # decoder (N, L, K)
     recon = sum(float(pi[m] * (q_states(p.t_min)[m] * -logp0.gather(-1, S[m].expand(len(states), L)[..., None])
                                 .squeeze(-1).sum(-1)).sum()) for m in range(M))
     bound = (diffusion + recon + L * p.prior_kl()) / math.log(2.0)
@@ -277,13 +285,14 @@ def test_exact_posterior_elbo_equals_entropy_by_quadrature(kind, schedule):
     assert entropy <= bound + 1e-9 and bound - entropy < 2e-3
 
 
+@pytest.mark.parametrize("parameterization", PARAMS)
 @pytest.mark.parametrize("kind", ["copy", "independent"])
-def test_bits_per_token_matches_entropy_for_exact_model(kind):
-    """bits_per_token (Monte Carlo) with the exact posterior: its excess over each sequence's
+def test_bits_per_token_matches_entropy_for_exact_model(kind, parameterization):
+    """bits_per_token (Monte Carlo) with the optimal output: its excess over each sequence's
     -log2 P(x0) averages to ~0; a mis-specified model's bound is above the entropy."""
     K, S, pi = _toy(kind)
     M, L = S.shape
-    p = UniformProcess(K)
+    p = UniformProcess(K, parameterization=parameterization)
     g = gen(12)
     idx = torch.multinomial(pi, 1024, replacement=True, generator=g)
     x0 = S[idx]
@@ -299,7 +308,8 @@ def test_bits_per_token_matches_entropy_for_exact_model(kind):
 
 def test_udlm_bound_tight_with_reweighted_output_and_loose_with_posterior():
     """For independent tokens the UDLM-optimal output is the data marginal (the posterior divided
-    by q_t(x_t | x0)); plugging the posterior itself in gives a strictly looser bound."""
+    by q_t(x_t | x0)); plugging the posterior itself in gives a strictly looser bound (the two
+    parameterisations differ)."""
     K = 3
     marg = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
     p = UniformProcess(K, parameterization="udlm")

@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,7 @@ class Oracle:
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()}
         tmp = folder / (MODEL_FILE + ".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "kind": KIND})
+        os.chmod(tmp, 0o644)  # safetensors creates the file private; weights are not secret
         tmp.replace(folder / MODEL_FILE)
         atomic_write_text(folder / CONFIG_FILE, json.dumps(self.config(), indent=1) + "\n", force=True)
         return folder

@@ -22,7 +22,7 @@ sees the simplex point ``x (B, L, K)``.
 from __future__ import annotations
 
 import math
-from functools import cached_property
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -56,6 +56,11 @@ class JacobiProcess(Process):
             eps: sticks are clamped to [eps, 1 - eps] during sampling.
         """
         super().__init__(K)
+        if not 0 < t_train_min <= t_min < T:
+            raise ValueError(f"jacobi process needs 0 < t_train_min <= t_min < T, got "
+                             f"t_train_min={t_train_min}, t_min={t_min}, T={T}")
+        if not 0 < eps < 0.5:
+            raise ValueError(f"jacobi process needs 0 < eps < 0.5, got {eps}")
         self.T, self.t_min, self.t_train_min = float(T), float(t_min), float(t_train_min)
         self.speed_balanced, self.eps = bool(speed_balanced), float(eps)
         i = np.arange(K - 1)
@@ -84,25 +89,10 @@ class JacobiProcess(Process):
         return sticks_to_simplex(xt).float()
 
     # ------------------------------------------------------------------ score normalisation
-    @cached_property
+    @property
     def _lambda_table(self) -> tuple[Tensor, Tensor]:
-        """log tau grid ``(G,)`` and log lambda_i(tau) ``(G, K-1)``, by exact Monte Carlo with a
-        fixed seed (the table is part of the model's definition, so it must be reproducible)."""
-        gen = torch.Generator().manual_seed(1234)
-        taus = torch.from_numpy(np.geomspace(self.t_train_min / 2, self.T, _LAMBDA_GRID))
-        n = 512
-        cols = []
-        for i in range(self.K - 1):
-            a, b, s = float(self.a[i]), float(self.b[i]), float(self.speed[i])
-            e_one = _vertex_fisher(taus * s, n, a, b, gen)
-            e_zero = _vertex_fisher(taus * s, n, b, a, gen)
-            stat = _stationary_fisher(a, b, gen)
-            # x0 uniform over categories: stick i sees vertex 0 for k > i, vertex 1 for k = i,
-            # and its stationary law for k < i.
-            K = self.K
-            lam = ((K - 1 - i) * e_zero + e_one + i * stat) / K
-            cols.append(torch.log(lam))
-        return torch.log(taus), torch.stack(cols, dim=-1)
+        """log tau grid ``(G,)`` and log lambda_i(tau) ``(G, K-1)`` (cached per configuration)."""
+        return _lambda_table(self.K, self.T, self.t_train_min, self.speed_balanced)
 
     def lambda_(self, tau: Tensor) -> Tensor:
         """lambda_i(tau) ``(B, K-1)`` float64 by linear interpolation in log-log."""
@@ -282,6 +272,30 @@ class JacobiProcess(Process):
         s_i [ (a (1 - v) - b v) / 2 - (1 - 2 v) / 2 - v (1 - v) score / 2 ]."""
         a, b, sp = self._stick_params(v)
         return sp * (0.5 * (a * (1 - v) - b * v) - 0.5 * (1 - 2 * v) - 0.5 * v * (1 - v) * score)
+
+
+@lru_cache(maxsize=32)
+def _lambda_table(K: int, T: float, t_train_min: float, speed_balanced: bool) -> tuple[Tensor, Tensor]:
+    """lambda_i(tau) on a log grid by exact Monte Carlo with a fixed seed: the table is part of the
+    model's definition (it scales the network output), so it must be reproducible. Built once per
+    configuration and process (a few seconds: it needs the lineage law at every grid time)."""
+    gen = torch.Generator().manual_seed(1234)
+    taus = torch.from_numpy(np.geomspace(t_train_min / 2, T, _LAMBDA_GRID))
+    n = 512
+    i = np.arange(K - 1)
+    a_all, b_all = np.ones(K - 1), (K - 1 - i).astype(np.float64)
+    speed = 2.0 / (a_all + b_all) if speed_balanced else np.ones(K - 1)
+    cols = []
+    for i in range(K - 1):
+        a, b, s = float(a_all[i]), float(b_all[i]), float(speed[i])
+        e_one = _vertex_fisher(taus * s, n, a, b, gen)
+        e_zero = _vertex_fisher(taus * s, n, b, a, gen)
+        stat = _stationary_fisher(a, b, gen)
+        # x0 uniform over categories: stick i sees vertex 0 for k > i, vertex 1 for k = i,
+        # and its stationary law for k < i.
+        lam = ((K - 1 - i) * e_zero + e_one + i * stat) / K
+        cols.append(torch.log(lam))
+    return torch.log(taus), torch.stack(cols, dim=-1)
 
 
 def _vertex_fisher(tau: Tensor, n: int, a: float, b: float, gen: torch.Generator) -> Tensor:

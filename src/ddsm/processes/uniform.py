@@ -9,19 +9,22 @@ Equivalently a CTMC that jumps from any token to any given other token at rate b
 beta_t = -alpha_t' / alpha_t. Schedules: ``"loglinear"`` alpha_t = 1 - (1 - eps) t (MDLM's
 log-linear noise) and ``"cosine"`` alpha_t = 1 - (1 - eps)(1 - cos(pi t / 2)).
 
-Network: one-hot tokens in, logits of p_theta(x0 | x_t) out (the x0-parameterisation).
+Network: one-hot tokens in, K logits x_theta out (the x0-parameterisation).
 
 Reverse model. Write a_t = K alpha_t / (1 - alpha_t) and i = x_t. Given x0 the reverse CTMC
 jumps i -> j at rate (beta_t / K) r_q(j) with r_q(j) = q_t(j | x0) / q_t(i | x0). The model
 replaces r_q by r_theta, in one of two ways (``parameterization``):
 
-- ``"posterior"`` (default): the exact posterior q(x_s | x_t, x0) averaged over
-  p_theta(x0 | x_t), so r_theta(j) = sum_x0 p(x0) q_t(j | x0) / q_t(i | x0)
-  = p_i / (1 + a) + a p_j + (1 - p_i). If p_theta is the true posterior this *is* the true reverse
-  process, and the network output is a posterior over clean tokens one can also read directly.
-- ``"udlm"``: D3PM's / UDLM's plug-in form p(x_s | x_t) propto q(x_t | x_s) q(x_s | x0 = p_theta),
-  so r_theta(j) = (1 + a p_j) / (1 + a p_i). Equally expressive (the two agree when p_theta is
-  reweighted by 1 / q_t(i | x0)); use it to reproduce UDLM.
+- ``"udlm"`` (default): D3PM's (Austin et al. eq. 4) and UDLM's plug-in form
+  p(x_s | x_t) propto q(x_t | x_s) q(x_s | x0 = x_theta), so r_theta(j) = (1 + a p_j) / (1 + a p_i)
+  with p = softmax(x_theta). The optimal p is the posterior p(x0 | x_t) divided by q_t(x_t | x0)
+  and renormalised: it stays broad as t -> 0, so the NELBO weights stay O(1) there.
+- ``"posterior"``: the exact posterior q(x_s | x_t, x0) averaged over p = p_theta(x0 | x_t), so
+  r_theta(j) = sum_x0 p(x0) q_t(j | x0) / q_t(i | x0) = p_i / (1 + a) + a p_j + (1 - p_i). If p is
+  the true posterior this *is* the true reverse process, and the output is a posterior over clean
+  tokens. Equally expressive, but the optimal p is a point mass up to O(t) as t -> 0 and the loss
+  weighs its errors by ~K / t. It trains far worse: on a 16-token periodic toy (small
+  transformer, 600 steps) 0% of its samples were valid against 98% for ``udlm``.
 
 Both reverse steps are "plug-in" steps on a reweighted vector w: w = p / q_t(i | .) or w = p.
 
@@ -67,15 +70,15 @@ class UniformProcess(Process):
     state_kind = "tokens"
 
     def __init__(self, K: int, schedule: str = "loglinear", eps: float = 1e-3, t_min: float = 1e-3,
-                 parameterization: str = "posterior") -> None:
+                 parameterization: str = "udlm") -> None:
         """
         Args:
             K: number of categories.
             schedule: ``"loglinear"`` or ``"cosine"`` (see the module docstring).
             eps: alpha_1, the probability that a token survives to t = 1 (> 0 keeps beta_t finite).
             t_min: smallest training time; below it the likelihood uses a reconstruction term.
-            parameterization: ``"posterior"`` (exact posterior marginalised over p_theta) or
-                ``"udlm"`` (D3PM/UDLM plug-in); see the module docstring.
+            parameterization: ``"udlm"`` (D3PM/UDLM plug-in) or ``"posterior"`` (exact
+                posterior marginalised over p_theta); see the module docstring.
         """
         super().__init__(K)
         if schedule not in _SCHEDULES:
@@ -136,7 +139,7 @@ class UniformProcess(Process):
 
     # ------------------------------------------------------------------ rates
     def _log_rate_ratios(self, logp: Tensor, xt: Tensor, a: Tensor) -> Tensor:
-        """log r_theta(j) ``(B, L, K)`` for the model posterior ``logp (B, L, K)`` at ``xt``.
+        """log r_theta(j) ``(B, L, K)`` for the model's log-probabilities ``logp (B, L, K)`` at ``xt``.
 
         ``a`` is ``(B, 1, 1)`` = K alpha_t / (1 - alpha_t). Entry j = x_t is meaningless (masked later).
         """

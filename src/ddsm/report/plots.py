@@ -93,6 +93,8 @@ def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optio
 
 def kmer_scatter_png(groups: dict[str, tuple[Sequence[str], Sequence[str]]], ks: Sequence[int]) -> bytes:
     """k-mer frequencies, reference (x) against designed (y), log-log; rows = classes, columns = k."""
+    from matplotlib.ticker import NullFormatter
+
     from ..metrics.kmers import kmer_js, kmer_spectrum
 
     rows = list(groups)
@@ -110,6 +112,8 @@ def kmer_scatter_png(groups: dict[str, tuple[Sequence[str], Sequence[str]]], ks:
             ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # minor-tick labels of narrow log ranges overlap
+                axis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{name}: {k}-mers, JS {kmer_js(designed, reference, k):.3f}", fontsize=9)
             if r == len(rows) - 1:
                 ax.set_xlabel("reference frequency")
@@ -144,7 +148,7 @@ def gc_histogram_png(groups: dict[str, tuple[Sequence[str], Sequence[str]]]) -> 
 
 
 def motif_enrichment_png(rates: dict[str, tuple[np.ndarray, np.ndarray]], labels: Sequence[str], *,
-                         top: int = 15, min_rate: float = 0.05) -> bytes:
+                         top: int = 15, min_rate: float = 0.5) -> bytes:
     """Horizontal bars of log2(designed / reference) motif hit rates: the ``top`` most changed motifs
     per class, among motifs with at least ``min_rate`` hits per kb in either set."""
     from ..metrics.motifs import log2_enrichment
@@ -157,7 +161,7 @@ def motif_enrichment_png(rates: dict[str, tuple[np.ndarray, np.ndarray]], labels
     labels = np.asarray(labels, dtype=object)
     for ax, name in zip(axes, rows):
         a, b = rates[name]
-        enr = log2_enrichment(a, b)
+        enr = log2_enrichment(a, b, pseudo=0.1)
         keep = np.flatnonzero((np.maximum(a, b) >= min_rate) & np.isfinite(enr))
         order = keep[np.argsort(-np.abs(enr[keep]))][:top][::-1]
         colors = [DESIGNED_COLOR if e > 0 else REFERENCE_COLOR for e in enr[order]]

@@ -36,27 +36,34 @@ def _modulate(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 
 class _PoolBlock(nn.Module):
-    """h + gate * W_out gelu(self + row + column + box + digit averages of W_in LN(h)), adaLN."""
+    """h + gate * W_out gelu(W_own u + W_row avg_row(u) + W_col avg_col(u) + W_box avg_box(u)
+    + W_dig avg_digits(u)), u = adaLN(h).
+
+    Averaging is linear, so each W_* is applied after its average, on 9 (or 81) times fewer
+    vectors than the board has pairs: only W_own and W_out run at full resolution.
+    """
 
     def __init__(self, d_model: int, hidden: int) -> None:
         super().__init__()
-        self.hidden = hidden
         self.norm = nn.LayerNorm(d_model, elementwise_affine=False)
-        self.inp = nn.Linear(d_model, 5 * hidden)
+        self.own, self.row, self.col, self.box, self.dig = (nn.Linear(d_model, hidden) for _ in range(5))
+        for lin in (self.row, self.col, self.box, self.dig):
+            nn.init.zeros_(lin.bias)  # one bias (own's) is enough
+            lin.bias.requires_grad_(False)
         self.out = nn.Linear(hidden, d_model)
         self.ada = nn.Linear(d_model, 3 * d_model)
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)  # adaLN-zero: every block starts as the identity
 
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
-        """h: ``(B, 9, 9, K, D)`` (row, column, digit); c: ``(B, D)``."""
-        B, R, C, K, _ = h.shape
-        shift, scale, gate = self.ada(c)[:, None, None, None, :].chunk(3, dim=-1)
-        z = self.inp(_modulate(self.norm(h), shift, scale)).view(B, R, C, K, 5, self.hidden)
-        own, row, col, box, dig = z.unbind(dim=4)
-        box = box.view(B, 3, 3, 3, 3, K, self.hidden).mean(dim=(2, 4), keepdim=True)
-        box = box.expand(B, 3, 3, 3, 3, K, self.hidden).reshape(B, R, C, K, self.hidden)
-        mixed = own + row.mean(2, keepdim=True) + col.mean(1, keepdim=True) + box + dig.mean(3, keepdim=True)
+        """h: ``(B, 3, 3, 3, 3, K, D)`` = (band, row in band, stack, column in stack, digit); c: ``(B, D)``."""
+        shift, scale, gate = self.ada(c)[:, None, None, None, None, None, :].chunk(3, dim=-1)
+        u = _modulate(self.norm(h), shift, scale)
+        mixed = (self.own(u)
+                 + self.row(u.mean(dim=(3, 4), keepdim=True))  # same row: same band and row in band
+                 + self.col(u.mean(dim=(1, 2), keepdim=True))  # same column
+                 + self.box(u.mean(dim=(2, 4), keepdim=True))  # same box: same band and stack
+                 + self.dig(u.mean(dim=5, keepdim=True)))  # same cell, all digits
         return h + gate * self.out(F.gelu(mixed))
 
 
@@ -100,10 +107,11 @@ class SudokuDenoiser(Denoiser):
         logp = x.float().clamp_min(-30.0)
         # per (cell, digit): its local probability and a bounded log-probability
         feats = torch.stack([logp.exp(), logp / 10.0], dim=-1)  # (B, 81, K, 2)
-        h = self.inp(feats).view(B, _SIDE, _SIDE, K, self.d_model) + c[:, None, None, None, :]
+        # cells in row-major order: (row, column) = (3 band + r, 3 stack + c)
+        h = self.inp(feats).view(B, 3, 3, 3, 3, K, self.d_model) + c[:, None, None, None, None, None, :]
         for block in self.blocks:
             h = block(h, c)
-        shift, scale = self.out_ada(c)[:, None, None, None, :].chunk(2, dim=-1)
+        shift, scale = self.out_ada(c)[:, None, None, None, None, None, :].chunk(2, dim=-1)
         corr = self.head(_modulate(self.out_norm(h), shift, scale)).reshape(B, L, K)
         # the residual is added in float32 so bf16 autocast cannot round the exact evidence
         return x.float() + corr.float()

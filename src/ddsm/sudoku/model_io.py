@@ -1,0 +1,66 @@
+"""Loading a Sudoku checkpoint, including the one bundled with the package.
+
+A Sudoku checkpoint is an ordinary ddsm checkpoint folder (``config.json`` + ``model.safetensors``)
+whose ``model.name`` is ``"sudoku"`` and ``process.name`` is ``"jacobi_posterior"``; the classes
+live in this package, so it is loaded here rather than through the general registries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from ..checkpoint import load_config, load_model_weights
+from ..errors import DDSMInputError
+from .model import SudokuDenoiser
+from .process import PosteriorJacobiProcess
+from .training import MODEL_NAME
+
+#: the checkpoint shipped with the package (see bench/train_sudoku.py for how it was made)
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "sudoku"
+
+
+@dataclass
+class SudokuModel:
+    """A trained Sudoku denoiser (EMA weights, eval mode), its process and its config."""
+
+    process: PosteriorJacobiProcess
+    net: SudokuDenoiser
+    config: dict[str, Any]
+    path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+
+def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
+                      device: Optional[Union[str, torch.device]] = None) -> SudokuModel:
+    """Load a Sudoku checkpoint folder (default: the bundled one).
+
+    Raises:
+        DDSMInputError: not a checkpoint, not a Sudoku checkpoint, or weights that do not fit.
+    """
+    folder = Path(path) if path is not None else BUNDLED_DIR
+    if path is None and not (folder / "config.json").is_file():
+        raise DDSMInputError(f"no bundled Sudoku model in {folder}; pass --model DIR "
+                             f"(train one with bench/train_sudoku.py)")
+    config = load_config(folder)
+    if config["model"]["name"] != MODEL_NAME:
+        raise DDSMInputError(f"{folder} holds a {config['model']['name']!r} model, not a Sudoku model")
+    if config["process"]["name"] != PosteriorJacobiProcess.name:
+        raise DDSMInputError(f"{folder}: Sudoku models use the {PosteriorJacobiProcess.name!r} process, "
+                             f"not {config['process']['name']!r}")
+    try:
+        process = PosteriorJacobiProcess(**config["process"].get("options", {}))
+        net = SudokuDenoiser(**config["model"].get("options", {}))
+    except (TypeError, ValueError) as e:
+        raise DDSMInputError(f"{folder}/config.json has bad options: {e}") from None
+    load_model_weights(folder, net)
+    net.eval()
+    if device is not None:
+        net.to(device)
+    return SudokuModel(process, net, config, folder)

@@ -1,0 +1,159 @@
+"""Training the Sudoku denoiser on a stream of generated grids.
+
+``ddsm.train.train`` trains on a fixed tensor and in float32; Sudoku needs neither a data set (the
+generator makes fresh grids every step) nor full precision on a GPU, so this is a short loop of its
+own: AdamW with warm-up and cosine decay, gradient clipping, EMA weights, optional bf16 autocast on
+CUDA, a wall-clock limit, and a checkpoint folder written with ``ddsm.checkpoint.save_checkpoint``
+(``model.name = "sudoku"``; load it with :func:`ddsm.sudoku.model_io.load_sudoku_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from ..checkpoint import save_checkpoint
+from ..ema import EMA
+from .generator import GridStream, base_grids
+from .model import SudokuDenoiser
+from .process import PosteriorJacobiProcess
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "sudoku"
+
+
+@dataclass
+class SudokuTrainConfig:
+    """Hyper-parameters of a Sudoku training run (saved as ``"train"`` in config.json).
+
+    Attributes:
+        steps: optimiser steps (the run may stop earlier at ``minutes``).
+        batch_size: grids per step.
+        lr: peak AdamW learning rate (linear warm-up, then cosine to 10% at ``steps``).
+        warmup_steps: warm-up length.
+        weight_decay: AdamW weight decay.
+        grad_clip: max gradient norm (0: off).
+        ema_decay: EMA decay of the saved weights.
+        minutes: wall-clock limit in minutes (0: none).
+        pool_size: distinct backtracking grids behind the symmetry stream.
+        seed: seeds the pool, the weights and the noise.
+        amp: bf16 autocast (CUDA only).
+        checkpoint_minutes: also save every this many minutes (0: only at the end).
+        model: SudokuDenoiser options; process: PosteriorJacobiProcess options.
+    """
+
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    minutes: float = 0.0
+    pool_size: int = 2000
+    seed: int = 0
+    amp: bool = True
+    checkpoint_minutes: float = 0.0
+    model: dict[str, Any] = field(default_factory=lambda: {"d_model": 48, "n_layers": 6, "hidden": 96})
+    process: dict[str, Any] = field(default_factory=dict)
+
+
+def _lr(step: int, cfg: SudokuTrainConfig) -> float:
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / max(1, cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def train_sudoku(
+    cfg: SudokuTrainConfig,
+    out_dir: Optional[Union[str, Path]] = None,
+    *,
+    device: Union[str, torch.device] = "cpu",
+    on_log: Optional[Callable[[dict[str, Any]], None]] = None,
+    log_every: int = 25,
+) -> dict[str, Any]:
+    """Train a fresh Sudoku denoiser; write the checkpoint to ``out_dir`` if given.
+
+    Args:
+        on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
+            steps and at the end.
+    Returns:
+        ``{"model", "process", "ema", "history", "step", "seconds"}`` (``model`` holds the raw
+        weights; ``ema.copy_to(model)`` gives the saved ones).
+    """
+    device = torch.device(device)
+    amp = bool(cfg.amp and device.type == "cuda")
+    process = PosteriorJacobiProcess(K=9, **cfg.process)
+    torch.manual_seed(cfg.seed)  # initial weights
+    model = SudokuDenoiser(9, 9, **cfg.model).to(device)
+    t_start = time.perf_counter()
+    stream = GridStream(base_grids(cfg.pool_size, seed=cfg.seed), device=device)
+    process._train_tables, process._train_quantiles  # noqa: B018 - tabulate before timing steps
+    logger.info("pool of %d grids and tables ready in %.1f s", cfg.pool_size, time.perf_counter() - t_start)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema_decay)
+
+    def net(x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            return model(x, t, cond)
+
+    def save(step: int, seconds: float) -> None:
+        if out_dir is None:
+            return
+        save_checkpoint(out_dir, model=model, model_name=MODEL_NAME, process=process, ema=ema, step=step,
+                        config_extra={"train": asdict(cfg), "seq_len": 81, "history": history,
+                                      "seconds": round(seconds, 1), "device": str(device)})
+
+    history: list[dict[str, Any]] = []
+    run_sum, run_n, step = 0.0, 0, 0
+    t0 = last_save = time.perf_counter()
+    model.train()
+    while step < cfg.steps:
+        if cfg.minutes > 0 and time.perf_counter() - t0 > 60.0 * cfg.minutes:
+            break
+        step += 1
+        lr = _lr(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x0 = stream.sample(cfg.batch_size, generator=gen)
+        loss = process.loss(net, x0, generator=gen).loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"non-finite loss at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        ema.update(model)
+        run_sum, run_n = run_sum + value, run_n + 1
+        now = time.perf_counter()
+        if step % log_every == 0 or step == cfg.steps:
+            rec = {"step": step, "loss": run_sum / run_n, "lr": lr, "seconds": round(now - t0, 1),
+                   "grids_per_s": round(step * cfg.batch_size / max(now - t0, 1e-9), 1)}
+            history.append(rec)
+            run_sum, run_n = 0.0, 0
+            if on_log is not None:
+                on_log(rec)
+        if cfg.checkpoint_minutes > 0 and now - last_save > 60.0 * cfg.checkpoint_minutes:
+            save(step, now - t0)
+            last_save = now
+    seconds = time.perf_counter() - t0
+    if run_n:
+        rec = {"step": step, "loss": run_sum / run_n, "lr": _lr(step, cfg), "seconds": round(seconds, 1),
+               "grids_per_s": round(step * cfg.batch_size / max(seconds, 1e-9), 1)}
+        history.append(rec)
+        if on_log is not None:
+            on_log(rec)
+    save(step, seconds)
+    return {"model": model, "process": process, "ema": ema, "history": history, "step": step, "seconds": seconds}
