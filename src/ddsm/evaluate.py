@@ -128,10 +128,11 @@ def _as_records(items: Optional[SeqsLike], what: str) -> list[Record]:
         return []
     out = []
     for i, item in enumerate(items):
+        # DNA metrics ignore case (soft-masked bases are ordinary bases)
         if isinstance(item, Record):
-            out.append(item)
+            out.append(item if item.seq.isupper() else Record(item.id, item.seq.upper(), item.meta, item.description))
         elif isinstance(item, str):
-            out.append(Record(id=f"{what}_{i}", seq=item))
+            out.append(Record(id=f"{what}_{i}", seq=item.upper()))
         else:
             raise DDSMInputError(f"{what}: item {i} is a {type(item).__name__}, expected a Record or str")
     return out
@@ -148,6 +149,16 @@ def _labels(records: list[Record], key: str, what: str, *, allow_class: bool) ->
             raise DDSMInputError(f"{what}: record {r.id!r} has no {key}=... in its header{also}")
         labels.append(value)
     return labels
+
+
+def _check_dna(seqs: list[str], what: str) -> None:
+    used: set[str] = set()
+    for s in seqs:
+        used.update(s)
+    other = sorted(used - set("ACGTN"))
+    if other:
+        raise DDSMInputError(f"{what}: letters {''.join(other[:10])!r} are not DNA (A, C, G, T, N); "
+                             "ddsm evaluate compares DNA sequences")
 
 
 def _subsample(index: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -225,6 +236,8 @@ def evaluate_detailed(
         raise DDSMInputError(f"max_seqs must be at least 2, got {max_seqs}")
     d_seqs = [r.seq for r in des]
     r_seqs = [r.seq for r in ref]
+    _check_dna(d_seqs, "designs")
+    _check_dna(r_seqs, "reference")
 
     # ---- groups: class -> indices into designs / reference
     if label_key:
@@ -419,7 +432,7 @@ def add_evaluate_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentP
     e.add_argument("--run", dest="run_dir", default=None,
                    help="training run folder (history.json) for the report's training curves")
     e.add_argument("--seed", type=int, default=0, help="seeds the subsamples and cross-validation folds")
-    e.add_argument("--device", default="cpu", help="cpu | cuda | auto (oracle, motif scan, novelty)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda (oracle, motif scan, novelty)")
     e.add_argument("--force", action="store_true", help="overwrite existing --json / --report files")
     e.add_argument("--quiet", action="store_true", help="no progress messages")
     e.set_defaults(func=cmd_evaluate)

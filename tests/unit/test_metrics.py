@@ -237,8 +237,10 @@ def test_oracle_train_save_load_predict(tmp_path):
     gc = random_dna(120, 40, seed=11, p=[0.1, 0.4, 0.4, 0.1])
     at = random_dna(120, 40, seed=12, p=[0.4, 0.1, 0.1, 0.4])
     seqs, labels = gc + at, ["gc"] * 120 + ["at"] * 120
+    rng_state = torch.random.get_rng_state()
     oracle = train_oracle(seqs[::2], labels[::2], seqs[1::2], labels[1::2], label_key="kind", name="toy",
                           model_options={"channels": 16}, config=OracleTrainConfig(epochs=3, batch_size=16, lr=1e-2))
+    assert torch.equal(torch.random.get_rng_state(), rng_state)  # the caller's generator is untouched
     assert oracle.classes == ["at", "gc"]
     assert oracle.info["metrics"]["valid_accuracy"] > 0.9
     folder = oracle.save(tmp_path / "toy")
@@ -321,6 +323,11 @@ def test_evaluate_plain_strings_and_errors():
         evaluate([], b)
     with pytest.raises(DDSMInputError, match="no oracle"):
         evaluate(_records(a, "x"), _records(b, "x"), label_key="cell_type", oracle="nope", motifs=False)
+    with pytest.raises(DDSMInputError, match="not DNA"):
+        evaluate(["MKVLAAGIV"], b, motifs=False)
+    # lower case (soft-masked) input is compared as upper case
+    low = evaluate([s.lower() for s in a], a, motifs=False, max_seqs=10)
+    assert low.loc["all", "kmer3_js"] == 0.0 and low.loc["all", "gc_w1"] == 0.0
 
 
 def test_evaluate_auto_oracle_on_real_dhs_validation_data():

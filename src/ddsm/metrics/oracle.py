@@ -328,8 +328,19 @@ def train_oracle(
     if unknown:
         raise DDSMInputError(f"labels {unknown[:5]} are not among the oracle classes {classes}")
     seq_len = seq_len or max(len(s) for s in train_seqs)
+    # Initialisation and dropout draw from torch's global generator: seed it inside a fork, so the
+    # run is reproducible and the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return _train(train_seqs, train_labels, valid_seqs, valid_labels, classes=classes, index=index,
+                      label_key=label_key, name=name, seq_len=seq_len, model_options=model_options, cfg=cfg,
+                      on_epoch=on_epoch)
+
+
+def _train(train_seqs, train_labels, valid_seqs, valid_labels, *, classes, index, label_key, name, seq_len,
+           model_options, cfg, on_epoch) -> Oracle:
+    """The body of :func:`train_oracle` (arguments already checked; runs inside a forked RNG)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # parameter initialisation
     model = OracleCNN(len(classes), **(model_options or {}))
     oracle = Oracle(model=model, classes=classes, label_key=label_key, seq_len=seq_len,
                     rc_average=cfg.rc_augment, name=name)

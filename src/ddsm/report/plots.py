@@ -19,9 +19,19 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _grid(fig, nrows: int, ncols: int, *, left: float = 0.8, right: float = 0.2, bottom: float = 0.6,
+          top: float = 0.45, wspace: float = 0.3, hspace: float = 0.5) -> np.ndarray:
+    """``(nrows, ncols)`` axes with margins in inches (a fixed layout: a layout engine would draw
+    every figure several times, which dominates the report's run time)."""
+    w, h = fig.get_size_inches()
+    return fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
+        "left": left / w, "right": 1 - right / w, "bottom": bottom / h, "top": 1 - top / h,
+        "wspace": wspace, "hspace": hspace})
 
 
 def to_png(fig) -> bytes:
@@ -77,8 +87,8 @@ def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optio
     length = max(len(s) for seqs in seqs_by_set.values() for s in seqs)
     start, stop = window if window is not None else (0, length)
     width = min(16.0, max(6.0, 0.12 * (stop - start) + 2))
-    fig = _figure(width, 1.6 * len(seqs_by_set) + 0.4)
-    axes = fig.subplots(len(seqs_by_set), 1, squeeze=False)[:, 0]
+    fig = _figure(width, 1.7 * len(seqs_by_set) + 0.9)
+    axes = _grid(fig, len(seqs_by_set), 1, top=0.7, hspace=0.6)[:, 0]
     for ax, (name, seqs) in zip(axes, seqs_by_set.items()):
         df = position_probabilities([s[start:stop] for s in seqs], max_len=stop - start)
         df.index = df.index + start + 1  # 1-based positions on the axis
@@ -98,8 +108,8 @@ def kmer_scatter_png(groups: dict[str, tuple[Sequence[str], Sequence[str]]], ks:
     from ..metrics.kmers import kmer_js, kmer_spectrum
 
     rows = list(groups)
-    fig = _figure(3.0 * len(ks) + 0.5, 2.9 * len(rows) + 0.3)
-    axes = fig.subplots(len(rows), len(ks), squeeze=False)
+    fig = _figure(3.0 * len(ks) + 0.6, 2.7 * len(rows) + 0.6)
+    axes = _grid(fig, len(rows), len(ks), left=0.9, wspace=0.35, hspace=0.45)
     for r, name in enumerate(rows):
         designed, reference = groups[name]
         for j, k in enumerate(ks):
@@ -129,8 +139,8 @@ def gc_histogram_png(groups: dict[str, tuple[Sequence[str], Sequence[str]]]) -> 
     rows = list(groups)
     cols = min(3, len(rows))
     nrows = (len(rows) + cols - 1) // cols
-    fig = _figure(3.6 * cols + 0.3, 2.6 * nrows + 0.3)
-    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
+    fig = _figure(3.6 * cols + 0.6, 2.6 * nrows + 0.4)
+    axes = _grid(fig, nrows, cols, left=0.5, hspace=0.55).ravel()
     bins = np.linspace(0, 1, 41)
     for ax, name in zip(axes, rows):
         designed, reference = groups[name]
@@ -156,8 +166,8 @@ def motif_enrichment_png(rates: dict[str, tuple[np.ndarray, np.ndarray]], labels
     rows = list(rates)
     cols = min(2, len(rows))
     nrows = (len(rows) + cols - 1) // cols
-    fig = _figure(6.0 * cols + 0.5, 0.22 * top * nrows + 1.2 * nrows)
-    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
+    fig = _figure(6.0 * cols + 1.8 * cols, 0.22 * top * nrows + 1.0 * nrows + 0.4)
+    axes = _grid(fig, nrows, cols, left=1.9, wspace=0.4, hspace=0.35).ravel()
     labels = np.asarray(labels, dtype=object)
     for ax, name in zip(axes, rows):
         a, b = rates[name]
@@ -187,7 +197,7 @@ def training_curves_png(history: Sequence[dict[str, Any]]) -> Optional[bytes]:
     if not train[0] and not valid[0]:
         return None
     fig = _figure(7.0, 3.4)
-    ax = fig.subplots()
+    ax = _grid(fig, 1, 1)[0, 0]
     if train[0]:
         ax.plot(*train, color=DESIGNED_COLOR, label="train loss")
     if valid[0]:

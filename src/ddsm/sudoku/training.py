@@ -36,7 +36,8 @@ class SudokuTrainConfig:
     Attributes:
         steps: optimiser steps (the run may stop earlier at ``minutes``).
         batch_size: grids per step.
-        lr: peak AdamW learning rate (linear warm-up, then cosine to 10% at ``steps``).
+        lr: peak AdamW learning rate (linear warm-up, then cosine to 10% at ``steps`` or
+            ``minutes``, whichever is first).
         warmup_steps: warm-up length.
         weight_decay: AdamW weight decay.
         grad_clip: max gradient norm (0: off).
@@ -65,10 +66,15 @@ class SudokuTrainConfig:
     process: dict[str, Any] = field(default_factory=dict)
 
 
-def _lr(step: int, cfg: SudokuTrainConfig) -> float:
+def _lr(step: int, cfg: SudokuTrainConfig, elapsed: float = 0.0) -> float:
+    """Warm-up, then cosine decay to 10% of ``lr`` at whichever comes first: ``steps`` or
+    ``minutes`` (so a run cut by the clock still ends at a low learning rate)."""
     if step <= cfg.warmup_steps:
         return cfg.lr * step / max(1, cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.minutes > 0:
+        progress = max(progress, elapsed / (60.0 * cfg.minutes))
+    progress = min(1.0, progress)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -122,7 +128,7 @@ def train_sudoku(
         if cfg.minutes > 0 and time.perf_counter() - t0 > 60.0 * cfg.minutes:
             break
         step += 1
-        lr = _lr(step, cfg)
+        lr = _lr(step, cfg, time.perf_counter() - t0)
         for group in opt.param_groups:
             group["lr"] = lr
         x0 = stream.sample(cfg.batch_size, generator=gen)
@@ -150,7 +156,7 @@ def train_sudoku(
             last_save = now
     seconds = time.perf_counter() - t0
     if run_n:
-        rec = {"step": step, "loss": run_sum / run_n, "lr": _lr(step, cfg), "seconds": round(seconds, 1),
+        rec = {"step": step, "loss": run_sum / run_n, "lr": _lr(step, cfg, seconds), "seconds": round(seconds, 1),
                "grids_per_s": round(step * cfg.batch_size / max(seconds, 1e-9), 1)}
         history.append(rec)
         if on_log is not None:

@@ -1,0 +1,189 @@
+"""Solving puzzles with the diffusion model: DDSM's givens-only sampler, the constraint-aware
+sampler with particles and restarts, and an exact search fallback.
+
+``solve_puzzles`` runs, per batch of puzzles:
+
+1. constraint propagation of the givens (naked and hidden singles). Puzzles it completes are
+   answered by ``"propagation"``; a contradiction means the puzzle has no solution.
+2. rounds of the constraint-aware sampler (``ddsm.sudoku.constrained``): every unsolved puzzle gets
+   ``particles`` samples per round, each on the puzzle under a random board symmetry (the i-th
+   particle uses the i-th rotation/reflection of the square, plus a random relabelling and
+   row/column shuffle), mapped back afterwards; the first valid one answers (``"constraint-aware"``).
+   Rounds repeat until every puzzle is solved or has used ``budget`` samples.
+3. optionally (``search=True``), depth-first search with constraint checks for what is left, trying
+   digits in the order of the particles' votes (``"search"``).
+
+``solve_givens_only`` is DDSM's original method: givens imposed on the state during sampling
+(``FixedPositions``), one run, decoded without any rule.
+
+Per-puzzle ``seconds`` split each batched step's wall time evenly over the puzzles in it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from ..sampling import FixedPositions, sample
+from .board import N_CELLS, N_DIGITS, is_solution
+from .constrained import constrained_sample
+from .model_io import SudokuModel
+from .propagation import candidates, fixed_digits, propagate
+from .search import backtrack
+from .symmetry import Symmetry, dihedral, random_symmetries
+
+PROPAGATION, CONSTRAINED, SEARCH, GIVENS_ONLY, UNSOLVED = (
+    "propagation", "constraint-aware", "search", "givens-only", "unsolved")
+
+
+@dataclass
+class SolveConfig:
+    """Options of :func:`solve_puzzles`.
+
+    Attributes:
+        steps: base steps of each sampling run; dilation: DDSM time dilation (>= 1).
+        particles: samples per unsolved puzzle per round.
+        budget: most diffusion samples per puzzle.
+        batch_size: boards per network call.
+        dynamic: exclude digits settled by peers during sampling (else only the candidate table).
+        search: fall back to exact search after the budget.
+        search_nodes: node limit of that search per puzzle.
+    """
+
+    steps: int = 50
+    dilation: float = 1.0
+    particles: int = 8
+    budget: int = 64
+    batch_size: int = 128
+    dynamic: bool = True
+    search: bool = True
+    search_nodes: int = 2_000_000
+
+
+@dataclass
+class SolveResult:
+    """Per puzzle: ``solutions (N, 81)`` long (-1 where none), ``valid (N,)`` bool, ``solver``,
+    ``samples_used (N,)`` long, ``seconds (N,)`` float64, ``note`` (why unsolved, else "")."""
+
+    solutions: Tensor
+    valid: Tensor
+    solver: list[str]
+    samples_used: Tensor
+    seconds: Tensor
+    note: list[str] = field(default_factory=list)
+
+
+def _symmetries(n: int, first: int, generator: Optional[torch.Generator]) -> Symmetry:
+    """``n`` particle symmetries: dihedral element (first + j) % 8 composed with a random
+    relabelling and row/column shuffle."""
+    d = dihedral((first + torch.arange(n)) % 8)
+    r = random_symmetries(n, generator=generator, transpose=False)
+    # apply d then r: new[j] = r.digit[ (d then r cells) ]
+    cells = torch.gather(d.cell_perm, 1, r.cell_perm)
+    return Symmetry(cells, r.digit_perm)
+
+
+@torch.no_grad()
+def solve_puzzles(
+    sm: SudokuModel,
+    puzzles: Tensor,
+    cfg: SolveConfig = SolveConfig(),
+    *,
+    generator: Optional[torch.Generator] = None,
+    on_round: Optional[Callable[[int, int], None]] = None,
+) -> SolveResult:
+    """Solve ``puzzles (N, 81)`` long (blanks -1; givens must not conflict).
+
+    Args:
+        on_round: called as ``on_round(samples_drawn, n_unsolved)`` after every round.
+    """
+    N = puzzles.shape[0]
+    sols = torch.full((N, N_CELLS), -1, dtype=torch.long)
+    valid = torch.zeros(N, dtype=torch.bool)
+    solver = [UNSOLVED] * N
+    note = [""] * N
+    used = torch.zeros(N, dtype=torch.long)
+    secs = torch.zeros(N, dtype=torch.float64)
+
+    t0 = time.perf_counter()
+    cand, dead = propagate(candidates(puzzles))
+    secs += (time.perf_counter() - t0) / max(N, 1)
+    for i in torch.nonzero(dead).flatten().tolist():
+        note[i] = "no solution: the givens lead to a contradiction"
+    done = (cand.sum(-1) == 1).all(-1) & ~dead
+    sols[done] = fixed_digits(cand[done])
+    for i in torch.nonzero(done).flatten().tolist():
+        valid[i], solver[i] = True, PROPAGATION
+
+    votes = torch.zeros(N, N_CELLS, N_DIGITS)
+    rounds = 0
+    while True:
+        active = torch.nonzero(~valid & ~dead & (used < cfg.budget)).flatten()
+        if len(active) == 0:
+            break
+        t1 = time.perf_counter()
+        per = torch.clamp(cfg.budget - used[active], max=cfg.particles)
+        owner = torch.repeat_interleave(active, per)
+        sym = _symmetries(len(owner), rounds * cfg.particles, generator)
+        allowed = sym.apply_candidates(cand[owner])
+        boards = []
+        for lo in range(0, len(owner), cfg.batch_size):
+            sl = slice(lo, lo + cfg.batch_size)
+            boards.append(constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation,
+                                             dynamic=cfg.dynamic, generator=generator))
+        grids = sym.inverse().apply(torch.cat(boards))
+        ok = is_solution(grids, puzzles[owner])
+        votes.index_add_(0, owner, torch.nn.functional.one_hot(grids, N_DIGITS).float())
+        for j in torch.nonzero(ok).flatten().tolist():
+            i = int(owner[j])
+            if not valid[i]:
+                sols[i], valid[i], solver[i] = grids[j], True, CONSTRAINED
+        used[active] += per
+        share = (time.perf_counter() - t1) / len(owner)
+        secs.index_add_(0, owner, torch.full((len(owner),), share, dtype=torch.float64))
+        rounds += 1
+        if on_round is not None:
+            on_round(len(owner), int((~valid & ~dead).sum()))
+
+    if cfg.search:
+        for i in torch.nonzero(~valid & ~dead).flatten().tolist():
+            t2 = time.perf_counter()
+            res = backtrack(puzzles[i].tolist(), preference=votes[i].tolist(), max_nodes=cfg.search_nodes)
+            if res.grid is not None:
+                sols[i], valid[i], solver[i] = torch.tensor(res.grid), True, SEARCH
+            else:
+                note[i] = "no solution found within the search limit" if res.nodes else "no solution"
+            secs[i] += time.perf_counter() - t2
+    for i in range(N):
+        if not valid[i] and not note[i]:
+            note[i] = f"no valid sample in {int(used[i])} samples"
+    return SolveResult(sols, valid, solver, used, secs, note)
+
+
+@torch.no_grad()
+def solve_givens_only(
+    sm: SudokuModel,
+    puzzles: Tensor,
+    *,
+    steps: int = 100,
+    dilation: float = 1.0,
+    batch_size: int = 128,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[Tensor, Tensor]:
+    """DDSM's solver: one sampling run per puzzle with the givens imposed on the state.
+
+    Returns:
+        ``(boards (N, 81) long, valid (N,) bool)``; valid = a complete valid grid keeping the givens.
+    """
+    out = []
+    for lo in range(0, puzzles.shape[0], batch_size):
+        p = puzzles[lo : lo + batch_size]
+        fixed = FixedPositions(p.clamp_min(0).to(sm.device), (p >= 0).to(sm.device))
+        out.append(sample(sm.process, sm.net, tuple(p.shape), steps=steps, dilation=dilation, fixed=fixed,
+                          generator=generator, device=sm.device).cpu())
+    boards = torch.cat(out)
+    return boards, is_solution(boards, puzzles)

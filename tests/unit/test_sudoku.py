@@ -1,0 +1,244 @@
+"""Sudoku: rules, generator, symmetries, propagation, search, exact-statistics tables, the
+posterior-parameterised process, the equivariant network and the constraint-aware sampler."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ddsm.processes.jacobi import JacobiProcess
+from ddsm.sudoku.board import (
+    describe_problem,
+    format_board,
+    givens_conflict,
+    is_solution,
+    is_valid_grid,
+    keeps_givens,
+    parse_board,
+)
+from ddsm.sudoku.generator import GridStream, base_grids
+from ddsm.sudoku.model import SudokuDenoiser
+from ddsm.sudoku.process import PosteriorJacobiProcess
+from ddsm.sudoku.propagation import candidates, propagate
+from ddsm.sudoku.search import backtrack
+from ddsm.sudoku.symmetry import dihedral, random_symmetries
+
+# A known valid grid and a hard puzzle with its unique solution (Norvig's "hardest" set).
+GRID = "859612437723854169164379528986147352375268914241593786432981675617425893598736241"
+PUZZLE = "85...24..72......9..4.........1.7..23.5...9...4...........8..7..17..........36.4."
+EASY = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: intra-op threads only add hand-off latency on a busy 2-core runner
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def board(s: str) -> torch.Tensor:
+    return parse_board(s)[None]
+
+
+# ----------------------------------------------------------------------------------- rules
+def test_valid_grid_and_hand_made_bad_boards():
+    g = board(GRID)
+    assert bool(is_valid_grid(g)[0])
+    # a Latin square that is not a Sudoku: rows and columns fine, boxes not
+    latin = torch.tensor([[(r + c) % 9 for r in range(9) for c in range(9)]])
+    assert not bool(is_valid_grid(latin)[0])
+    assert bool(is_valid_grid(latin, check_boxes=False)[0])
+    # swapping two cells of a row keeps the row but breaks two columns
+    s = g.clone()
+    s[0, 0], s[0, 1] = g[0, 1], g[0, 0]
+    assert not bool(is_valid_grid(s)[0])
+    # a repeated digit, a blank, an out-of-range digit
+    r = g.clone()
+    r[0, 0] = r[0, 1]
+    blank = g.clone()
+    blank[0, 40] = -1
+    out = g.clone()
+    out[0, 5] = 9
+    assert not is_valid_grid(torch.cat([r, blank, out])).any()
+
+
+def test_parse_format_and_problems():
+    assert format_board(parse_board(PUZZLE)) == PUZZLE
+    assert format_board(parse_board(PUZZLE.replace(".", "0"))) == PUZZLE
+    with pytest.raises(ValueError, match="81"):
+        parse_board(PUZZLE[:-1])
+    with pytest.raises(ValueError, match="position 3"):
+        parse_board("85x" + PUZZLE[3:])
+    assert describe_problem(PUZZLE) is None
+    bad = "88" + PUZZLE[2:]
+    msg = describe_problem(bad)
+    assert msg and "digit 8" in msg and "row 1" in msg
+    assert bool(givens_conflict(board(bad))[0]) and not bool(givens_conflict(board(PUZZLE))[0])
+    assert "81" in describe_problem("123")
+
+
+def test_solution_keeps_givens():
+    assert bool(is_solution(board(GRID), board(PUZZLE))[0])
+    other = board(GRID).clone()
+    perm = torch.tensor([1, 0, 2, 3, 4, 5, 6, 7, 8])
+    other = perm[other]  # still a valid grid, but the givens change
+    assert bool(is_valid_grid(other)[0]) and not bool(keeps_givens(other, board(PUZZLE))[0])
+
+
+# ------------------------------------------------------------------------- generator, symmetry
+def test_generator_output_always_valid_and_varied():
+    pool = base_grids(20, seed=3)
+    assert is_valid_grid(pool).all() and len({tuple(g) for g in pool.tolist()}) == 20
+    grids = GridStream(pool).sample(2000, generator=torch.Generator().manual_seed(0))
+    assert is_valid_grid(grids).all()
+    assert len({tuple(g) for g in grids.tolist()}) > 1990
+    # every digit is equally common at a cell, as for uniformly random grids (loose check)
+    freq = torch.nn.functional.one_hot(grids[:, 0], 9).float().mean(0)
+    assert float(freq.min()) > 0.07
+
+
+def test_symmetries_preserve_validity_and_invert():
+    g = base_grids(8, seed=1)
+    s = random_symmetries(8, generator=torch.Generator().manual_seed(1))
+    assert is_valid_grid(s.apply(g)).all()
+    assert torch.equal(s.inverse().apply(s.apply(g)), g)
+    for k in range(8):
+        assert is_valid_grid(dihedral(torch.full((8,), k)).apply(g)).all()
+    # candidate tables move with the board: the one-hot table of a board maps to the moved board's
+    onehot = torch.nn.functional.one_hot(g, 9).bool()
+    assert torch.equal(s.apply_candidates(onehot), torch.nn.functional.one_hot(s.apply(g), 9).bool())
+    # blanks stay blank
+    p = board(PUZZLE).expand(8, -1)
+    assert torch.equal(s.apply(p) < 0, s.apply_cells(p < 0))
+
+
+# ------------------------------------------------------------------------- propagation, search
+def test_propagation_is_sound_and_solves_easy_puzzles():
+    cand, dead = propagate(candidates(torch.cat([board(PUZZLE), board(EASY)])))
+    assert not dead.any()
+    sol = board(GRID)[0]
+    assert bool(cand[0].gather(1, sol[:, None]).all())  # the solution survives every deduction
+    assert bool((cand[1].sum(-1) == 1).all())  # the easy one is solved outright
+    easy_sol = cand[1].float().argmax(-1)
+    assert bool(is_solution(easy_sol[None], board(EASY))[0])
+
+
+def test_contradiction_and_search():
+    # givens that do not conflict, but leave cell (1, 9) without a digit
+    p = list("12345678." + "." * 63 + "........9")
+    impossible = board("".join(p))
+    assert not bool(givens_conflict(impossible)[0])
+    _, dead = propagate(candidates(impossible))
+    assert bool(dead[0])
+    assert backtrack(impossible[0].tolist()).grid is None
+    res = backtrack(parse_board(PUZZLE).tolist())
+    assert res.grid == parse_board(GRID).tolist()
+    grid = backtrack([-1] * 81, rng=random.Random(0)).grid
+    assert bool(is_valid_grid(torch.tensor([grid]))[0])
+
+
+# --------------------------------------------------------------------------- process and tables
+@pytest.fixture(scope="module")
+def proc() -> PosteriorJacobiProcess:
+    return PosteriorJacobiProcess(K=9, n_train_times=4)
+
+
+def test_tables_match_exact_jacobi_statistics(proc):
+    exact = JacobiProcess(K=9, T=proc.T)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 9, (4, 81), generator=gen)
+    for t in (0.05, 0.3, 0.8):
+        tt = torch.full((4,), t)
+        v = proc.sample_noisy(x0, tt, generator=gen).xt
+        tau = proc.native_time(tt)
+        stats = proc.stick_stats(v, tt)
+        loglik = proc.category_loglik(stats)
+        ref = exact.conditional_logpdf_all(v, tau)
+        post, post_ref = torch.softmax(loglik, -1), torch.softmax(ref, -1)
+        assert float((post - post_ref).abs().sum(-1).max()) < 1e-4
+        assert float(((loglik - ref).abs() / (1 + ref.abs())).max()) < 1e-3
+        # the mixture score with a one-hot posterior is the exact conditional score
+        onehot = torch.nn.functional.one_hot(x0, 9).double()
+        score = proc.mixture_score(onehot, stats)
+        ref_score = exact.conditional_score(x0, v, tau)
+        assert float(((score - ref_score).abs() / (1 + ref_score.abs())).max()) < 1e-3
+
+
+def test_noisy_draws_decode_near_data_and_impose(proc):
+    gen = torch.Generator().manual_seed(1)
+    x0 = base_grids(8, seed=0)
+    t = torch.full((8,), 0.03)
+    v = proc.sample_noisy(x0, t, generator=gen).xt
+    assert proc.is_valid(v) and (proc.decode(v) == x0).float().mean() > 0.99
+    # at the prior end the sticks look stationary: decoded digits are spread out
+    v1 = proc.sample_noisy(x0, torch.ones(8), generator=gen).xt
+    assert (proc.decode(v1) == x0).float().mean() < 0.5
+    known = torch.rand(8, 81, generator=gen) < 0.3
+    imposed = proc.impose(v1, x0, known, t, generator=gen)
+    assert torch.equal(imposed[~known], v1[~known])
+    assert (proc.decode(imposed)[known] == x0[known]).float().mean() > 0.99
+
+
+def test_config_round_trip_and_loss(proc):
+    assert PosteriorJacobiProcess(**proc.config()).config() == proc.config()
+    net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
+    out = proc.loss(net, base_grids(4, seed=2), generator=torch.Generator().manual_seed(0))
+    assert out.terms.shape == (4, 81) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_denoiser_is_digit_and_band_equivariant():
+    torch.manual_seed(0)
+    net = SudokuDenoiser(d_model=8, n_layers=2, hidden=8)
+    for p in net.parameters():  # zero-initialised gates would make the test trivial
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.log_softmax(torch.randn(3, 81, 9), -1)
+    t = torch.rand(3)
+    out = net(x, t)
+    perm = torch.randperm(9)
+    assert torch.allclose(net(x[..., perm], t), out[..., perm], atol=1e-5)
+    sym = random_symmetries(3, transpose=False, relabel=False, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(net(sym.apply_cells(x), t), sym.apply_cells(out), atol=1e-5)
+    # at initialisation the correction is zero: logits = the local evidence
+    fresh = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
+    assert torch.allclose(fresh(x, t), x)
+
+
+# ---------------------------------------------------------------------- constraint-aware sampler
+def test_constrained_sampler_never_proposes_excluded_digits(proc):
+    from ddsm.sudoku.constrained import constrained_sample
+    from ddsm.sudoku.model_io import SudokuModel
+
+    torch.manual_seed(0)
+    net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8).eval()
+    sm = SudokuModel(proc, net, {}, None)
+    puzzles = torch.cat([board(PUZZLE), board(EASY)]).repeat(2, 1)
+    cand, _ = propagate(candidates(puzzles))
+    boards = constrained_sample(sm, cand, steps=4, generator=torch.Generator().manual_seed(0))
+    assert bool(cand.gather(2, boards[..., None]).all())  # every digit was allowed
+    assert keeps_givens(boards, puzzles).all()
+    assert is_solution(boards[1::2], puzzles[1::2]).all()  # the easy one is forced completely
+
+
+def test_solver_keeps_givens_and_reports_solvers(proc):
+    from ddsm.sudoku.model_io import SudokuModel
+    from ddsm.sudoku.solve import CONSTRAINED, PROPAGATION, SEARCH, SolveConfig, solve_puzzles
+
+    torch.manual_seed(0)
+    sm = SudokuModel(proc, SudokuDenoiser(d_model=8, n_layers=1, hidden=8).eval(), {}, None)
+    puzzles = torch.cat([board(PUZZLE), board(EASY)])
+    res = solve_puzzles(sm, puzzles, SolveConfig(steps=3, particles=2, budget=2),
+                        generator=torch.Generator().manual_seed(0))
+    assert res.valid.all() and is_solution(res.solutions, puzzles).all()
+    assert res.solver[1] == PROPAGATION and res.solver[0] in (CONSTRAINED, SEARCH)
+    assert res.samples_used.tolist() == [2, 0] and (res.seconds >= 0).all()
+    off = solve_puzzles(sm, puzzles[:1], SolveConfig(steps=3, particles=1, budget=1, search=False),
+                        generator=torch.Generator().manual_seed(0))
+    assert keeps_givens(off.solutions.clamp_min(-1), puzzles[:1]).all() or not bool(off.valid[0])
+    assert np.isfinite(off.seconds.numpy()).all()
