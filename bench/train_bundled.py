@@ -45,12 +45,14 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=0, help="cap on steps (0: only the time budget)")
+    ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
     args = ap.parse_args()
+    data = Path(args.data_dir)
     key = SETS[args.name]
     out = Path(args.out or ROOT / "src" / "ddsm" / "resources" / "models" / args.name)
     device = torch.device(args.device)
-    train_ds = encode_records(read_fasta(DATA / args.name / "train.fasta"), label_key=key)
-    valid_ds = encode_records(read_fasta(DATA / args.name / "valid.fasta"), train_ds.alphabet, label_key=key,
+    train_ds = encode_records(read_fasta(data / args.name / "train.fasta"), label_key=key)
+    valid_ds = encode_records(read_fasta(data / args.name / "valid.fasta"), train_ds.alphabet, label_key=key,
                               classes=train_ds.classes)
     model_options = {"hidden": args.hidden, "n_blocks": args.blocks}
     seed_everything(args.seed)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng as _rng
+
 #: logit given to impossible tokens of a point mass: exp(-1e4) underflows to exactly 0 in every
 #: float type, yet the value is finite (no inf - inf NaNs downstream) and representable in bf16.
 NEG_LOGIT = -1.0e4
@@ -45,7 +47,7 @@ def draw_device(generator: Optional[torch.Generator], fallback: torch.device) ->
 def uniform(shape: tuple[int, ...], *, like: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Uniform [0, 1) float64 draws on ``like``'s device (drawn where the generator lives)."""
     dev = draw_device(generator, like.device)
-    return torch.rand(shape, generator=generator, dtype=torch.float64, device=dev).to(like.device)
+    return _rng.rand(shape, generator=generator, dtype=torch.float64, device=dev).to(like.device)
 
 
 def draw_rows(logits: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -58,7 +60,7 @@ def draw_rows(logits: Tensor, *, generator: Optional[torch.Generator] = None) ->
         return torch.zeros(0, dtype=torch.long, device=logits.device)
     probs = torch.softmax(logits.double(), dim=-1)
     dev = draw_device(generator, probs.device)
-    idx = torch.multinomial(probs.to(dev), 1, generator=generator).squeeze(-1)
+    idx = _rng.multinomial(probs.to(dev), 1, generator=generator).squeeze(-1)
     return idx.to(logits.device)
 
 

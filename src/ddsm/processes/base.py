@@ -26,6 +26,8 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+
 #: ``model(features (B, L, C_in), t (B,), cond (B,) | None) -> output (B, L, C_out)``
 ModelFn = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
 
@@ -146,7 +148,7 @@ class Process(ABC):
     def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
                     device: Optional[torch.device] = None) -> Tensor:
         """Training times ``(B,)``; default: antithetic-stratified uniform on [0, 1]."""
-        u = torch.rand((), generator=generator, device=device, dtype=torch.float64)
+        u = _rng.rand((), generator=generator, device=device, dtype=torch.float64)
         t = (u + torch.arange(batch, device=device, dtype=torch.float64) / batch) % 1.0
         return t.float()
 
@@ -223,5 +225,5 @@ def sample_categorical(probs: Tensor, *, generator: Optional[torch.Generator] = 
     effective temperature, see Zheng et al. 2024). Rows need not be normalised."""
     p = probs.double().clamp_min(0.0)
     flat = p.reshape(-1, p.shape[-1])
-    idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
+    idx = _rng.multinomial(flat, 1, generator=generator).squeeze(-1)
     return idx.reshape(p.shape[:-1])

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng as _rng
+
 from .base import LossOutput, ModelFn, NoisySample, Process, reduce_terms
 
 _ENCODINGS = ("binary", "onehot")
@@ -153,14 +155,14 @@ class BitsProcess(Process):
     def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> Tensor:
         """Standard normal codes and a zero estimate: ``(B, L, in_channels)`` float32."""
-        z = torch.randn((*shape, self.C), generator=generator, device=device)
+        z = _rng.randn((*shape, self.C), generator=generator, device=device)
         return self._with_estimate(z, None)
 
     def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
         """z_t = alpha_t c + sigma_t eps with a zero self-conditioning estimate; target = c ``(B, L, C)``."""
         c = self.encode(x0, torch.float64)
         alpha, sigma = self.alpha_sigma(t)
-        eps = torch.randn(c.shape, generator=generator, device=x0.device, dtype=torch.float64)
+        eps = _rng.randn(c.shape, generator=generator, device=x0.device, dtype=torch.float64)
         z = alpha[:, None, None] * c + sigma[:, None, None] * eps
         return NoisySample(xt=self._with_estimate(z.float(), None), t=t, target=c.float())
 
@@ -178,7 +180,7 @@ class BitsProcess(Process):
         noisy = self.sample_noisy(x0, t, generator=generator)
         xt = noisy.xt
         if self.self_condition:
-            use = torch.rand(x0.shape[0], generator=generator, device=x0.device) < 0.5
+            use = _rng.rand(x0.shape[0], generator=generator, device=x0.device) < 0.5
             if bool(use.any()):
                 sub_cond = None if cond is None else cond[use]
                 with torch.no_grad():
@@ -223,7 +225,7 @@ class BitsProcess(Process):
         keep = (sigma_s**2 - c**2).clamp_min(0.0).sqrt()
         z_s = alpha_s[:, None, None] * x0_hat + keep[:, None, None] * eps_hat
         if self.eta > 0:
-            noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+            noise = _rng.randn(z.shape, generator=generator, device=z.device, dtype=torch.float64)
             z_s = z_s + c[:, None, None] * noise
         return self._with_estimate(z_s.to(xt.dtype), x0_hat)
 
@@ -266,7 +268,7 @@ class BitsProcess(Process):
         alpha, sigma = self.alpha_sigma(t0)
         codes = self.codes(x0.device)
         c = codes[x0]
-        eps = torch.randn(c.shape, generator=generator, device=x0.device, dtype=torch.float64)
+        eps = _rng.randn(c.shape, generator=generator, device=x0.device, dtype=torch.float64)
         z = alpha[:, None, None] * c + sigma[:, None, None] * eps
         dist2 = ((z[..., None, :] - alpha[:, None, None, None] * codes) ** 2).sum(-1)  # (B, L, K)
         logits = -dist2 / (2.0 * sigma[:, None, None] ** 2)
@@ -286,7 +288,7 @@ class BitsProcess(Process):
             else pad_mask.to(torch.float64)
         c = self.encode(x0, torch.float64)
         total = ((self.prior_kl(x0) + self.reconstruction_nll(x0, generator=generator)) * real).sum(-1)
-        u = torch.rand(B, generator=generator, device=x0.device, dtype=torch.float64)
+        u = _rng.rand(B, generator=generator, device=x0.device, dtype=torch.float64)
         for j in range(steps):
             t = ((u + j) / steps).float()
             z = self.sample_noisy(x0, t, generator=generator).xt[..., : self.C]

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng as _rng
+
 from ..special.transition import numpy_rng
 from .base import ModelFn, NoisySample, Process, sample_categorical
 
@@ -190,7 +192,7 @@ class DirichletFMProcess(Process):
     def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> Tensor:
         # Dir(1): normalised unit exponentials.
-        u = torch.rand((*shape, self.K), generator=generator, dtype=torch.float64)
+        u = _rng.rand((*shape, self.K), generator=generator, dtype=torch.float64)
         e = -torch.log1p(-u)
         return (e / e.sum(-1, keepdim=True)).to(device)
 
@@ -323,7 +325,7 @@ class DirichletFMProcess(Process):
         log_norm = self.decoder_log_normaliser(x, alpha0)
         probe = None
         if divergence == "hutchinson":
-            probe = (torch.randint(0, 2, (B, L, self.K - 1), generator=generator) * 2 - 1).double()
+            probe = (_rng.randint(0, 2, (B, L, self.K - 1), generator=generator) * 2 - 1).double()
             probe = probe.to(x0.device)
         h = (1.0 - a_end) / steps  # integrate backwards in alpha
         acc = torch.zeros(B, dtype=torch.float64, device=x0.device)

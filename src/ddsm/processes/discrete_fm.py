@@ -43,6 +43,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+
 from ._tokens import (
     carry_over,
     draw_device,
@@ -138,7 +140,7 @@ class DiscreteFMProcess(Process):
         if self.masked_source:
             return torch.full(shape, self.mask_id, dtype=torch.long, device=like.device)
         dev = draw_device(generator, like.device)
-        return torch.randint(0, self.K, shape, generator=generator, device=dev).to(like.device)
+        return _rng.randint(0, self.K, shape, generator=generator, device=dev).to(like.device)
 
     def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> Tensor:

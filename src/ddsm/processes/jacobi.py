@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+
 from ..special.stickbreaking import sticks_to_simplex
 from ..special.transition import beta_sample, draw_at_one, stats_at_one
 from .base import ModelFn, NoisySample, Process
@@ -225,7 +227,7 @@ class JacobiProcess(Process):
         a, b, sp = self._stick_params(v)
         score = self.score_from_output(output, v, tau)
         drift = sp * (0.5 * (a * (1 - v) - b * v) - (1 - 2 * v) - v * (1 - v) * score)
-        noise = torch.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
+        noise = _rng.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
         v = v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise
         return v.clamp(self.eps, 1 - self.eps)
 

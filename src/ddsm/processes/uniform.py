@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng as _rng
+
 from .base import ModelFn, NoisySample, Process, sample_categorical
 
 #: logit of the impossible tokens in ``oracle_output`` (0 for x0). exp(-30) ~ 1e-13: a numerically
@@ -122,13 +124,13 @@ class UniformProcess(Process):
     def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> Tensor:
         """Uniform tokens ``(B, L)``."""
-        return torch.randint(0, self.K, shape, generator=generator, device=device)
+        return _rng.randint(0, self.K, shape, generator=generator, device=device)
 
     def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
         """Keep each token with probability alpha_t, else redraw it uniformly; ``xt (B, L)`` long."""
         alpha, _, _ = self.alpha(t)
-        keep = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64) < alpha[:, None]
-        noise = torch.randint(0, self.K, x0.shape, generator=generator, device=x0.device)
+        keep = _rng.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64) < alpha[:, None]
+        noise = _rng.randint(0, self.K, x0.shape, generator=generator, device=x0.device)
         return NoisySample(xt=torch.where(keep, x0, noise), t=t)
 
     def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
@@ -246,7 +248,7 @@ class UniformProcess(Process):
         real = torch.ones(B, L, dtype=torch.float64, device=x0.device) if pad_mask is None \
             else pad_mask.to(torch.float64)
         total = torch.zeros(B, dtype=torch.float64, device=x0.device)
-        u = torch.rand(B, generator=generator, device=x0.device, dtype=torch.float64)
+        u = _rng.rand(B, generator=generator, device=x0.device, dtype=torch.float64)
         for j in range(steps):
             t = (self.t_min + (1.0 - self.t_min) * (u + j) / steps).float()
             noisy = self.sample_noisy(x0, t, generator=generator)

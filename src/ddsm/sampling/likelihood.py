@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+
 from ..processes.base import ModelFn
 
 
@@ -59,7 +61,7 @@ def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Op
         raise ValueError("divergence must be 'hutchinson' or 'exact'")
     probe = None
     if divergence == "hutchinson":
-        probe = (torch.randint(0, 2, v0.shape, generator=generator).to(v0.device) * 2 - 1).float()
+        probe = (_rng.randint(0, 2, v0.shape, generator=generator).to(v0.device) * 2 - 1).float()
     v = v0.double()
     # Geometric grid in native time from tau0 to T: the flow changes fastest near the data.
     tau0 = process.native_time(t0.double())

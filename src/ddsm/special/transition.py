@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+
 from .lineage import lineage_weights
 
 _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
@@ -123,7 +125,7 @@ def stats_at_one(y: Tensor, t: Tensor, a: float, b: float) -> tuple[Tensor, Tens
 
 def numpy_rng(generator: Optional[torch.Generator]) -> np.random.Generator:
     """A NumPy generator seeded from ``generator`` so one torch seed controls NumPy draws too."""
-    seed = torch.randint(0, 2**62, (1,), generator=generator).item()
+    seed = _rng.randint(0, 2**62, (1,), generator=generator).item()
     return np.random.default_rng(seed)
 
 
@@ -160,7 +162,7 @@ def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Gene
 
 def _uniform(n: int, device: torch.device, generator: Optional[torch.Generator]) -> Tensor:
     """Uniforms from the (CPU) ``generator`` moved to ``device``, so draws do not depend on it."""
-    return torch.rand(n, generator=generator, dtype=torch.float64).to(device)
+    return _rng.rand(n, generator=generator, dtype=torch.float64).to(device)
 
 
 def _flat(x0: Tensor, y: Optional[Tensor], t: Tensor | float):
