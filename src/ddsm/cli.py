@@ -448,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sudoku.cli import add_sudoku_parser  # `ddsm sudoku ...` lives with the Sudoku code
 
     add_sudoku_parser(sub)
+    from .evaluate import add_evaluate_parser  # `ddsm evaluate ...` lives in ddsm/evaluate.py
+
+    add_evaluate_parser(sub)
 
     ls = sub.add_parser("list", help="list processes or models")
     ls.add_argument("what", choices=["processes", "models"])

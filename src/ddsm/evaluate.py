@@ -246,8 +246,8 @@ def evaluate_detailed(
         classes = sorted(set(d_lab.tolist()))
         missing = [c for c in classes if c not in set(r_lab.tolist())]
         if missing:
-            raise DDSMInputError(f"design classes {missing} have no reference sequences with {label_key}= "
-                                 f"them (reference classes: {sorted(set(r_lab.tolist()))})")
+            raise DDSMInputError(f"no reference sequence has {label_key}= one of the design classes {missing} "
+                                 f"(reference classes: {sorted(set(r_lab.tolist()))})")
         d_idx = {c: np.flatnonzero(d_lab == c) for c in classes}
         r_idx = {c: np.flatnonzero(r_lab == c) for c in classes}
         d_idx[ALL] = np.arange(len(des))
@@ -258,8 +258,8 @@ def evaluate_detailed(
         d_idx = {ALL: np.arange(len(des))}
         r_idx = {ALL: np.arange(len(ref))}
     rows = [*classes, ALL]
-    # per-class subsamples; the "all" subsample is their union (so the scan runs once per sequence)
-    # (the same seed for both sets: identical sets get identical subsamples)
+    # Per-class subsamples; the "all" subsample is their union (so the scan runs once per sequence).
+    # The same seed for both sets: identical sets get identical subsamples.
     d_rng, r_rng = np.random.default_rng(seed), np.random.default_rng(seed)
     d_sub = {c: _subsample(d_idx[c], max_seqs, d_rng) for c in rows if c != ALL or not classes}
     r_sub = {c: _subsample(r_idx[c], max_seqs, r_rng) for c in rows if c != ALL or not classes}

@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,8 +47,8 @@ def files(tmp_path_factory):
     write_fasta(root / "train.fasta", ref[::2] + des[:3])  # three designs are "memorised"
     run = root / "run"
     run.mkdir()
-    history = [{"step": s, "train_loss": 2.0 / (1 + s / 50), "valid_loss": (2.1 / (1 + s / 50) if s % 100 == 0 else None)}
-               for s in range(0, 501, 20)]
+    history = [{"step": s, "train_loss": 2.0 / (1 + s / 50),
+                "valid_loss": (2.1 / (1 + s / 50) if s % 100 == 0 else None)} for s in range(0, 501, 20)]
     (run / "history.json").write_text(json.dumps(history))
     return root
 

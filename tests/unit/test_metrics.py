@@ -317,7 +317,7 @@ def test_evaluate_plain_strings_and_errors():
     assert math.isnan(df.loc["all", "nearest_train_identity"])
     with pytest.raises(DDSMInputError, match="has no cell_type"):
         evaluate(a, b, label_key="cell_type")
-    with pytest.raises(DDSMInputError, match="no reference sequences"):
+    with pytest.raises(DDSMInputError, match="no reference sequence has cell_type="):
         evaluate(_records(a, "x"), _records(b, "y"), label_key="cell_type", motifs=False)
     with pytest.raises(DDSMInputError, match="no designed"):
         evaluate([], b)

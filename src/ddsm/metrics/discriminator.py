@@ -67,8 +67,14 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, l2: float = 10.0, max_iter: in
         g = -sign * expit(-margin)  # d loss / d logit
         return float(loss), np.concatenate([X.T @ g + l2 * w, [g.sum()]])
 
-    res = minimize(objective, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter})
+    from threadpoolctl import threadpool_limits
+
+    # The products here are small (thousands x hundreds); with several BLAS threads on a busy
+    # machine, OpenBLAS spends far longer waiting for its threads than computing (30x slower
+    # measured), so one thread it is.
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = minimize(objective, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter})
     return res.x[:-1], float(res.x[-1])
 
 

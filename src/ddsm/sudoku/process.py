@@ -47,15 +47,23 @@ class PosteriorJacobiProcess(JacobiProcess):
                    "posterior, and the exact score follows by the mixture identity")
 
     def __init__(self, K: int, T: float = 5.0, t_min: float = 0.01, t_train_min: float = 0.004,
-                 speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 128) -> None:
+                 speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 128,
+                 focus: float = 0.0, focus_tau_min: float = 0.3, focus_tau_max: float = 3.5) -> None:
         """
         Args:
             K, T, t_min, t_train_min, speed_balanced, eps: as for :class:`JacobiProcess`.
             n_train_times: training times are drawn from this many fixed public times (uniform in
                 t on [sqrt(t_train_min / T), 1]), so their statistics are tabulated once.
+            focus: fraction of training times drawn only from native times in
+                [focus_tau_min, focus_tau_max] (time importance sampling: elsewhere the local
+                evidence alone is either decisive or nearly nothing is learnable). Cross-entropy
+                is minimised by the true posterior at every time, so this only moves effort.
         """
         super().__init__(K, T=T, t_min=t_min, t_train_min=t_train_min, speed_balanced=speed_balanced, eps=eps)
         self.n_train_times = int(n_train_times)
+        if not 0.0 <= focus <= 1.0:
+            raise ValueError(f"focus must lie in [0, 1], got {focus}")
+        self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
         self._tables = TableCache(self.a, self.b, self.speed)
         self._quantiles: OrderedDict[float, LineageQuantiles] = OrderedDict()
 
@@ -86,8 +94,15 @@ class PosteriorJacobiProcess(JacobiProcess):
 
     def sample_time(self, batch: int, *, generator: Optional[torch.Generator] = None,
                     device: Optional[torch.device] = None) -> Tensor:
-        """``(B,)`` float64 public times drawn uniformly from ``train_times``."""
+        """``(B,)`` float64 public times from ``train_times``: uniformly, except that a fraction
+        ``focus`` is drawn uniformly from the focus window."""
         rows = torch.randint(0, self.n_train_times, (batch,), generator=generator)
+        if self.focus > 0:
+            tau = self.native_time(self.train_times)
+            window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
+            if len(window):
+                pick = window[torch.randint(0, len(window), (batch,), generator=generator)]
+                rows = torch.where(torch.rand(batch, generator=generator) < self.focus, pick, rows)
         return self.train_times[rows].to(device)
 
     def _train_rows(self, t: Tensor) -> Optional[Tensor]:

@@ -63,7 +63,7 @@ class SudokuTrainConfig:
     amp: bool = True
     checkpoint_minutes: float = 0.0
     model: dict[str, Any] = field(default_factory=lambda: {"d_model": 48, "n_layers": 6, "hidden": 96})
-    process: dict[str, Any] = field(default_factory=dict)
+    process: dict[str, Any] = field(default_factory=lambda: {"focus": 0.8})
 
 
 def _lr(step: int, cfg: SudokuTrainConfig, elapsed: float = 0.0) -> float:

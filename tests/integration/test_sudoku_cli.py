@@ -1,0 +1,145 @@
+"""End-to-end ``ddsm sudoku solve`` / ``generate`` with a tiny model trained in the test.
+
+Runs in-process through ``ddsm.cli.main`` on the CPU. Bad input must give exit code 2 and one
+``ddsm: error: ...`` line; a bad puzzle only fails its own row.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddsm.cli import main
+from ddsm.sudoku.board import is_solution, is_valid_grid, parse_board
+from ddsm.sudoku.training import SudokuTrainConfig, train_sudoku
+
+HARD = "85...24..72......9..4.........1.7..23.5...9...4...........8..7..17..........36.4."
+HARD_SOL = "859612437723854169164379528986147352375268914241593786432981675617425893598736241"
+EASY = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+FAST = ["--steps", "3", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sudoku") / "ckpt"
+    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1,
+                            model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_sudoku(cfg, out)
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def one_error_line(err: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ddsm: error: "), err
+
+
+def test_solve_end_to_end_with_bad_rows(tmp_path, tiny_model, capsys):
+    src = tmp_path / "puzzles.csv"
+    conflict = "88" + HARD[2:]
+    src.write_text("puzzle,solution\n"
+                   f"{HARD},{HARD_SOL}\n{EASY},\n{HARD[:-1]},\n{'x' + HARD[1:]},\n{conflict},\n"
+                   f"{HARD.replace('.', '0')},{HARD_SOL}\n")
+    out = tmp_path / "out.csv"
+    code, stdout, _ = run(capsys, "sudoku", "solve", src, "-o", out, "--model", tiny_model, "--budget", "2",
+                          "--particles", "2", "--seed", "3", *FAST)
+    assert code == 0
+    rows = read(out)
+    assert [r["puzzle"] for r in rows][:2] == [HARD, EASY] and len(rows) == 6
+    for key in ("solution", "valid", "samples_used", "seconds", "solver", "given_solution", "error"):
+        assert key in rows[0]
+    for r in (rows[0], rows[1], rows[5]):
+        assert r["valid"] == "True" and r["error"] == ""
+        assert bool(is_solution(parse_board(r["solution"])[None], parse_board(r["puzzle"])[None])[0])
+        assert r["solver"] in ("constraint-aware", "search", "propagation")
+    assert rows[1]["solver"] == "propagation" and rows[1]["samples_used"] == "0"
+    assert rows[0]["matches_given_solution"] == "True"
+    assert "81" in rows[2]["error"] and "position 1" in rows[3]["error"] and "conflicting" in rows[4]["error"]
+    assert all(r["valid"] == "False" and r["solution"] == "" for r in rows[2:5])
+    assert "solved 3/6" in stdout and "median" in stdout and "3 bad puzzle" in stdout
+
+    # exists without --force: refused, untouched
+    before = out.read_text()
+    code, _, err = run(capsys, "sudoku", "solve", src, "-o", out, "--model", tiny_model, *FAST)
+    assert code == 2 and out.read_text() == before
+    one_error_line(err)
+
+
+def test_solve_without_search_and_givens_only_keep_givens(tmp_path, tiny_model, capsys):
+    src = tmp_path / "p.txt"
+    src.write_text(f"{HARD}\n{EASY}\n")  # plain one-per-line file
+    for extra in (["--no-search", "--budget", "1", "--particles", "1"], ["--givens-only"]):
+        out = tmp_path / f"o{len(extra)}.csv"
+        code, stdout, _ = run(capsys, "sudoku", "solve", src, "-o", out, "--model", tiny_model, *extra, *FAST)
+        assert code == 0 and "solved" in stdout
+        for r in read(out):
+            sol, puz = parse_board(r["solution"]), parse_board(r["puzzle"])
+            given = puz >= 0
+            assert torch.equal(sol[given], puz[given])
+            assert (r["valid"] == "True") == bool(is_solution(sol[None], puz[None])[0])
+
+
+def test_generate(tmp_path, tiny_model, capsys):
+    out = tmp_path / "grids.csv"
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "3", "-o", out, "--model", tiny_model,
+                          "--time-dilation", "2", *FAST)
+    assert code == 0 and "generated 3 grids" in stdout
+    rows = read(out)
+    assert len(rows) == 3
+    for r in rows:
+        g = parse_board(r["grid"])
+        assert bool((g >= 0).all()) and r["valid"] == str(bool(is_valid_grid(g[None])[0]))
+
+
+@pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget"])
+def test_bad_files_and_args(tmp_path, tiny_model, capsys, case):
+    src = tmp_path / "p.csv"
+    src.write_text(f"puzzle\n{HARD}\n")
+    model = tiny_model
+    args: list = []
+    if case == "missing":
+        src = tmp_path / "nope.csv"
+    elif case == "no_column":
+        src.write_text(f"board\n{HARD}\n")
+    elif case == "empty":
+        src.write_text("")
+    elif case == "not_sudoku":
+        model = tmp_path
+    elif case == "dilation":
+        args = ["--time-dilation", "0.5"]
+    elif case == "budget":
+        args = ["--budget", "0"]
+    out = tmp_path / "out.csv"
+    code, _, err = run(capsys, "sudoku", "solve", src, "-o", out, "--model", model, *args, *FAST)
+    assert code == 2 and not out.exists()
+    one_error_line(err)
+
+
+def test_bundled_model_loads():
+    from ddsm.sudoku.model_io import BUNDLED_DIR, load_sudoku_model
+
+    if not (BUNDLED_DIR / "config.json").is_file():
+        pytest.skip("no bundled Sudoku model in this checkout")
+    sm = load_sudoku_model()
+    assert sm.process.K == 9 and sm.config["model"]["name"] == "sudoku"
+    size = sum(p.stat().st_size for p in BUNDLED_DIR.iterdir())
+    assert size < 10 * 2**20
