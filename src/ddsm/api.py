@@ -128,9 +128,27 @@ def fit(
     return Run(proc, net.eval(), {**meta, "process": {"name": process, "options": proc.config()}}), summary
 
 
+#: bundled pretrained models: ``ddsm sample dhs4 ...`` resolves to ``resources/models/dhs4``
+BUNDLED_MODELS = ("dhs4", "epd_promoters")
+
+
+def resolve_model(name_or_path: Path | str) -> Path:
+    """A checkpoint folder, or the name of a bundled model (``dhs4``, ``epd_promoters``)."""
+    path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) in BUNDLED_MODELS:
+        from importlib import resources
+
+        bundled = Path(str(resources.files("ddsm") / "resources" / "models" / str(name_or_path)))
+        if not (bundled / "config.json").is_file():
+            raise DDSMInputError(f"the bundled model {name_or_path!r} is not installed with this copy of ddsm")
+        return bundled
+    return path
+
+
 def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
-    """Rebuild the process and the network of a checkpoint folder, with its EMA weights."""
-    path = Path(path)
+    """Rebuild the process and the network of a checkpoint folder (or bundled model name), with
+    its EMA weights."""
+    path = resolve_model(path)
     cfg = load_config(path)
     pcfg, mcfg = cfg["process"], cfg["model"]
     if pcfg["name"] not in PROCESSES:

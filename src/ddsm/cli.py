@@ -293,7 +293,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                     guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
                     dilation=args.time_dilation, dilation_after=args.dilation_after,
                     generator=gen, device=device, progress=_progress("sample", args.quiet))
-    meta = {"model": Path(args.model).resolve().name, "process": run.process.name, "seed": str(args.seed),
+    meta = {"model": run.path.resolve().name if run.path else str(args.model), "process": run.process.name, "seed": str(args.seed),
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
     if args.class_name:
         meta["class"] = args.class_name
@@ -363,7 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DDSMInputError("-n must be at least 1")
     _check_seed(args.seed)
     return run_demo(out=Path(args.out), steps=args.steps, seed=args.seed, n=args.n, force=args.force,
-                    quiet=args.quiet, device=_device(args.device))
+                    quiet=args.quiet, device=_device(args.device), guidance=args.guidance)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -437,10 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(c)
     c.set_defaults(func=cmd_score)
 
-    d = sub.add_parser("demo", help="train a small DDSM on bundled DHS sequences, sample, compare with real data")
+    d = sub.add_parser("demo", help="design DNA for every class of the bundled models, evaluate against real "
+                       "sequences, write reports, solve Sudoku puzzles")
     d.add_argument("--out", default="ddsm_demo", help="output folder")
-    d.add_argument("--steps", type=int, default=1500)
-    d.add_argument("-n", type=int, default=200, help="sequences to generate")
+    d.add_argument("--steps", type=int, default=50, help="sampling steps")
+    d.add_argument("-n", type=int, default=48, help="designs per class")
+    d.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight")
     d.add_argument("--force", action="store_true")
     common(d)
     d.set_defaults(func=cmd_demo)

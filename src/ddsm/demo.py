@@ -1,8 +1,12 @@
-"""``ddsm demo``: the README's main job on bundled data.
+"""``ddsm demo``: the README's main job, offline, on bundled models and data.
 
-Trains a small DDSM (Jacobi process, dilated CNN) on 4,000 bundled human DHS sequences, samples
-designs, and compares them with 1,000 bundled held-out sequences (GC content and k-mer spectra),
-next to the samples of the same network before training. Writes everything to one folder.
+For each bundled class-conditional DDSM model (``dhs4``: 4 cell types, 200 bp DHS sequences;
+``epd_promoters``: 4 species, 300 bp TATA promoters) it designs sequences for every class with
+classifier-free guidance, evaluates them against bundled held-out real sequences (k-mers, GC,
+JASPAR motifs, discriminator, the bundled oracle classifier, diversity) and writes an HTML report;
+then it solves a few hard Sudoku puzzles with the bundled Sudoku model. Everything lands in one
+folder. Without bundled models (a source checkout before they were trained) it trains a small
+unconditional model on bundled DHS sequences instead.
 """
 
 from __future__ import annotations
@@ -11,84 +15,135 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
 
 from .errors import DDSMInputError
 
+#: bundled model -> (held-out data file, label key)
+_REFERENCE = {"dhs4": ("dhs4/valid_small.fasta.gz", "cell_type"),
+              "epd_promoters": ("epd_promoters/valid_small.fasta.gz", "species")}
 
-def run_demo(out: Path, *, steps: int = 1500, seed: int = 0, n: int = 200, force: bool = False,
-             quiet: bool = False, device: torch.device | None = None) -> int:
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _progress(quiet: bool, desc: str):
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return lambda it: tqdm(it, desc=desc, leave=False, file=sys.stderr)
+
+
+def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: bool = False,
+             quiet: bool = False, device: Optional[torch.device] = None, guidance: float = 1.0) -> int:
+    from .api import BUNDLED_MODELS, resolve_model
+
+    if out.exists() and any(out.iterdir()) and not force:
+        raise DDSMInputError(f"{out} exists and is not empty; use --force to overwrite or --out elsewhere")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    available = []
+    for name in BUNDLED_MODELS:
+        try:
+            resolve_model(name)
+            available.append(name)
+        except DDSMInputError:
+            pass
+    if not available:
+        _say("no bundled models in this installation: training a small one on bundled DHS sequences")
+        return _train_small(out, seed=seed, quiet=quiet, device=device)
+    for name in available:
+        _design_and_evaluate(name, out, steps=steps, seed=seed, n=n, quiet=quiet, device=device, guidance=guidance)
+    _sudoku(out, seed=seed, quiet=quiet)
+    _say(f"\ndemo finished in {time.time() - t_start:.0f} s; outputs in {out}/")
+    return 0
+
+
+def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int, quiet: bool,
+                         device: Optional[torch.device], guidance: float) -> None:
+    from .api import design, load_run
+    from .data import Record, bundled_path, read_fasta, write_fasta
+    from .data.io import atomic_write_text
+    from .evaluate import evaluate_detailed, format_table
+    from .report import build_report
+    from .seeding import seed_everything
+
+    run = load_run(name, device=device)
+    ref_file, key = _REFERENCE[name]
+    reference = read_fasta(bundled_path(ref_file))
+    _say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "
+         f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}, seed {seed}")
+    gen = seed_everything(seed)
+    records = []
+    t0 = time.time()
+    for cls in run.classes:
+        res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
+                     progress=_progress(quiet, cls))
+        for i, s in enumerate(res.sequences):
+            if s is not None:
+                records.append(Record(f"{name}_{cls}_{i}", s, {key: cls, "model": name, "seed": str(seed),
+                                                                "steps": str(steps), "guidance": f"{guidance:g}"}))
+    _say(f"designed {len(records)} sequences in {time.time() - t0:.0f} s -> {out / (name + '_designs.fasta')}")
+    write_fasta(out / f"{name}_designs.fasta", records, force=True)
+    t0 = time.time()
+    result = evaluate_detailed(records, reference, label_key=key, oracle="auto", max_seqs=400, seed=seed,
+                               device=device)
+    _say(format_table(result.table))
+    if result.oracle:
+        _say(f"oracle: {result.oracle['name']} (its own validation accuracy "
+             f"{result.oracle.get('valid_accuracy', float('nan')):.3f}); evaluated in {time.time() - t0:.0f} s")
+    html = build_report(result, run_dir=run.path, title=f"ddsm demo: {name} designs vs held-out real sequences")
+    atomic_write_text(out / f"{name}_report.html", html, force=True)
+    atomic_write_text(out / f"{name}_evaluation.json", json.dumps(result.to_json(), indent=1) + "\n", force=True)
+    _say(f"report: {out / (name + '_report.html')}")
+
+
+def _sudoku(out: Path, *, seed: int, quiet: bool) -> None:
+    """Solve the first few of Norvig's hardest puzzles with the bundled Sudoku model, if present."""
+    try:
+        from .sudoku.demo import solve_demo
+    except ImportError:
+        return
+    solve_demo(out, seed=seed, quiet=quiet, say=_say)
+
+
+def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.device], steps: int = 1500,
+                 n: int = 200) -> int:
+    """The fallback: a small unconditional DDSM trained here on 4,000 bundled DHS sequences."""
     from .api import Run, build_network, fit, generate, sequence_summary
     from .data import Record, bundled_path, encode_records, read_fasta, write_fasta
     from .processes import build_process
     from .seeding import seed_everything
     from .train import TrainConfig
 
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DDSMInputError(f"{out} exists and is not empty; use --force to overwrite or --out elsewhere")
-    out.mkdir(parents=True, exist_ok=True)
     train_recs = read_fasta(bundled_path("dhs4/train_small.fasta.gz"))
     valid_recs = read_fasta(bundled_path("dhs4/valid_small.fasta.gz"))
     train_ds = encode_records(train_recs)
     valid_ds = encode_records(valid_recs, train_ds.alphabet)
     reference = [r.seq for r in valid_recs]
-
-    def say(msg: str) -> None:
-        print(msg, flush=True)
-
-    say(f"ddsm demo: {len(train_ds)} training and {len(valid_ds)} held-out DHS sequences "
-        f"(length {train_ds.length}), seed {seed}")
     seed_everything(seed)
     cfg = TrainConfig(steps=steps, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=max(steps // 5, 1),
                       eval_batches=4, checkpoint_every=max(steps // 2, 1), seed=seed, ema_decay=0.995)
-    bar = None
-    if not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc="train", dynamic_ncols=True, file=sys.stderr)
-
-    def on_step(step: int, info: dict) -> None:
-        if bar is not None:
-            bar.n = step
-            bar.set_postfix(loss=f"{info['loss']:.3f}", refresh=True)
-
     t0 = time.time()
-    run, summary = fit(train_ds, out / "model", process="jacobi", model="conv",
-                       model_options={"hidden": 64, "n_blocks": 6}, train_config=cfg, valid=valid_ds,
-                       device=device, on_step=on_step, extra_meta={"data_path": "bundled:dhs4/train_small"})
-    if bar is not None:
-        bar.close()
-    say(f"trained {steps} steps in {time.time() - t0:.0f} s (final valid loss {summary.get('final_valid_loss', float('nan')):.4f})")
-
-    prog = None
-    if not quiet:
-        from tqdm import tqdm
-
-        prog = lambda it: tqdm(it, desc="sample", leave=False, file=sys.stderr)  # noqa: E731
-    gen = seed_everything(seed + 100)
-    t0 = time.time()
-    designs = generate(run, n, steps=100, generator=gen, device=device, progress=prog)
-    t_sample = time.time() - t0
-    # the same network before training, as a floor
+    options = {"hidden": 64, "n_blocks": 6}
+    run, summary = fit(train_ds, out / "model", process="jacobi", model="conv", model_options=options,
+                       train_config=cfg, valid=valid_ds, device=device,
+                       extra_meta={"data_path": "bundled:dhs4/train_small"})
+    _say(f"trained {steps} steps in {time.time() - t0:.0f} s")
+    designs = generate(run, n, steps=100, generator=seed_everything(seed + 100), device=device,
+                       progress=_progress(quiet, "sample"))
     torch.manual_seed(seed)
-    untrained = Run(build_process("jacobi", 4), build_network(run.process, "conv", 0, {"hidden": 64, "n_blocks": 6}).eval(),
-                    run.config)
+    untrained = Run(build_process("jacobi", 4), build_network(run.process, "conv", 0, options).eval(), run.config)
     base = generate(untrained, n, steps=100, generator=seed_everything(seed + 100), device=device)
-    meta = {"model": "demo", "process": "jacobi", "seed": str(seed), "steps": "100"}
-    write_fasta(out / "designs.fasta", [Record(f"design_{i}", s, dict(meta)) for i, s in enumerate(designs)], force=True)
-    trained_m = sequence_summary(designs, reference)
-    base_m = sequence_summary(base, reference)
-    train_m = sequence_summary([r.seq for r in train_recs[:n * 5]], reference)
-    say(f"sampled {n} sequences in {t_sample:.1f} s -> {out / 'designs.fasta'}")
-    say("")
-    say(f"{'metric (vs held-out DHS)':28s} {'untrained':>10s} {'DDSM':>10s} {'real train':>10s}")
-    for key, label in [("gc_designed", "mean GC (held-out %.3f)" % trained_m["gc_reference"]),
-                       ("gc_abs_diff", "|GC - held-out GC|"), ("kmer3_js", "3-mer JS distance"),
-                       ("kmer4_js", "4-mer JS distance")]:
-        say(f"{label:28s} {base_m[key]:10.4f} {trained_m[key]:10.4f} {train_m[key]:10.4f}")
-    (out / "summary.json").write_text(json.dumps(
-        {"seed": seed, "steps": steps, "n": n, "ddsm": trained_m, "untrained": base_m, "real_train": train_m,
-         "train_summary": {k: v for k, v in summary.items() if k not in ("history", "ema")}}, indent=1, default=float))
+    write_fasta(out / "designs.fasta", [Record(f"design_{i}", s, {"seed": str(seed)}) for i, s in enumerate(designs)],
+                force=True)
+    rows = {"untrained": sequence_summary(base, reference), "DDSM": sequence_summary(designs, reference),
+            "real train": sequence_summary([r.seq for r in train_recs[: n * 5]], reference)}
+    _say(f"{'vs held-out DHS':20s} " + " ".join(f"{k:>11s}" for k in rows))
+    for key in ("gc_abs_diff", "kmer3_js", "kmer4_js"):
+        _say(f"{key:20s} " + " ".join(f"{rows[k][key]:11.4f}" for k in rows))
     return 0
