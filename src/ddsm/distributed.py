@@ -201,10 +201,26 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def torchrun_command(argv: Sequence[str], nproc: int) -> list[str]:
-    """The command :func:`launch_torchrun` runs: ``python -m torch.distributed.run --standalone
+    """What :func:`launch_torchrun` runs: ``python -m torch.distributed.run --standalone
     --nproc_per_node N -m ddsm <argv without --nproc>``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(int(nproc)),
-            "-m", "ddsm", *strip_nproc(argv)]
+    return [sys.executable, "-m", "torch.distributed.run", *_torchrun_args(argv, nproc)]
+
+
+def _torchrun_args(argv: Sequence[str], nproc: int) -> list[str]:
+    return ["--standalone", "--nproc_per_node", str(int(nproc)), "-m", "ddsm", *strip_nproc(argv)]
+
+
+# torch.distributed.run's main, except that a signal ending the launcher (SIGTERM, Ctrl-C) gives exit
+# code 128 + signal instead of a traceback: the workers report the interruption themselves.
+_LAUNCHER = """\
+import sys
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.run import main
+try:
+    main(sys.argv[1:])
+except SignalException as e:
+    sys.exit(128 + int(e.sigval))
+"""
 
 
 def launch_torchrun(argv: Sequence[str], nproc: int) -> int:
@@ -217,7 +233,8 @@ def launch_torchrun(argv: Sequence[str], nproc: int) -> int:
     terminal, so this process only waits for them.
 
     Returns:
-        torchrun's exit code (0 when every worker succeeded).
+        torchrun's exit code: 0 when every worker succeeded, ``128 + signal`` when it was stopped by
+        a signal, 1 when a worker failed.
 
     Raises:
         DDSMInputError: ``nproc < 1``, or called inside a torchrun worker.
@@ -228,9 +245,8 @@ def launch_torchrun(argv: Sequence[str], nproc: int) -> int:
         raise DDSMInputError("--nproc cannot be used inside torchrun (it already started the processes)")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc))))
-    cmd = torchrun_command(argv, nproc)
-    logger.info("launching: %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, env=env)
+    logger.info("launching: %s", " ".join(torchrun_command(argv, nproc)))
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *_torchrun_args(argv, nproc)], env=env)
     previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))

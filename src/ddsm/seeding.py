@@ -14,7 +14,9 @@ puts the previous states back afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import struct
 from contextlib import contextmanager
 from typing import Any, Iterator, Union
 
@@ -37,13 +39,14 @@ def make_generator(seed: int, device: DeviceLike = None) -> torch.Generator:
 
 
 def derive_seed(*keys: int) -> int:
-    """A seed in ``[0, 2**63)`` mixed from non-negative integer ``keys`` (NumPy's SeedSequence).
+    """A seed in ``[0, 2**63)`` hashed (BLAKE2b) from integer ``keys`` in ``[0, 2**64)``.
 
     Nearby inputs give unrelated outputs, so ``derive_seed(seed, stream, step, i)`` can seed one
-    generator per (stream, step, micro-batch) without the streams overlapping.
+    generator per (stream, step, micro-batch) without the streams overlapping. A few microseconds.
     """
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)
-    return int(state[0]) % (2**63)
+    packed = struct.pack(f"<{len(keys)}Q", *(int(k) for k in keys))
+    digest = hashlib.blake2b(packed, digest_size=8, person=b"ddsm-seed").digest()
+    return int.from_bytes(digest, "little") % (2**63)
 
 
 @contextmanager

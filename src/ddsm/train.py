@@ -51,6 +51,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -197,7 +198,8 @@ class EpochSampler:
     def permutation(self, epoch: int) -> Tensor:
         """``(n,)`` long, the order of epoch ``epoch``."""
         # SeedSequence mixes (seed, epoch) so that nearby seeds give unrelated orders.
-        return torch.randperm(self.n, generator=make_generator(derive_seed(self.seed, epoch)))
+        mixed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, dtype=np.uint64)[0])
+        return torch.randperm(self.n, generator=make_generator(mixed % (2**63)))
 
     def next(self) -> Tensor:
         """``(batch_size,)`` long CPU indices; advances the state."""
@@ -739,7 +741,7 @@ def train(
                          else "no checkpoint folder was given, nothing was saved")
                 msg = f"training interrupted by {signal.Signals(signum).name} after step {step}; {where}"
                 if main:
-                    logger.warning(msg)
+                    logger.info(msg)  # the caller reports the exception; no second warning line
                 raise TrainingInterrupted(msg, step=step, signum=signum, checkpoint=out)
 
     distributed.barrier()  # the final checkpoint is on disk before any rank reads it

@@ -6,8 +6,10 @@ so these tests do not depend on the registered processes or backbones.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -471,3 +473,164 @@ def test_cuda_train_resume_and_cpu_load(tmp_path: Path) -> None:
     ckpt.load_model_weights(tmp_path / "a", cpu, raw=True)
     for p1, p2 in zip(straight.state_dict().values(), cpu.state_dict().values()):
         assert not p2.is_cuda and torch.equal(p1.cpu(), p2)
+
+
+# ------------------------------------------------------------------------------------ micro-batches, signals, crash safety
+class DeterministicProcess(ToyProcess):
+    """No randomness at all: the loss is a function of the weights and the batch only."""
+
+    name = "deterministic"
+
+    def loss(self, model, x0, *, cond=None, pad_mask=None, generator=None):
+        B, Lx = x0.shape
+        t = torch.full((B,), 0.5, device=x0.device)
+        feats = torch.cat([F.one_hot(x0.roll(1, dims=1), self.K).float(), t[:, None, None].expand(B, Lx, 1)], -1)
+        terms = F.cross_entropy(model(feats, t, cond).transpose(1, 2), x0, reduction="none")
+        return _LossOutput(terms.mean(), terms)
+
+
+@pytest.mark.parametrize("accum", [2, 3])
+def test_grad_accum_weights_micro_batches_like_one_batch(accum: int) -> None:
+    # Without noise, cutting the batch of 8 into micro-batches (uneven for 3: 3, 3, 2) must not
+    # change the update: each micro-batch's mean loss is weighted by its share of the batch.
+    x, _ = toy_data(32, seed=0)
+    cfg = small_config(steps=4, eval_every=0, checkpoint_every=0, label_dropout=0.0)
+    ref, acc = make_model(0, dropout=0.0), make_model(0, dropout=0.0)
+    r1 = train(DeterministicProcess(), ref, x, config=cfg)
+    r2 = train(DeterministicProcess(), acc, x, config=dataclasses.replace(cfg, grad_accum=accum))
+    for (name, a), b in zip(ref.state_dict().items(), acc.state_dict().values()):
+        if name != "calls":  # forward passes per step differ
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert [h["train_loss"] for h in r1["history"]] == pytest.approx([h["train_loss"] for h in r2["history"]],
+                                                                    rel=1e-5)
+
+
+def test_noise_is_defined_per_micro_batch() -> None:
+    # The same micro-batch gets the same draws (noise, label dropout, model dropout) whatever else
+    # runs before it; the global RNG is left as it was.
+    from ddsm.seeding import derive_seed, seeded_global_rng
+
+    assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3) != derive_seed(1, 2, 4)
+    assert 0 <= derive_seed(2**63 - 1, 5) < 2**63
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    with seeded_global_rng(derive_seed(7, 3, 1, 0)):
+        a = torch.rand(3)
+    with seeded_global_rng(derive_seed(7, 3, 1, 0)):
+        b = torch.rand(3)
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)
+    with pytest.raises(RuntimeError), seeded_global_rng(1):
+        raise RuntimeError
+    assert torch.equal(torch.get_rng_state(), before)
+
+    # a training run leaves the caller's global RNG untouched
+    x, c = toy_data(16, seed=0)
+    model = make_model(0)  # seeds the global generator itself
+    before = torch.get_rng_state()
+    train(ToyProcess(), model, x, cond_train=c, config=small_config(steps=2, eval_every=0))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_bf16_autocast_on_cpu_and_compile_ignored_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    x, c = toy_data(32, seed=0)
+    model = make_model(0)
+    dtypes: list[torch.dtype] = []
+    model.inp.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype))
+    with caplog.at_level("WARNING", logger="ddsm.train"):
+        res = train(ToyProcess(), model, x, cond_train=c,
+                    config=small_config(steps=3, eval_every=0, bf16=True, compile=True))
+    assert dtypes and all(d == torch.bfloat16 for d in dtypes)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert math.isfinite(res["final_train_loss"])
+    assert "only used on CUDA" in caplog.text
+
+
+def test_compile_failure_falls_back_to_eager(caplog: pytest.LogCaptureFixture) -> None:
+    from ddsm.train import _CompiledOrEager
+
+    def broken(*args, **kwargs):
+        torch.rand(5)  # consumes global randomness before failing: the fallback must undo it
+        raise RuntimeError("backend compiler failed\nlong details")
+
+    eager = lambda v: v + torch.rand(1)  # noqa: E731
+    fn = _CompiledOrEager(eager, broken)
+    torch.manual_seed(3)
+    with caplog.at_level("WARNING", logger="ddsm.train"):
+        got = fn(torch.zeros(1))
+    torch.manual_seed(3)
+    assert torch.equal(got, eager(torch.zeros(1)))
+    assert "torch.compile failed (RuntimeError: backend compiler failed)" in caplog.text
+    assert fn.compiled is None
+
+
+def test_signal_checkpoints_the_step_and_resume_is_exact(tmp_path: Path) -> None:
+    import signal
+
+    from ddsm.train import TrainingInterrupted
+
+    x, c = toy_data(20, seed=0)
+    kw = dict(cond_train=c, config=small_config(steps=8, checkpoint_every=100), model_name="tiny")
+    straight = make_model(0)
+    train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+
+    def send(step: int, info: dict) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # noted during step 3, acted on after step 4
+
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as e:
+        train(ToyProcess(), make_model(0), x, out_dir=tmp_path / "b", on_step=send, **kw)
+    assert e.value.step == 4 and e.value.exit_code == 130 and e.value.checkpoint == tmp_path / "b"
+    assert "SIGINT after step 4" in str(e.value) and "\n" not in str(e.value)
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert ckpt.load_config(tmp_path / "b")["step"] == 4 and ckpt.has_training_state(tmp_path / "b")
+
+    resumed = make_model(1)
+    train(ToyProcess(), resumed, x, out_dir=tmp_path / "b", resume=True, **kw)
+    for p1, p2 in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p1, p2)
+
+
+def test_crash_in_the_middle_of_a_save_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddsm.train import BACKUP_DIR, recover_checkpoint
+
+    x, c = toy_data(20, seed=0)
+    kw = dict(cond_train=c, config=small_config(steps=6, checkpoint_every=2, eval_every=0), model_name="tiny")
+    straight = make_model(0)
+    train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+
+    # Die like SIGKILL would at the worst moment of the save of step 4: the old config.json is gone
+    # and the new weight files are already in place, but the new config.json is not written yet.
+    real, calls = ckpt.atomic_write_text, {"n": 0}
+
+    def dying(path, text):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise _Crash
+        real(path, text)
+
+    monkeypatch.setattr(ckpt, "atomic_write_text", dying)
+    out = tmp_path / "b"
+    with pytest.raises(_Crash):
+        train(ToyProcess(), make_model(0), x, out_dir=out, **kw)
+    monkeypatch.setattr(ckpt, "atomic_write_text", real)
+    assert not (out / "config.json").exists() and (out / BACKUP_DIR / "config.json").is_file()
+
+    assert recover_checkpoint(out)
+    assert ckpt.load_config(out)["step"] == 2 and not (out / BACKUP_DIR).exists()
+    assert not recover_checkpoint(out)  # nothing left to do
+    resumed = make_model(1)
+    train(ToyProcess(), resumed, x, out_dir=out, resume=True, **kw)
+    for p1, p2 in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p1, p2)
+    assert {p.name for p in out.iterdir()} == {
+        "config.json", "model.safetensors", "model_raw.safetensors", "optimizer.safetensors", "train_state.json"}
+
+
+def test_train_config_new_fields() -> None:
+    cfg = TrainConfig(grad_accum=4, bf16=True, compile=True)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("grad_accum", "bf16", "compile")}
+    assert TrainConfig.from_dict(old).grad_accum == 1  # config.json from before these fields
+    with pytest.raises(ValueError, match="grad_accum"):
+        TrainConfig(grad_accum=0)
