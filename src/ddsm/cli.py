@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="design DNA for every class of the bundled models, evaluate against real "
                        "sequences, write reports, solve Sudoku puzzles")
     d.add_argument("--out", default="ddsm_demo", help="output folder")
-    d.add_argument("--steps", type=int, default=50, help="sampling steps")
-    d.add_argument("-n", type=int, default=48, help="designs per class")
+    d.add_argument("--steps", type=int, default=30, help="sampling steps")
+    d.add_argument("-n", type=int, default=16, help="designs per class")
     d.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight")
     d.add_argument("--force", action="store_true")
     common(d)

@@ -210,16 +210,21 @@ def _torchrun_args(argv: Sequence[str], nproc: int) -> list[str]:
     return ["--standalone", "--nproc_per_node", str(int(nproc)), "-m", "ddsm", *strip_nproc(argv)]
 
 
-# torch.distributed.run's main, except that a signal ending the launcher (SIGTERM, Ctrl-C) gives exit
-# code 128 + signal instead of a traceback: the workers report the interruption themselves.
+# torch.distributed.run's main, except that a signal ending the launcher (SIGTERM, Ctrl-C) or a failed
+# worker gives an exit code (128 + signal; the first failed worker's code) instead of a traceback and
+# a failure report: the workers have already reported (rank 0, one line ``ddsm: ...``).
 _LAUNCHER = """\
 import sys
 from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
 try:
     main(sys.argv[1:])
 except SignalException as e:
     sys.exit(128 + int(e.sigval))
+except ChildFailedError as e:
+    code = e.get_first_failure()[1].exitcode
+    sys.exit(code if 0 < code < 256 else 128 - code if -128 < code < 0 else 1)
 """
 
 
@@ -233,8 +238,9 @@ def launch_torchrun(argv: Sequence[str], nproc: int) -> int:
     terminal, so this process only waits for them.
 
     Returns:
-        torchrun's exit code: 0 when every worker succeeded, ``128 + signal`` when it was stopped by
-        a signal, 1 when a worker failed.
+        0 when every worker succeeded, ``128 + signal`` when torchrun was stopped by a signal,
+        otherwise the exit code of the first worker that failed (``128 + signal`` if a signal
+        killed it).
 
     Raises:
         DDSMInputError: ``nproc < 1``, or called inside a torchrun worker.

@@ -767,7 +767,7 @@ def _non_finite(what: str, step: int, out: Optional[Path], last_ckpt: Optional[i
         where = ""
     msg = f"non-finite {what} at step {step}{where} (try a lower lr or stronger grad_clip)"
     if log:
-        logger.error(msg)
+        logger.info(msg)  # the exception carries the message; the caller reports it once
     raise FloatingPointError(msg)
 
 

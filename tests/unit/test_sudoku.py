@@ -220,10 +220,12 @@ def test_constrained_sampler_never_proposes_excluded_digits(proc):
     sm = SudokuModel(proc, net, {}, None)
     puzzles = torch.cat([board(PUZZLE), board(EASY)]).repeat(2, 1)
     cand, _ = propagate(candidates(puzzles))
-    boards = constrained_sample(sm, cand, steps=4, generator=torch.Generator().manual_seed(0))
-    assert bool(cand.gather(2, boards[..., None]).all())  # every digit was allowed
-    assert keeps_givens(boards, puzzles).all()
-    assert is_solution(boards[1::2], puzzles[1::2]).all()  # the easy one is forced completely
+    for mode in ("static", "peers", "propagate"):
+        boards, dead = constrained_sample(sm, cand, steps=4, mode=mode, generator=torch.Generator().manual_seed(0))
+        assert bool(cand.gather(2, boards[..., None]).all())  # every digit was allowed
+        assert keeps_givens(boards, puzzles).all()
+        assert is_solution(boards[1::2], puzzles[1::2]).all()  # the easy one is forced completely
+        assert not dead[1::2].any()
 
 
 def test_solver_keeps_givens_and_reports_solvers(proc):

@@ -475,7 +475,7 @@ def test_cuda_train_resume_and_cpu_load(tmp_path: Path) -> None:
         assert not p2.is_cuda and torch.equal(p1.cpu(), p2)
 
 
-# ------------------------------------------------------------------------------------ micro-batches, signals, crash safety
+# ------------------------------------------------------------------------------------ micro-batches, signals, crashes
 class DeterministicProcess(ToyProcess):
     """No randomness at all: the loss is a function of the weights and the batch only."""
 

@@ -1,17 +1,22 @@
 """Diffusion sampling of boards under the rules: the constraint-aware sampler.
 
-The network's posterior logits are masked before the score is formed, so the sampler never
-proposes a digit that is excluded. A digit is excluded in a cell when
+The reverse SDE of ``PosteriorJacobiProcess`` (DDSM's Euler-Maruyama step, time dilation included)
+with the network's posterior logits masked before the score is formed, so the sampler never
+proposes an excluded digit. Each board carries a candidate table ``allowed (B, 81, 9)``:
 
-- the candidate table given to the sampler rules it out (the givens, and whatever constraint
-  propagation deduced from them: a given cell allows only its digit), or
-- (``dynamic``) a peer in the same row, column or box has already settled on it during sampling
-  (its own sticks are at that digit's vertex: local posterior above ``settle``).
+- it starts as the givens plus what propagation deduced from them (a given cell allows only its
+  digit, so givens are imposed exactly, with no resetting of their state);
+- ``mode="peers"``: once a cell has *settled* (its own sticks sit at one digit's vertex: local
+  posterior above ``settle``), that digit is excluded from its 20 peers;
+- ``mode="propagate"`` (default): settled cells are committed to their digit and the table is
+  propagated (naked and hidden singles) after every step, so forced cells follow at once.
+  A board whose table becomes contradictory is dropped (it cannot end valid), and a board whose
+  table leaves one digit per cell is finished early: both save network calls;
+- ``mode="static"``: only the starting table.
 
-Excluded digits get posterior zero, so the mixture score of ``PosteriorJacobiProcess`` drives each
-cell along the exact reverse path of an allowed digit. A given cell has one allowed digit: it is
-imposed exactly, with no resetting of its state. The final board is decoded by argmax over the
-allowed digits.
+Excluded digits get posterior zero, so the mixture score drives each cell along the exact reverse
+path of one of its allowed digits. Boards still running at the end are decoded by argmax of their
+simplex point over their allowed digits. Validity is not guaranteed and must be checked.
 """
 
 from __future__ import annotations
@@ -21,39 +26,25 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..sampling import sample
+from ..sampling.loop import _dilated_pairs
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
-from .propagation import eliminate
+from .propagation import eliminate, propagate
+
+MODES = ("static", "peers", "propagate")
 
 
-class ConstrainedNet:
-    """Wraps the denoiser: ``(features, t, cond) -> logits`` with excluded digits at -inf.
-
-    Args:
-        net: the Sudoku denoiser.
-        allowed: ``(B, 81, 9)`` bool candidate table (at least one digit per cell).
-        dynamic: also exclude digits that a peer has settled on.
-        settle: local-posterior level at which a cell counts as settled.
-    """
-
-    def __init__(self, net: torch.nn.Module, allowed: Tensor, *, dynamic: bool = True, settle: float = 0.99) -> None:
-        self.net, self.allowed, self.dynamic, self.settle = net, allowed, dynamic, settle
-        self.current = allowed
-
-    def __call__(self, feats: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        logits = self.net(feats, t, cond)
-        allowed = self.allowed
-        if self.dynamic:
-            local = feats.exp()  # (B, 81, 9) the cell's own evidence, from its sticks alone
-            settled = (local > self.settle) & allowed
-            narrowed = eliminate(allowed, settled)
-            # a peer's claim never empties a cell: keep the static table there (the clash shows
-            # up in the final check)
-            allowed = torch.where(narrowed.any(-1, keepdim=True), narrowed, allowed)
-        self.current = allowed
-        return logits.masked_fill(~allowed, float("-inf"))
+def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float) -> tuple[Tensor, Tensor]:
+    """Candidate tables after this step's settled cells; ``(allowed, dead)``."""
+    settled = (local > settle) & allowed  # (B, 81, 9) one digit at most per cell (settle > 0.5)
+    if mode == "peers":
+        narrowed = eliminate(allowed, settled)
+        # a peer's claim never empties a cell here: the clash shows in the final check
+        return torch.where(narrowed.any(-1, keepdim=True), narrowed, allowed), torch.zeros(
+            allowed.shape[0], dtype=torch.bool, device=allowed.device)
+    committed = torch.where(settled.any(-1, keepdim=True), settled, allowed)
+    return propagate(committed)
 
 
 @torch.no_grad()
@@ -63,16 +54,52 @@ def constrained_sample(
     *,
     steps: int = 50,
     dilation: float = 1.0,
-    dynamic: bool = True,
+    mode: str = "propagate",
+    settle: float = 0.99,
     generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    """Boards ``(B, 81)`` long sampled with excluded digits masked; ``allowed (B, 81, 9)`` bool.
+) -> tuple[Tensor, Tensor]:
+    """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
 
-    Each cell's decoded digit is one of its allowed digits (argmax of its final simplex point over
-    them); validity of the whole board is not guaranteed and must be checked.
+    Returns:
+        ``boards (B, 81)`` long (each digit allowed by the final table) and ``dead (B,)`` bool
+        (the rules ruled the board out during sampling; its board is the best guess, invalid).
     """
-    wrapped = ConstrainedNet(sm.net, allowed.to(sm.device), dynamic=dynamic)
-    v = sample(sm.process, wrapped, (allowed.shape[0], N_CELLS), steps=steps, dilation=dilation,
-               generator=generator, device=sm.device, return_state=True)
-    x = sticks_to_simplex(v).masked_fill(~wrapped.allowed, -1.0)
-    return x.argmax(-1).cpu()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    proc, net, dev = sm.process, sm.net, sm.device
+    B = allowed.shape[0]
+    allowed = allowed.to(dev).clone()
+    boards = torch.full((B, N_CELLS), -1, dtype=torch.long, device=dev)
+    dead = torch.zeros(B, dtype=torch.bool, device=dev)
+    live = torch.arange(B, device=dev)
+    v = proc.prior((B, N_CELLS), generator=generator, device=dev)
+    for t, s, c in _dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0):
+        n = len(live)
+        t_b, s_b = t.expand(n), s.expand(n)
+        stats = proc.stick_stats(v, t_b)
+        feats = proc.features(stats)
+        if mode != "static":
+            table, gone = _narrow(allowed[live], feats.exp(), mode, settle)
+            allowed[live] = table
+            finished = (table.sum(-1) == 1).all(-1) & ~gone
+            if bool(gone.any() | finished.any()):
+                dead[live[gone]] = True
+                boards[live[finished]] = table[finished].float().argmax(-1)
+                keep = ~(gone | finished)
+                live, v = live[keep], v[keep]
+                stats = {k: x[keep] for k, x in stats.items()}
+                feats, t_b, s_b = feats[keep], t_b[keep], s_b[keep]
+                if len(live) == 0:
+                    break
+        logits = net(feats, t_b.float()).double().masked_fill(~allowed[live], float("-inf"))
+        score = proc.mixture_score(torch.softmax(logits, -1), stats)
+        v = proc.step(score, v, t_b, s_b, generator=generator, **({"dilation": c} if c != 1.0 else {}))
+    if len(live):
+        x = sticks_to_simplex(v).masked_fill(~allowed[live], -1.0)
+        boards[live] = x.argmax(-1)
+    # dead boards: a best guess (argmax over whatever their table still allows)
+    unset = boards < 0
+    if bool(unset.any()):
+        guess = allowed.float().argmax(-1)
+        boards = torch.where(unset, guess, boards)
+    return boards.cpu(), dead.cpu()

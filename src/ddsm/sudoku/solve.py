@@ -49,7 +49,8 @@ class SolveConfig:
         particles: samples per unsolved puzzle per round.
         budget: most diffusion samples per puzzle.
         batch_size: boards per network call.
-        dynamic: exclude digits settled by peers during sampling (else only the candidate table).
+        mode: how the sampler narrows candidates during sampling (``ddsm.sudoku.constrained``):
+            "propagate" (commit settled cells and propagate), "peers" or "static".
         search: fall back to exact search after the budget.
         search_nodes: node limit of that search per puzzle.
     """
@@ -59,7 +60,7 @@ class SolveConfig:
     particles: int = 8
     budget: int = 64
     batch_size: int = 128
-    dynamic: bool = True
+    mode: str = "propagate"
     search: bool = True
     search_nodes: int = 2_000_000
 
@@ -134,7 +135,7 @@ def solve_puzzles(
         for lo in range(0, len(owner), cfg.batch_size):
             sl = slice(lo, lo + cfg.batch_size)
             boards.append(constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation,
-                                             dynamic=cfg.dynamic, generator=generator))
+                                             mode=cfg.mode, generator=generator)[0])
         grids = sym.inverse().apply(torch.cat(boards))
         ok = is_solution(grids, puzzles[owner])
         votes.index_add_(0, owner, torch.nn.functional.one_hot(grids, N_DIGITS).float())
