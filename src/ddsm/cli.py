@@ -132,7 +132,22 @@ def _set_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import init_from_env, launch_torchrun, shutdown
+
+    _check_positive(nproc=args.nproc)
+    if args.nproc > 1:
+        return launch_torchrun(args.argv, args.nproc)
+    ctx = init_from_env(_device(args.device))
+    try:
+        return _train(args, ctx)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, ctx) -> int:
     from .api import fit
+    from .distributed import barrier
+    from .train import recover_checkpoint
     from .checkpoint import load_config
     from .seeding import seed_everything
     from .train import TrainConfig
@@ -141,6 +156,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DDSMInputError(f"--out {out} exists and is not a folder")
+    if not ctx.is_main:
+        logging.getLogger().setLevel(logging.ERROR)  # rank 0 reports for everyone
+    if args.resume and ctx.is_main:
+        recover_checkpoint(out)  # a crash in the middle of a checkpoint save
+    barrier()
     if (out / "config.json").exists() and not (args.resume or args.force):
         raise DDSMInputError(f"{out} already holds a checkpoint; use --resume to continue or --force to replace it")
     if args.resume and not (out / "config.json").exists():
@@ -162,6 +182,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_cfg.setdefault("seed", 0)
     if args.checkpoint_every is not None:
         train_cfg["checkpoint_every"] = args.checkpoint_every
+    for key in ("grad_accum", "bf16", "compile"):
+        if getattr(args, key) is not None:
+            train_cfg[key] = getattr(args, key)
     try:
         tc = TrainConfig.from_dict(train_cfg)
     except (TypeError, ValueError) as e:
@@ -221,9 +244,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       len(ds.classes) if ds.labels is not None else 0, model_options)
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
-    device = _device(args.device)
+    device = ctx.device
     bar = None
-    if not args.quiet:
+    if not args.quiet and ctx.is_main:
         from tqdm import tqdm
 
         bar = tqdm(total=tc.steps, desc="train", dynamic_ncols=True, file=sys.stderr)
@@ -249,6 +272,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not ctx.is_main:
+        return 0
     hist = summary.get("history", [])
     (out / "history.json").write_text(json.dumps(hist, indent=1))
     vl = summary.get("final_valid_loss")
@@ -396,7 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
     t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom:LETTERS (default: inferred)")
     t.add_argument("--unknown", default="error", choices=["error", "random", "skip"], help="letters outside the alphabet (e.g. N)")
-    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
+                   help="save a resumable checkpoint every N steps (also at the end and on SIGTERM/SIGINT)")
+    t.add_argument("--nproc", type=int, default=1,
+                   help="training processes on this machine (DistributedDataParallel through torchrun)")
+    t.add_argument("--grad-accum", dest="grad_accum", type=int, default=None,
+                   help="micro-batches per process and step; --batch-size stays the global batch")
+    t.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for the network (GPU)")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the network (CUDA only; skipped with a warning if it fails)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     t.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
     t.add_argument("--device", default="auto")
@@ -440,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="design DNA for every class of the bundled models, evaluate against real "
                        "sequences, write reports, solve Sudoku puzzles")
     d.add_argument("--out", default="ddsm_demo", help="output folder")
-    d.add_argument("--steps", type=int, default=30, help="sampling steps")
-    d.add_argument("-n", type=int, default=16, help="designs per class")
+    d.add_argument("--steps", type=int, default=50, help="sampling steps")
+    d.add_argument("-n", type=int, default=48, help="designs per class")
     d.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight")
     d.add_argument("--force", action="store_true")
     common(d)
@@ -466,11 +499,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in checkpoints
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from .distributed import is_main_process
+    from .train import TrainingInterrupted
+
     try:
         return int(args.func(args) or 0)
     except DDSMInputError as e:
-        print(f"ddsm: error: {e}", file=sys.stderr)
+        if is_main_process():  # under torchrun every rank raises the same error
+            print(f"ddsm: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # non-finite loss: the message names the step and the last checkpoint
+        if is_main_process():
+            print(f"ddsm: error: {e}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as e:  # SIGTERM/SIGINT: checkpoint written; the message names the step
+        if is_main_process():
+            print(f"ddsm: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("ddsm: interrupted", file=sys.stderr)
         return 130
