@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--collections", default=",".join(COLLECTIONS))
     p.add_argument("--limit", type=int, default=0, help="first N puzzles per collection (0: all)")
-    p.add_argument("--budget", type=int, default=64)
+    p.add_argument("--budget", type=int, default=16)
     p.add_argument("--particles", type=int, default=8)
     p.add_argument("--solve-steps", type=int, default=50)
     p.add_argument("--solve-dilation", type=float, default=1.0)

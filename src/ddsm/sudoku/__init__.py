@@ -15,28 +15,34 @@ Modules (one concept each):
 - ``csvio``, ``cli``: files and the ``ddsm sudoku`` commands.
 """
 
-from .board import (
-    BLANK,
-    format_board,
-    givens_conflict,
-    is_solution,
-    is_valid_grid,
-    parse_board,
-)
-from .generator import GridStream, base_grids, random_grids
-from .model import SudokuDenoiser
-from .process import PosteriorJacobiProcess
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BLANK",
-    "parse_board",
-    "format_board",
-    "is_valid_grid",
-    "is_solution",
-    "givens_conflict",
-    "base_grids",
-    "random_grids",
-    "GridStream",
-    "SudokuDenoiser",
-    "PosteriorJacobiProcess",
-]
+# name -> module; imported on first use so that ``ddsm --help`` does not pay for torch-heavy
+# modules (the top-level CLI imports ddsm.sudoku.cli, and with it this package)
+_EXPORTS = {
+    "BLANK": "board",
+    "parse_board": "board",
+    "format_board": "board",
+    "is_valid_grid": "board",
+    "is_solution": "board",
+    "givens_conflict": "board",
+    "base_grids": "generator",
+    "random_grids": "generator",
+    "GridStream": "generator",
+    "SudokuDenoiser": "model",
+    "PosteriorJacobiProcess": "process",
+    "load_sudoku_model": "model_io",
+    "SolveConfig": "solve",
+    "solve_puzzles": "solve",
+    "solve_givens_only": "solve",
+    "generate_grids": "generate",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

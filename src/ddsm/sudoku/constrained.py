@@ -61,14 +61,15 @@ def constrained_sample(
     """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
 
     Returns:
-        ``boards (B, 81)`` long (each digit allowed by the final table) and ``dead (B,)`` bool
-        (the rules ruled the board out during sampling; its board is the best guess, invalid).
+        ``boards (B, 81)`` long, every digit allowed by the starting table, and ``dead (B,)`` bool
+        (the rules ruled the board out during sampling; its board is a best guess, invalid).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     proc, net, dev = sm.process, sm.net, sm.device
     B = allowed.shape[0]
-    allowed = allowed.to(dev).clone()
+    start = allowed.to(dev)
+    allowed = start.clone()
     boards = torch.full((B, N_CELLS), -1, dtype=torch.long, device=dev)
     dead = torch.zeros(B, dtype=torch.bool, device=dev)
     live = torch.arange(B, device=dev)
@@ -97,9 +98,9 @@ def constrained_sample(
     if len(live):
         x = sticks_to_simplex(v).masked_fill(~allowed[live], -1.0)
         boards[live] = x.argmax(-1)
-    # dead boards: a best guess (argmax over whatever their table still allows)
+    # dead boards: a best guess from their table (the starting table where it emptied a cell)
     unset = boards < 0
     if bool(unset.any()):
-        guess = allowed.float().argmax(-1)
-        boards = torch.where(unset, guess, boards)
+        table = torch.where(allowed.any(-1, keepdim=True), allowed, start)
+        boards = torch.where(unset, table.float().argmax(-1), boards)
     return boards.cpu(), dead.cpu()

@@ -24,11 +24,30 @@ from .board import N_CELLS
 from .search import backtrack
 from .symmetry import random_symmetries
 
-def base_grids(n: int, seed: int = 0) -> Tensor:
-    """``n`` random complete valid grids from backtracking: ``(n, 81)`` long, digits 0..8."""
-    rng = random.Random(seed)
+_CHUNK = 256  # grids per independently seeded chunk: the result does not depend on ``workers``
+
+
+def _chunk(seed: int, index: int, n: int) -> list[list[int]]:
+    rng = random.Random(f"{seed}:{index}")
     empty = [-1] * N_CELLS
-    grids = [backtrack(empty, rng=rng).grid for _ in range(n)]  # an empty board always completes
+    return [backtrack(empty, rng=rng).grid for _ in range(n)]  # an empty board always completes
+
+
+def base_grids(n: int, seed: int = 0, workers: int = 1) -> Tensor:
+    """``n`` random complete valid grids from backtracking: ``(n, 81)`` long, digits 0..8.
+
+    Args:
+        workers: processes to spread the work over (same grids for any number of workers).
+    """
+    sizes = [min(_CHUNK, n - lo) for lo in range(0, n, _CHUNK)]
+    if workers > 1 and len(sizes) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            parts = list(ex.map(_chunk, [seed] * len(sizes), range(len(sizes)), sizes))
+    else:
+        parts = [_chunk(seed, i, k) for i, k in enumerate(sizes)]
+    grids = [g for part in parts for g in part]
     return torch.tensor(grids, dtype=torch.long).reshape(n, N_CELLS)
 
 

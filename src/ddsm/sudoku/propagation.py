@@ -46,7 +46,7 @@ def _hidden_singles(cand: Tensor) -> tuple[Tensor, Tensor]:
     count = per_unit.sum(2)  # (B, 27, 9 digits)
     only = per_unit & (count == 1)[:, :, None, :]
     forced = torch.zeros(cand.shape[0], N_CELLS, N_DIGITS, device=cand.device)
-    forced.index_add_(1, u.reshape(-1), only.reshape(cand.shape[0], -1, N_DIGITS).float())
+    forced.index_add_(1, u.reshape(-1), only.reshape(cand.shape[0], u.numel(), N_DIGITS).float())
     return forced > 0, (count == 0).any(-1).any(-1)
 
 

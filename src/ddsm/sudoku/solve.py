@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..sampling import FixedPositions, sample
-from .board import N_CELLS, N_DIGITS, is_solution
+from .board import N_CELLS, N_DIGITS, conflict_cells, is_solution
 from .constrained import constrained_sample
 from .model_io import SudokuModel
 from .propagation import candidates, fixed_digits, propagate
@@ -58,7 +58,7 @@ class SolveConfig:
     steps: int = 50
     dilation: float = 1.0
     particles: int = 8
-    budget: int = 64
+    budget: int = 16
     batch_size: int = 128
     mode: str = "propagate"
     search: bool = True
@@ -67,7 +67,8 @@ class SolveConfig:
 
 @dataclass
 class SolveResult:
-    """Per puzzle: ``solutions (N, 81)`` long (-1 where none), ``valid (N,)`` bool, ``solver``,
+    """Per puzzle: ``solutions (N, 81)`` long (for an unsolved puzzle the sampled board with the
+    fewest clashing cells, or -1 where none was drawn), ``valid (N,)`` bool, ``solver``,
     ``samples_used (N,)`` long, ``seconds (N,)`` float64, ``note`` (why unsolved, else "")."""
 
     solutions: Tensor
@@ -121,6 +122,7 @@ def solve_puzzles(
         valid[i], solver[i] = True, PROPAGATION
 
     votes = torch.zeros(N, N_CELLS, N_DIGITS)
+    best = torch.full((N,), N_CELLS + 1, dtype=torch.long)  # fewest clashing cells seen
     rounds = 0
     while True:
         active = torch.nonzero(~valid & ~dead & (used < cfg.budget)).flatten()
@@ -138,11 +140,16 @@ def solve_puzzles(
                                              mode=cfg.mode, generator=generator)[0])
         grids = sym.inverse().apply(torch.cat(boards))
         ok = is_solution(grids, puzzles[owner])
+        clashes = conflict_cells(grids).sum(-1)
         votes.index_add_(0, owner, torch.nn.functional.one_hot(grids, N_DIGITS).float())
-        for j in torch.nonzero(ok).flatten().tolist():
+        for j in range(len(owner)):
             i = int(owner[j])
-            if not valid[i]:
+            if valid[i]:
+                continue
+            if bool(ok[j]):
                 sols[i], valid[i], solver[i] = grids[j], True, CONSTRAINED
+            elif int(clashes[j]) < int(best[i]):  # keep the best attempt to report
+                sols[i], best[i] = grids[j], clashes[j]
         used[active] += per
         share = (time.perf_counter() - t1) / len(owner)
         secs.index_add_(0, owner, torch.full((len(owner),), share, dtype=torch.float64))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,7 +102,8 @@ def train_sudoku(
     torch.manual_seed(cfg.seed)  # initial weights
     model = SudokuDenoiser(9, 9, **cfg.model).to(device)
     t_start = time.perf_counter()
-    stream = GridStream(base_grids(cfg.pool_size, seed=cfg.seed), device=device)
+    workers = min(16, os.cpu_count() or 1) if cfg.pool_size > 1024 else 1
+    stream = GridStream(base_grids(cfg.pool_size, seed=cfg.seed, workers=workers), device=device)
     process._train_tables, process._train_quantiles  # noqa: B018 - tabulate before timing steps
     logger.info("pool of %d grids and tables ready in %.1f s", cfg.pool_size, time.perf_counter() - t_start)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
