@@ -26,7 +26,6 @@ def toy(n: int, rng: np.random.Generator) -> list[Record]:
 @pytest.mark.slow
 @pytest.mark.parametrize("process", ["jacobi", "masked"])
 def test_guidance_shifts_class_distribution(process):
-    torch.set_num_threads(2)
     ds = encode_records(toy(2000, np.random.default_rng(0)), DNA, label_key="label")
     cfg = TrainConfig(steps=300, batch_size=64, lr=2e-3, warmup_steps=30, eval_every=0, checkpoint_every=0,
                       seed=0, ema_decay=0.99, log_every=0, label_dropout=0.2)

@@ -32,7 +32,6 @@ def planted(n: int, L: int, rng: np.random.Generator) -> list[str]:
 
 @pytest.mark.slow
 def test_score_ranks_real_above_dinucleotide_shuffled():
-    torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     L = 32
     train = encode_records([Record(f"s{i}", s) for i, s in enumerate(planted(3000, L, rng))], DNA)

@@ -38,15 +38,18 @@ def read_puzzles(path: str) -> tuple[list[PuzzleRow], list[str]]:
     first = lines[0].strip()
     if "," not in first and len(first) == 81:  # headerless: one puzzle per line
         return [PuzzleRow(i + 1, ln.strip(), {"puzzle": ln.strip()}) for i, ln in enumerate(lines)], ["puzzle"]
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    if "puzzle" not in columns:
-        raise DDSMInputError(f"{path}: no 'puzzle' column in the header {','.join(columns)!r} "
-                             f"(expected a CSV with a 'puzzle' column of 81-character boards)")
-    rows = []
-    for raw in reader:
-        fields = {(k or "").strip(): (v if isinstance(v, str) else "") for k, v in raw.items()}
-        rows.append(PuzzleRow(reader.line_num, (fields.get("puzzle") or "").strip(), fields))
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "puzzle" not in columns:
+            raise DDSMInputError(f"{path}: no 'puzzle' column in the header {','.join(columns)!r} "
+                                 f"(expected a CSV with a 'puzzle' column of 81-character boards)")
+        rows = []
+        for raw in reader:
+            fields = {(k or "").strip(): (v if isinstance(v, str) else "") for k, v in raw.items()}
+            rows.append(PuzzleRow(reader.line_num, (fields.get("puzzle") or "").strip(), fields))
+    except csv.Error as e:  # e.g. a bare carriage return inside a field
+        raise DDSMInputError(f"{path}: not a readable CSV file ({e})") from None
     if not rows:
         raise DDSMInputError(f"{path}: no puzzles (only a header)")
     return rows, columns
