@@ -38,7 +38,7 @@ def _progress(quiet: bool, desc: str):
     return lambda it: tqdm(it, desc=desc, leave=False, file=sys.stderr)
 
 
-def run_demo(out: Path, *, steps: int = 30, seed: int = 0, n: int = 16, force: bool = False,
+def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: bool = False,
              quiet: bool = False, device: Optional[torch.device] = None, guidance: float = 1.0) -> int:
     from .api import BUNDLED_MODELS, resolve_model
 
