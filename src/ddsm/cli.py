@@ -45,18 +45,9 @@ def _progress(desc: str, quiet: bool):
 
 
 def _check_output(path: Path, force: bool) -> None:
-    """Refuse before any work starts when an output would be lost or cannot be written."""
-    if path.is_dir():
-        raise DDSMInputError(f"{path} is a directory, not a file")
-    if path.exists() and not force:
-        raise DDSMInputError(f"{path} exists; use --force to overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DDSMInputError(f"output folder {parent} does not exist")
-    import os
+    from .data.io import check_output
 
-    if not os.access(parent, os.W_OK):
-        raise DDSMInputError(f"output folder {parent} is not writable")
+    check_output(path, force)
 
 
 def _check_out_folder(out: Path) -> None:

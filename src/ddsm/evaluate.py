@@ -440,17 +440,9 @@ def add_evaluate_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentP
 
 
 def _check_output(path: Path, force: bool, flag: str) -> None:
-    import os
+    from .data.io import check_output
 
-    if path.is_dir():
-        raise DDSMInputError(f"{flag} {path} is a directory, not a file")
-    if path.exists() and not force:
-        raise DDSMInputError(f"{flag} {path} exists; use --force to overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DDSMInputError(f"{flag}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise DDSMInputError(f"{flag}: output folder {parent} is not writable")
+    check_output(path, force, flag)
 
 
 def _device(name: str):

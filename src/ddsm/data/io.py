@@ -126,3 +126,20 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, force: bool = False) -> P
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output(path: Path, force: bool, label: str = "") -> None:
+    """Refuse before any work starts when an output would be lost or cannot be written.
+
+    ``label`` (e.g. ``"--json"``) prefixes the messages when a command has several outputs.
+    """
+    who, where = (f"{label} ", f"{label}: ") if label else ("", "")
+    if path.is_dir():
+        raise DDSMInputError(f"{who}{path} is a directory, not a file")
+    if path.exists() and not force:
+        raise DDSMInputError(f"{who}{path} exists; use --force to overwrite")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DDSMInputError(f"{where}output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DDSMInputError(f"{where}output folder {parent} is not writable")
