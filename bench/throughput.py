@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on CUDA")
+    ap.add_argument("--cuda-only", action="store_true", help="skip the CPU rows (on a GPU machine)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
@@ -97,13 +98,14 @@ def main() -> None:
 
     rows: list[tuple[str, dict[str, Any]]] = []
     cores = os.cpu_count() or 1
-    rows.append(("cpu  1 process  fp32", measure(args, "cpu")))
-    if cores > 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        rows.append(("cpu  1 process  fp32, 1 thread", measure(args, "cpu")))
-        torch.set_num_threads(threads)
-    rows.append(("cpu  2 processes fp32 (gloo)", run_torchrun(args, 2, "cpu", False)))
+    if not args.cuda_only:
+        rows.append(("cpu  1 process  fp32", measure(args, "cpu")))
+        if cores > 1:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            rows.append(("cpu  1 process  fp32, 1 thread", measure(args, "cpu")))
+            torch.set_num_threads(threads)
+        rows.append(("cpu  2 processes fp32 (gloo)", run_torchrun(args, 2, "cpu", False)))
     if torch.cuda.is_available():
         rows.append(("cuda 1 process  fp32", measure(args, "cuda")))
         rows.append(("cuda 1 process  bf16", measure(args, "cuda", bf16=True)))

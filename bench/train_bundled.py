@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from ddsm.api import fit
+from ddsm.api import fit, resolve_model
 from ddsm.data import encode_records, read_fasta
 from ddsm.seeding import seed_everything
 from ddsm.train import TrainConfig
@@ -44,6 +46,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=8)
     ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="warm-start from this checkpoint folder or bundled model name")
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-steps", type=int, default=0, help="cap on steps (0: only the time budget)")
     ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
     args = ap.parse_args()
@@ -67,15 +71,20 @@ def main() -> None:
         steps = min(steps, args.max_steps)
     print(f"{args.name}: {len(train_ds)} train / {len(valid_ds)} valid, classes {train_ds.classes}; "
           f"{per_step:.3f} s/step on {device} -> {steps} steps", flush=True)
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=1e-3, warmup_steps=200, eval_every=max(steps // 8, 1),
+    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=200, eval_every=max(steps // 8, 1),
                       eval_batches=8, checkpoint_every=max(steps // 4, 1), seed=args.seed, schedule="cosine",
                       ema_decay=0.999, label_dropout=0.1, log_every=max(steps // 20, 1))
+    init = args.init
+    if init and resolve_model(init).resolve() == out.resolve():  # we are about to replace it: copy first
+        init = Path(tempfile.mkdtemp()) / args.name
+        shutil.copytree(out, init)
     if out.exists():
         shutil.rmtree(out)
     t0 = time.time()
     run, summary = fit(train_ds, out, model_options=model_options, train_config=cfg, valid=valid_ds, device=device,
                        extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
-                                   "command": "python bench/train_bundled.py --name " + args.name})
+                                   "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])},
+                       init_from=init)
     print(f"trained {steps} steps in {time.time() - t0:.0f} s; final train {summary['final_train_loss']:.4f} "
           f"valid {summary['final_valid_loss']:.4f}", flush=True)
     for f in ("model_raw.safetensors", "optimizer.safetensors", "train_state.json"):

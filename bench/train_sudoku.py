@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=96)
     p.add_argument("--pool", type=int, default=2000, help="distinct backtracking grids behind the stream")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="warm-start from this Sudoku checkpoint folder (same model sizes)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1 is fastest for these small ops on a shared 2-core machine)")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(rec: dict) -> None:
         print(json.dumps(rec), flush=True)
 
-    result = train_sudoku(cfg, args.out, device=args.device, on_log=log)
+    result = train_sudoku(cfg, args.out, device=args.device, on_log=log, init_from=args.init)
     print(f"trained {result['step']} steps in {result['seconds']:.0f} s "
           f"({result['step'] * args.batch_size} grids); checkpoint in {args.out}", flush=True)
     if args.eval > 0:

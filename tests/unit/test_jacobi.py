@@ -109,3 +109,29 @@ def test_ode_log_density_of_exact_score_equals_transition_density():
     hutch = torch.stack([ode_log_density(p, Oracle(p, x0), v0, t0, steps=60, divergence="hutchinson",
                                          generator=torch.Generator().manual_seed(s)) for s in range(6)]).mean(0)
     assert torch.allclose(hutch, exact, atol=0.5), (hutch, exact)
+
+
+@pytest.mark.parametrize("K", [3, 5])
+def test_training_time_grid_gives_the_exact_law_of_its_times(K):
+    """Tabulated grid windows are a cache, not an approximation: for the same on-grid times and seed,
+    the noisy sticks and score targets equal those computed from the times themselves, bit for bit."""
+    gridded = JacobiProcess(K, n_train_times=64)
+    free = JacobiProcess(K, n_train_times=0)
+    x0 = torch.randint(0, K, (16, 12), generator=torch.Generator().manual_seed(0))
+    t = gridded.sample_time(16, generator=torch.Generator().manual_seed(1))
+    assert gridded._grid_rows(t) is not None and len(torch.unique(t)) > 4
+    a = gridded.sample_noisy(x0, t, generator=torch.Generator().manual_seed(2))
+    b = free.sample_noisy(x0, t, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a.xt, b.xt) and torch.equal(a.target, b.target)
+    # training times are the grid's cell midpoints, stratified over [sqrt(t_train_min / T), 1]
+    grid = gridded._time_grid
+    assert len(grid) == 64 and bool((grid[1:] > grid[:-1]).all())
+    many = gridded.sample_time(6400, generator=torch.Generator().manual_seed(3))
+    counts = torch.bincount(gridded._grid_rows(many), minlength=64)
+    assert int(counts.min()) >= 50 and int(counts.max()) <= 150
+    # off-grid times take the general path
+    assert gridded._grid_rows(t + 1e-3) is None
+    c = gridded.sample_noisy(x0, t + 1e-3, generator=torch.Generator().manual_seed(2))
+    assert torch.isfinite(c.target).all()
+    with pytest.raises(ValueError):
+        JacobiProcess(K, n_train_times=-1)

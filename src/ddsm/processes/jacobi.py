@@ -32,7 +32,7 @@ from torch import Tensor
 from .. import rng as _rng
 
 from ..special.stickbreaking import sticks_to_simplex
-from ..special.transition import beta_sample, draw_at_one, stats_at_one
+from ..special.transition import WindowGrid, beta_sample, draw_at_one, stats_at_one
 from .base import ModelFn, NoisySample, Process
 
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
@@ -47,7 +47,7 @@ class JacobiProcess(Process):
     supports_dilation = True
 
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
-                 speed_balanced: bool = True, eps: float = 1e-5) -> None:
+                 speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 512) -> None:
         """
         Args:
             K: number of categories.
@@ -56,6 +56,11 @@ class JacobiProcess(Process):
             t_train_min: smallest native training time.
             speed_balanced: stick speeds 2 / (a_i + b_i) instead of 1.
             eps: sticks are clamped to [eps, 1 - eps] during sampling.
+            n_train_times: training times are drawn (stratified) from this many fixed public times,
+                whose exact lineage tables are made once per device; 0 draws continuous times.
+                The law at each time is exact either way; the grid only makes the time integral
+                of the loss a fine quadrature, and spares every batch the CPU lineage computation
+                (several times the network's own step on a GPU).
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
@@ -63,6 +68,10 @@ class JacobiProcess(Process):
                              f"t_train_min={t_train_min}, t_min={t_min}, T={T}")
         if not 0 < eps < 0.5:
             raise ValueError(f"jacobi process needs 0 < eps < 0.5, got {eps}")
+        if int(n_train_times) != n_train_times or n_train_times < 0:
+            raise ValueError(f"jacobi process needs an integer n_train_times >= 0, got {n_train_times}")
+        self.n_train_times = int(n_train_times)
+        self._grids: dict[tuple[int, str], WindowGrid] = {}
         self.T, self.t_min, self.t_train_min = float(T), float(t_min), float(t_train_min)
         self.speed_balanced, self.eps = bool(speed_balanced), float(eps)
         i = np.arange(K - 1)
@@ -124,7 +133,42 @@ class JacobiProcess(Process):
                     device: Optional[torch.device] = None) -> Tensor:
         lo = math.sqrt(self.t_train_min / self.T)
         u = super().sample_time(batch, generator=generator, device=device).double()
+        if self.n_train_times:  # the grid cell of each stratified uniform
+            rows = (u * self.n_train_times).long().clamp_max(self.n_train_times - 1)
+            return self._time_grid.to(u.device)[rows]
         return (lo + (1.0 - lo) * u).float()
+
+    @property
+    def _time_grid(self) -> Tensor:
+        """``(G,)`` float32 public training times: cell midpoints of [sqrt(t_train_min / T), 1]."""
+        lo = math.sqrt(self.t_train_min / self.T)
+        g = torch.arange(self.n_train_times, dtype=torch.float64)
+        return (lo + (1.0 - lo) * (g + 0.5) / self.n_train_times).float()
+
+    def _grid_rows(self, t: Tensor) -> Optional[Tensor]:
+        """Rows of the training-time grid equal to public times ``t (B,)``; None if any is off it."""
+        if not self.n_train_times:
+            return None
+        grid = self._time_grid.to(t.device)
+        tf = t.float().contiguous()
+        rows = torch.searchsorted(grid, tf).clamp_max(len(grid) - 1)
+        return rows if bool((grid[rows] == tf).all()) else None
+
+    def _stick_grid(self, i: int, device: torch.device) -> WindowGrid:
+        """Stick ``i``'s lineage windows at every grid time (theta = a_i + b_i), made once per device."""
+        key = (i, str(device))
+        if key not in self._grids:
+            tau = self.native_time(self._time_grid).numpy() * float(self.speed[i])
+            self._grids[key] = WindowGrid(tau, float(self.a[i] + self.b[i]), device)
+        return self._grids[key]
+
+    def _stick_windows(self, rows: Optional[Tensor], L: int, device: torch.device) -> list:
+        """Per stick, a function from an element mask to its tabulated windows (or to None when
+        the times are off the grid, so the windows are computed from the times)."""
+        if rows is None:
+            return [lambda mask: None] * (self.K - 1)
+        flat = rows.repeat_interleave(L)
+        return [lambda mask, g=self._stick_grid(i, device): g.windows(flat[mask]) for i in range(self.K - 1)]
 
     def _stick_times(self, tau: Tensor, L: int) -> list[Tensor]:
         """Per stick, the native time of every element ``(B * L,)`` (speed s_i times tau)."""
@@ -136,27 +180,33 @@ class JacobiProcess(Process):
         B, L = x0.shape
         k = x0.reshape(-1)
         v = torch.empty(B * L, self.K - 1, dtype=torch.float64, device=x0.device)
+        rows = self._grid_rows(t)
+        windows = self._stick_windows(rows, L, x0.device)
         for i, ti in enumerate(self._stick_times(tau, L)):
             a, b = float(self.a[i]), float(self.b[i])
             # stick i of category k: vertex 0 if k > i, vertex 1 if k == i, stationary if k < i
             at_one, at_zero, free = k == i, k > i, k < i
             if at_one.any():
-                v[at_one, i] = draw_at_one(ti[at_one], a, b, generator=generator)
+                v[at_one, i] = draw_at_one(ti[at_one], a, b, generator=generator, windows=windows[i](at_one))
             if at_zero.any():
-                v[at_zero, i] = 1.0 - draw_at_one(ti[at_zero], b, a, generator=generator)
+                v[at_zero, i] = 1.0 - draw_at_one(ti[at_zero], b, a, generator=generator,
+                                                  windows=windows[i](at_zero))
             if free.any():
                 ones = torch.ones(int(free.sum()), dtype=torch.float64, device=x0.device)
                 v[free, i] = beta_sample(a * ones, b * ones, generator=generator)
         v = v.reshape(B, L, self.K - 1).clamp(self.eps, 1 - self.eps)
-        target = self.output_from_score(self.conditional_score(x0, v, tau), v, tau)
+        target = self.output_from_score(self.conditional_score(x0, v, tau, rows=rows), v, tau)
         return NoisySample(xt=v, t=t, target=target.float())
 
-    def conditional_score(self, x0: Tensor, v: Tensor, tau: Tensor) -> Tensor:
-        """Exact d/dv log q_tau(v | x0), ``(B, L, K-1)`` float64."""
+    def conditional_score(self, x0: Tensor, v: Tensor, tau: Tensor, *, rows: Optional[Tensor] = None) -> Tensor:
+        """Exact d/dv log q_tau(v | x0), ``(B, L, K-1)`` float64.
+
+        ``rows``: the training-grid rows of the times, when they lie on it (tabulated windows)."""
         B, L = x0.shape
         k = x0.reshape(-1)
         vf = v.reshape(B * L, self.K - 1)
         out = torch.empty_like(vf)
+        windows = self._stick_windows(rows, L, x0.device)
         for i, ti in enumerate(self._stick_times(tau, L)):
             a, b = float(self.a[i]), float(self.b[i])
             y = vf[:, i]
@@ -164,11 +214,11 @@ class JacobiProcess(Process):
             at_one, at_zero = k == i, k > i
             if at_one.any():
                 y1 = y[at_one]
-                _, mm = stats_at_one(y1, ti[at_one], a, b)
+                _, mm = stats_at_one(y1, ti[at_one], a, b, windows=windows[i](at_one))
                 out[at_one, i] = (a - 1.0 + mm) / y1 - (b - 1.0) / (1.0 - y1)
             if at_zero.any():
                 y0 = y[at_zero]
-                _, mm = stats_at_one(1.0 - y0, ti[at_zero], b, a)
+                _, mm = stats_at_one(1.0 - y0, ti[at_zero], b, a, windows=windows[i](at_zero))
                 out[at_zero, i] = (a - 1.0) / y0 - (b - 1.0 + mm) / (1.0 - y0)
         return out.reshape(B, L, self.K - 1)
 

@@ -29,23 +29,31 @@ _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about
 
 
 class _Windows:
-    """Lineage windows for the unique values among element times ``t (N,)``.
+    """Lineage windows for a list of elements: one row per distinct time, elements point to rows.
 
     Attributes:
         m: ``(U, W)`` float64 lineage counts; logw: ``(U, W)`` log-probabilities (-inf padding);
-        width: ``(U,)`` used width of each row; inv: ``(N,)`` element -> unique row.
+        w: ``(U, W)`` probabilities; width: ``(U,)`` used width of each row; inv: ``(N,)`` element
+        -> row; cache: per-row tables derived from these (shared by all windows of one grid).
     """
 
-    def __init__(self, t: Tensor, theta: float) -> None:
+    def __init__(self, m: Tensor, logw: Tensor, w: Tensor, width: Tensor, inv: Tensor,
+                 cache: Optional[dict] = None) -> None:
+        self.m, self.logw, self.w, self.width, self.inv = m, logw, w, width, inv
+        self.cache = {} if cache is None else cache
+
+    def derived(self, key: tuple, make) -> Tensor:
+        """``make()`` of the rows, computed once per key (per grid, for a grid's windows)."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    @classmethod
+    def of_times(cls, t: Tensor, theta: float) -> "_Windows":
+        """Windows for the unique values among element times ``t (N,)`` (computed on the CPU)."""
         uniq, inv = np.unique(t.detach().double().cpu().numpy(), return_inverse=True)
-        start, w = _trimmed_weights(uniq, theta)
-        dev = t.device
-        self.m = torch.from_numpy(start[:, None] + np.arange(w.shape[1])[None, :]).to(dev, torch.float64)
-        with np.errstate(divide="ignore"):
-            self.logw = torch.from_numpy(np.log(w)).to(dev)
-        self.width = torch.from_numpy(w.shape[1] - np.argmax(w[:, ::-1] > 0, axis=1)).to(dev)
-        self.inv = torch.from_numpy(inv.reshape(-1)).to(dev)
-        self.w = torch.from_numpy(w).to(dev)
+        m, logw, w, width = _window_tensors(uniq, theta, t.device)
+        return cls(m, logw, w, width, torch.from_numpy(inv.reshape(-1)).to(t.device))
 
     def groups(self):
         """Yield ``(elements, width)``: element indices of similar window width, each group
@@ -61,6 +69,37 @@ class _Windows:
             j = i + max(1, int((cost <= _MAX_CELLS).sum()))
             yield order[i:j], int(sorted_w[j - 1])
             i = j
+
+
+def _window_tensors(times: np.ndarray, theta: float, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``m, logw, w, width`` (see :class:`_Windows`) of native ``times (U,)`` on ``device``."""
+    start, w = _trimmed_weights(times, theta)
+    m = torch.from_numpy(start[:, None] + np.arange(w.shape[1])[None, :]).to(device, torch.float64)
+    with np.errstate(divide="ignore"):
+        logw = torch.from_numpy(np.log(w)).to(device)
+    width = torch.from_numpy(w.shape[1] - np.argmax(w[:, ::-1] > 0, axis=1)).to(device)
+    return m, logw, torch.from_numpy(w).to(device), width
+
+
+class WindowGrid:
+    """Lineage windows of a fixed grid of native times, tabulated once and kept on one device.
+
+    Training draws its times from such a grid (``JacobiProcess(n_train_times=G)``): then no batch
+    needs lineage weights computed on the CPU and copied over, which on a GPU cost several times
+    the network's own step. The law at each grid time is still the exact one.
+
+    Args:
+        times: ``(G,)`` native times; theta: a + b of the diffusion; device: where the tables live.
+    """
+
+    def __init__(self, times: np.ndarray, theta: float, device: torch.device) -> None:
+        self.times = np.asarray(times, dtype=np.float64)
+        self.m, self.logw, self.w, self.width = _window_tensors(self.times, float(theta), torch.device(device))
+        self.cache: dict = {}
+
+    def windows(self, rows: Tensor) -> _Windows:
+        """Windows of elements at grid rows ``rows (N,)`` long (on the grid's device)."""
+        return _Windows(self.m, self.logw, self.w, self.width, rows, self.cache)
 
 
 _CACHE: dict[tuple[float, bytes], tuple[np.ndarray, np.ndarray]] = {}
@@ -97,17 +136,20 @@ def _log_beta_fn(p: Tensor, q: Tensor) -> Tensor:
     return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
 
 
-def stats_at_one(y: Tensor, t: Tensor, a: float, b: float) -> tuple[Tensor, Tensor]:
+def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
+                 windows: Optional[_Windows] = None) -> tuple[Tensor, Tensor]:
     """log p_t(y | 1) and the posterior mean E[M | y] of the lineage count.
 
     Args:
         y: ``(N,)`` float64 in (0, 1); t: ``(N,)`` native times; a, b: Jacobi parameters.
+        windows: the elements' lineage windows when already tabulated (a :class:`WindowGrid`'s,
+            for theta = a + b and the times ``t``); computed from ``t`` otherwise.
     Returns:
         ``logp (N,)`` and ``mean_m (N,)``; the score is (a - 1 + mean_m) / y - (b - 1) / (1 - y).
     """
-    win = _Windows(t, a + b)
+    win = windows if windows is not None else _Windows.of_times(t, a + b)
     # log q_m - log B(a + m, b): per unique time, independent of y
-    const = win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b))
+    const = win.derived(("const", a, b), lambda: win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b)))
     logp = torch.empty_like(y)
     mean_m = torch.empty_like(y)
     logy, log1my = torch.log(y), torch.log1p(-y)
@@ -145,19 +187,27 @@ def beta_sample(alpha: Tensor, beta: Tensor, *, generator: Optional[torch.Genera
     return ga / (ga + gb)
 
 
-def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64."""
-    win = _Windows(t, a + b)
+def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Generator] = None,
+                windows: Optional[_Windows] = None) -> Tensor:
+    """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64.
+
+    ``windows``: as in :func:`stats_at_one`."""
+    win = windows if windows is not None else _Windows.of_times(t, a + b)
     U, W = win.m.shape
-    cdf = torch.cumsum(win.w, dim=-1)
-    cdf = (cdf / cdf[:, -1:]).clamp_max(1.0)
     u = _uniform(t.shape[0], t.device, generator)
-    # One searchsorted over all unique rows: row r's CDF is shifted into [2r, 2r + 1].
+    # One searchsorted over all rows: row r's CDF is shifted into [2r, 2r + 1].
     offsets = 2.0 * torch.arange(U, device=t.device, dtype=torch.float64)
-    pos = torch.searchsorted((cdf + offsets[:, None]).reshape(-1), u + offsets[win.inv])
+    pos = torch.searchsorted(win.derived(("cdf",), lambda: _shifted_cdf(win.w, offsets)), u + offsets[win.inv])
     col = (pos - win.inv * W).clamp(0, W - 1)
     M = win.m[win.inv, col]
     return beta_sample(a + M, torch.full_like(M, b), generator=generator)
+
+
+def _shifted_cdf(w: Tensor, offsets: Tensor) -> Tensor:
+    """Row CDFs of ``w (U, W)``, row r shifted by ``offsets[r]``, flattened ``(U * W,)``."""
+    cdf = torch.cumsum(w, dim=-1)
+    cdf = (cdf / cdf[:, -1:]).clamp_max(1.0)
+    return (cdf + offsets[:, None]).reshape(-1)
 
 
 def _uniform(n: int, device: torch.device, generator: Optional[torch.Generator]) -> Tensor:

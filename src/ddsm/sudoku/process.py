@@ -59,7 +59,8 @@ class PosteriorJacobiProcess(JacobiProcess):
                 evidence alone is either decisive or nearly nothing is learnable). Cross-entropy
                 is minimised by the true posterior at every time, so this only moves effort.
         """
-        super().__init__(K, T=T, t_min=t_min, t_train_min=t_train_min, speed_balanced=speed_balanced, eps=eps)
+        super().__init__(K, T=T, t_min=t_min, t_train_min=t_train_min, speed_balanced=speed_balanced, eps=eps,
+                         n_train_times=0)  # its own grid (float64 times, tabulated statistics) below
         self.n_train_times = int(n_train_times)
         if not 0.0 <= focus <= 1.0:
             raise ValueError(f"focus must lie in [0, 1], got {focus}")

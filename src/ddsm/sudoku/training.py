@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_config, load_model_weights, save_checkpoint
 from ..ema import EMA
 from .generator import GridStream, base_grids
 from .model import SudokuDenoiser
@@ -86,10 +86,13 @@ def train_sudoku(
     device: Union[str, torch.device] = "cpu",
     on_log: Optional[Callable[[dict[str, Any]], None]] = None,
     log_every: int = 25,
+    init_from: Optional[Union[str, Path]] = None,
 ) -> dict[str, Any]:
-    """Train a fresh Sudoku denoiser; write the checkpoint to ``out_dir`` if given.
+    """Train a Sudoku denoiser (fresh, or warm-started); write the checkpoint to ``out_dir`` if given.
 
     Args:
+        init_from: a Sudoku checkpoint folder whose saved (EMA) weights start the run; its model
+            options must equal ``cfg.model``. Optimiser, schedule and step count start afresh.
         on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
             steps and at the end.
     Returns:
@@ -100,7 +103,15 @@ def train_sudoku(
     amp = bool(cfg.amp and device.type == "cuda")
     process = PosteriorJacobiProcess(K=9, **cfg.process)
     torch.manual_seed(cfg.seed)  # initial weights
-    model = SudokuDenoiser(9, 9, **cfg.model).to(device)
+    model = SudokuDenoiser(9, 9, **cfg.model)
+    warm: dict[str, Any] = {}
+    if init_from is not None:
+        load_model_weights(init_from, model)  # checks names and shapes against cfg.model
+        prior = load_config(init_from)
+        # Keep the lineage: which run this one continued, after how many steps and seconds.
+        warm = {"init_from": {"path": str(init_from), "step": prior.get("step"), "seconds": prior.get("seconds"),
+                              "train": prior.get("train"), "init_from": prior.get("init_from")}}
+    model.to(device)
     t_start = time.perf_counter()
     workers = min(16, os.cpu_count() or 1) if cfg.pool_size > 1024 else 1
     stream = GridStream(base_grids(cfg.pool_size, seed=cfg.seed, workers=workers), device=device)
@@ -120,7 +131,7 @@ def train_sudoku(
             return
         save_checkpoint(out_dir, model=model, model_name=MODEL_NAME, process=process, ema=ema, step=step,
                         config_extra={"train": asdict(cfg), "seq_len": 81, "history": history,
-                                      "seconds": round(seconds, 1), "device": str(device)})
+                                      "seconds": round(seconds, 1), "device": str(device), **warm})
 
     history: list[dict[str, Any]] = []
     run_sum, run_n, step = 0.0, 0, 0
