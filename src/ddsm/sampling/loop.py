@@ -66,7 +66,7 @@ def sample(
         raise ValueError(f"process {process.name!r} does not support time dilation")
     B = shape[0]
     xt = process.prior(shape, generator=generator, device=device)
-    pairs = list(_dilated_pairs(process.time_grid(steps, device=device), dilation, dilation_after))
+    pairs = list(dilated_pairs(process.time_grid(steps, device=device), dilation, dilation_after))
     iterator: Iterable = pairs if progress is None else progress(pairs)
     for t, s, c in iterator:
         t_b, s_b = t.expand(B), s.expand(B)
@@ -83,11 +83,16 @@ def sample(
     return xt if return_state else tokens
 
 
-def _dilated_pairs(grid: Tensor, dilation: float, after: float):
+def dilated_pairs(grid: Tensor, dilation: float, after: float = 1.0):
     """Yield ``(t, s, c)`` model-time intervals and the dilation factor for each.
 
     With dilation c, each grid interval [t, s] is split into round(c) sub-intervals of model time;
     the process's ``step`` moves the state by c times each sub-interval (DDSM's time dilation).
+    Only intervals starting at or below model time ``after`` are dilated. Public so that samplers
+    with their own loop (``ddsm.sudoku``) walk exactly the same times.
+
+    Args:
+        grid: ``(S + 1,)`` decreasing model times, e.g. ``process.time_grid(S)``.
     """
     for t, s in zip(grid[:-1], grid[1:]):
         c = dilation if float(t) <= after + 1e-12 else 1.0

@@ -133,6 +133,14 @@ def _series_mp(t: float, theta: float) -> tuple[int, tuple[float, ...]]:
 _N_ANCHORS = 12
 
 
+def _anchor_law(j: int, t: float, theta: float) -> tuple[int, tuple[float, ...]]:
+    """The exact law at anchor ``j`` (time ``t``): from the shipped table when it has this theta
+    (see :mod:`ddsm.special.anchor_table`), else by the multi-precision series."""
+    from .anchor_table import lookup
+
+    return lookup(j, t, theta) or _series_mp(t, theta)
+
+
 def _anchors() -> np.ndarray:
     """Times in [T_NORMAL, T_FLOAT64) where the law is computed in multi-precision."""
     return np.geomspace(T_NORMAL, T_FLOAT64, _N_ANCHORS + 1)[:-1]
@@ -154,7 +162,7 @@ def _propagated(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
     rows: list[np.ndarray] = [np.zeros(0)] * len(t)
     for j in np.unique(which):
         sel = np.flatnonzero(which == j)
-        lo, vals = _series_mp(float(anchors[j]), theta)
+        lo, vals = _anchor_law(int(j), float(anchors[j]), theta)
         q = np.zeros(lo + len(vals))
         q[lo:] = vals
         m = np.arange(len(q), dtype=np.float64)

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..sampling.loop import _dilated_pairs
+from ..sampling.loop import dilated_pairs
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
@@ -74,7 +74,7 @@ def constrained_sample(
     dead = torch.zeros(B, dtype=torch.bool, device=dev)
     live = torch.arange(B, device=dev)
     v = proc.prior((B, N_CELLS), generator=generator, device=dev)
-    for t, s, c in _dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0):
+    for t, s, c in dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0):
         n = len(live)
         t_b, s_b = t.expand(n), s.expand(n)
         stats = proc.stick_stats(v, t_b)

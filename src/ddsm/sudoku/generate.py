@@ -41,6 +41,6 @@ def generate_grids(
 
 def _times(proc, steps: int, dilation: float) -> Tensor:
     """Every public time the loop will visit (so their tables are built in one pass)."""
-    from ..sampling.loop import _dilated_pairs
+    from ..sampling.loop import dilated_pairs
 
-    return torch.stack([t for t, _, _ in _dilated_pairs(proc.time_grid(steps), dilation, 1.0)]).double()
+    return torch.stack([t for t, _, _ in dilated_pairs(proc.time_grid(steps), dilation, 1.0)]).double()

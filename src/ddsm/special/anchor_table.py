@@ -1,0 +1,80 @@
+"""The multi-precision lineage laws at the anchor times, tabulated once and shipped with ddsm.
+
+``lineage._propagated`` starts every time in [T_NORMAL, T_FLOAT64) from the exact law at an anchor
+time, computed by the alternating series in multi-precision arithmetic: about a second per anchor,
+so 10-60 s before the first sample of a K = 9 (Sudoku) or larger model. Those laws depend only on
+theta = a + b and the anchor time, and every process here uses integer theta (a = 1,
+b = K - 1 - i), so they are computed once by this module and stored in
+``resources/lineage_anchors.npz`` (float64; plain arrays, loaded with ``allow_pickle=False``).
+Other theta values are computed on demand as before. Regenerate with
+
+    python -m ddsm.special.anchor_table          # writes src/ddsm/resources/lineage_anchors.npz
+
+``tests/unit/test_lineage.py`` recomputes entries and requires them to be identical.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+TABLE = Path(__file__).resolve().parent.parent / "resources" / "lineage_anchors.npz"
+THETAS = tuple(range(2, 66))  # K up to 65 (character-level text); theta = K - i for stick i
+
+
+@lru_cache(maxsize=1)
+def _table() -> Optional[dict[str, np.ndarray]]:
+    if not TABLE.is_file():
+        return None
+    with np.load(TABLE, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def lookup(anchor: int, anchor_time: float, theta: float) -> Optional[tuple[int, tuple[float, ...]]]:
+    """The tabulated ``(m_start, weights)`` of anchor number ``anchor`` for ``theta``, or None."""
+    tab = _table()
+    if tab is None or float(theta) != round(theta):
+        return None
+    hit = np.flatnonzero(tab["thetas"] == int(round(theta)))
+    if len(hit) == 0 or anchor >= len(tab["anchors"]) or tab["anchors"][anchor] != anchor_time:
+        return None
+    i = int(hit[0])
+    n = int(tab["lengths"][i, anchor])
+    return int(tab["starts"][i, anchor]), tuple(float(v) for v in tab["values"][i, anchor, :n])
+
+
+def build(thetas: tuple[int, ...] = THETAS) -> dict[str, np.ndarray]:
+    """Compute every anchor law for ``thetas`` with the multi-precision series."""
+    from .lineage import _anchors, _series_mp
+
+    anchors = _anchors()
+    laws = [[_series_mp(float(a), float(th)) for a in anchors] for th in thetas]
+    width = max(len(v) for row in laws for _, v in row)
+    values = np.zeros((len(thetas), len(anchors), width))
+    starts = np.zeros((len(thetas), len(anchors)), dtype=np.int64)
+    lengths = np.zeros_like(starts)
+    for i, row in enumerate(laws):
+        for j, (lo, v) in enumerate(row):
+            starts[i, j], lengths[i, j] = lo, len(v)
+            values[i, j, : len(v)] = v
+    return {"thetas": np.asarray(thetas, dtype=np.int64), "anchors": anchors, "starts": starts,
+            "lengths": lengths, "values": values}
+
+
+def main() -> int:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else TABLE
+    tab = build()
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, **tab)
+    tmp.replace(out)
+    print(f"wrote {out}: {len(tab['thetas'])} theta values x {len(tab['anchors'])} anchors, "
+          f"{out.stat().st_size // 1024} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
