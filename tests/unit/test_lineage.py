@@ -281,3 +281,22 @@ def test_density_continuous_at_normal_boundary(x0):
     y, lo, hi = _density_pair(T_NORMAL, x0)
     l1 = np.trapezoid(np.abs(hi - lo), y)
     assert l1 < 2e-3, l1
+
+
+def test_shipped_anchor_table_equals_the_multiprecision_series():
+    """The shipped anchor laws (resources/lineage_anchors.npz) are exactly what the multi-precision
+    series computes; lineage_weights uses them and falls back to the series for other theta."""
+    from ddsm.special import anchor_table
+    from ddsm.special.lineage import _anchor_law, _anchors, _series_mp
+
+    assert anchor_table.TABLE.is_file()
+    anchors = _anchors()
+    for theta, j in [(2, 0), (4, 5), (9, 11), (65, 0)]:
+        hit = anchor_table.lookup(j, float(anchors[j]), float(theta))
+        assert hit is not None
+        _series_mp.cache_clear()
+        assert hit == _series_mp(float(anchors[j]), float(theta))
+    assert anchor_table.lookup(0, float(anchors[0]), 2.5) is None  # not tabulated: computed
+    assert anchor_table.lookup(0, float(anchors[0]) * 1.01, 4.0) is None  # not an anchor time
+    lo, vals = _anchor_law(3, float(anchors[3]), 2.5)
+    assert abs(sum(vals) - 1.0) < 1e-9 and lo >= 0
