@@ -7,6 +7,7 @@ files and draws progress bars.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_config, load_model_weights
+from .conditioning.track import TrackBinding, TrackSpec, design_track
 from .data import Alphabet, SequenceDataset, data_hash
 from .errors import DDSMInputError
 from .models import build_model
@@ -54,6 +56,11 @@ class Run:
     def classes(self) -> list[str]:
         return list(self.config.get("classes") or [])
 
+    @property
+    def track(self) -> Optional[TrackSpec]:
+        """The signal track the network is conditioned on (None: no track)."""
+        return TrackSpec.from_config(self.config.get("track"))
+
     def class_index(self, name: Optional[str]) -> Optional[int]:
         """Label id of a class name (None -> None); an unknown name lists the valid ones."""
         if name is None:
@@ -65,15 +72,17 @@ class Run:
         return self.classes.index(name)
 
 
-def build_network(process: Process, name: str, n_classes: int, options: Optional[dict[str, Any]] = None) -> nn.Module:
-    """A backbone sized for ``process`` (causal processes get a causal transformer)."""
+def build_network(process: Process, name: str, n_classes: int, options: Optional[dict[str, Any]] = None,
+                  n_track: int = 0) -> nn.Module:
+    """A backbone sized for ``process`` plus ``n_track`` signal-track channels (causal processes get
+    a causal transformer)."""
     opts = dict(DEFAULT_MODEL_OPTIONS.get(name, {}))
     opts.update(options or {})
     if process.causal:
         if name != "transformer":
             raise DDSMInputError(f"process {process.name!r} needs a causal model: use --model transformer")
         opts["causal"] = True
-    return build_model(name, process.in_channels, process.out_channels, n_classes, **opts)
+    return build_model(name, process.in_channels + n_track, process.out_channels, n_classes, **opts)
 
 
 def fit(
@@ -90,16 +99,44 @@ def fit(
     device: Optional[torch.device] = None,
     on_step: Optional[Callable[[int, dict[str, Any]], None]] = None,
     extra_meta: Optional[dict[str, Any]] = None,
+    init_from: Optional[Path | str] = None,
+    track: Optional[np.ndarray] = None,
+    valid_track: Optional[np.ndarray] = None,
+    track_transform: str = "none",
+    track_names: Optional[Sequence[str]] = None,
 ) -> tuple[Run, dict[str, Any]]:
     """Train a process + backbone on ``dataset``; writes a checkpoint folder when ``out_dir`` is set.
+
+    Signal tracks: ``track`` ``(N, L)`` or ``(N, L, S)`` (raw values, one row per sequence of
+    ``dataset``; or already attached as ``dataset.track``) conditions the network on S extra
+    features per position; ``valid_track`` the same for ``valid``. ``track_transform`` (``"none"``,
+    ``"log1p"``) and ``track_names`` are recorded in the config, so sampling applies the same
+    transform to the raw track it is given.
+
+    ``init_from`` warm-starts (fine-tunes) from a checkpoint folder or bundled model name: its saved
+    (EMA) weights replace the fresh initialisation; the network options must match. Optimiser,
+    schedule and step count start afresh; the checkpoint's config records where it started.
 
     Returns the trained :class:`Run` (EMA weights loaded) and the training summary.
     """
     cfg = train_config or TrainConfig()
+    if track is not None:
+        dataset = dataset.with_track(track)
+    if valid_track is not None:
+        if valid is None:
+            raise DDSMInputError("a validation track needs validation data")
+        valid = valid.with_track(valid_track, "validation track")
+    spec = (TrackSpec.for_width(dataset.track.shape[-1], track_names, track_transform)
+            if dataset.track is not None else None)
+    if valid is not None and (valid.track is None) != (spec is None):
+        raise DDSMInputError("training and validation data must both have signal tracks or neither "
+                             "(--track needs --valid-track with --valid)")
+    if spec is not None and valid is not None and valid.track is not None:
+        spec.apply(valid.track, "validation track")  # same width and transform domain, before training
     proc = build_process(process, dataset.alphabet.K, **(process_options or {}))
     n_classes = len(dataset.classes) if dataset.labels is not None else 0
     torch.manual_seed(cfg.seed)  # initial weights follow the run's seed
-    net = build_network(proc, model, n_classes, model_options)
+    net = build_network(proc, model, n_classes, model_options, n_track=spec.n_track if spec else 0)
     meta = {
         "alphabet": dataset.alphabet.to_config(),
         "seq_len": int(dataset.length),
@@ -108,19 +145,28 @@ def fit(
         "data_hash": data_hash(dataset),
         "n_train": len(dataset),
     }
+    if spec is not None:
+        meta["track"] = spec.to_config()  # only the width, names and transform: no data in checkpoints
     meta.update(extra_meta or {})
+    if init_from is not None and not resume:
+        source = resolve_model(init_from)
+        load_model_weights(source, net)  # one clear error when names or shapes differ
+        prior = load_config(source)
+        meta["init_from"] = {"path": str(init_from), "step": prior.get("step"), "init_from": prior.get("init_from")}
 
     def tensors(ds: Optional[SequenceDataset]):
         if ds is None:
-            return None, None, None
+            return None, None, None, None
         pad = torch.from_numpy(ds.pad_mask)
         labels = torch.from_numpy(ds.labels) if (n_classes and ds.labels is not None) else None
-        return torch.from_numpy(ds.tokens), labels, (None if bool(pad.all()) else pad)
+        tr = torch.from_numpy(spec.apply(ds.track)) if (spec is not None and ds.track is not None) else None
+        return torch.from_numpy(ds.tokens), labels, (None if bool(pad.all()) else pad), tr
 
-    x_tr, c_tr, p_tr = tensors(dataset)
-    x_va, c_va, p_va = tensors(valid)
+    x_tr, c_tr, p_tr, s_tr = tensors(dataset)
+    x_va, c_va, p_va, s_va = tensors(valid)
     summary = train(proc, net, x_tr, config=cfg, valid_data=x_va, cond_train=c_tr, cond_valid=c_va,
-                    pad_train=p_tr, pad_valid=p_va, out_dir=out_dir, run_meta=meta, resume=resume,
+                    pad_train=p_tr, pad_valid=p_va, track_train=s_tr, track_valid=s_va,
+                    out_dir=out_dir, run_meta=meta, resume=resume,
                     device=device, on_step=on_step, model_name=model)
     if out_dir is not None:
         return load_run(out_dir, device=device), summary
@@ -165,6 +211,11 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
         net = build_model(mcfg["name"], **dict(mcfg.get("options", {})))
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"{path}/config.json has invalid process/model options: {e}") from None
+    spec = TrackSpec.from_config(cfg.get("track"))
+    want = proc.in_channels + (spec.n_track if spec else 0)
+    if getattr(net, "in_channels", want) != want:
+        raise DDSMInputError(f"{path}/config.json: the network takes {net.in_channels} input channels, but "
+                             f"process {proc.name!r} with {spec.n_track if spec else 0} track channel(s) needs {want}")
     load_model_weights(path, net)
     net.to(device or torch.device("cpu")).eval()
     return Run(proc, net, cfg, path)
@@ -172,8 +223,14 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
 
 def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], guidance: float, dilation: float,
              dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
-             progress: Optional[Callable[[Iterable], Iterable]]):
-    """A ``DrawFn`` for ``constrained_design``: rows with per-row fixed tokens/masks -> strings."""
+             progress: Optional[Callable[[Iterable], Iterable]], track: Optional[np.ndarray] = None,
+             output_hook: Optional[Callable[..., torch.Tensor]] = None):
+    """A ``DrawFn`` for ``constrained_design``: rows (with their design ids) with per-row fixed
+    tokens/masks -> strings.
+
+    ``track``: ``(1, L, S)`` shared or ``(n, L, S)`` per design, already transformed;
+    ``output_hook``: classifier guidance (applied after classifier-free guidance).
+    """
     from .guidance import ClassifierFreeGuidance
 
     model: nn.Module = run.model
@@ -182,8 +239,9 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
             raise DDSMInputError("--guidance needs a class-conditional model and --class")
         model = ClassifierFreeGuidance(run.model, guidance, null_class=len(run.classes))
     L = run.seq_len
+    track_t = None if track is None else torch.as_tensor(track, device=device)
 
-    def draw(rows: int, tokens: np.ndarray, mask: np.ndarray) -> list[str]:
+    def draw(rows: int, tokens: np.ndarray, mask: np.ndarray, index: Optional[np.ndarray] = None) -> list[str]:
         out: list[str] = []
         for start in range(0, rows, batch_size):
             b = min(batch_size, rows - start)
@@ -191,17 +249,72 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
             if run.classes:
                 # an unconditional draw from a conditional model uses the null class
                 cond = torch.full((b,), len(run.classes) if label is None else label, dtype=torch.long, device=device)
+            net: Callable[..., torch.Tensor] = model
+            if track_t is not None:
+                if track_t.shape[0] == 1:
+                    rows_track = track_t.expand(b, -1, -1)
+                else:
+                    assert index is not None, "per-design tracks need the design ids of the rows"
+                    ids = torch.as_tensor(index[start : start + b], device=device)
+                    rows_track = track_t[ids]
+                binding = TrackBinding(model, rows_track, cond)
+                net, cond = binding, binding.rows()
             fp = None
             m = mask[start : start + b]
             if m.any():
                 fp = FixedPositions(torch.as_tensor(tokens[start : start + b], device=device),
                                     torch.as_tensor(m, device=device))
-            toks = sample(run.process, model, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
-                          dilation_after=dilation_after, generator=generator, device=device, progress=progress)
+            toks = sample(run.process, net, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
+                          dilation_after=dilation_after, output_hook=output_hook, generator=generator,
+                          device=device, progress=progress)
             out.extend(run.alphabet.decode(row) for row in toks.cpu().numpy())
         return out
 
     return draw
+
+
+def _run_track(run: Run, track: Optional[Any], n: int, what: str = "track") -> Optional[np.ndarray]:
+    """A user's sampling/scoring track checked against the run -> ``(1 or n, L, S)`` transformed."""
+    spec = run.track
+    if spec is None:
+        if track is not None:
+            raise DDSMInputError("this model was trained without a signal track; drop --track")
+        return None
+    if track is None:
+        raise DDSMInputError(f"this model was trained with a signal track ({spec.describe()}); pass --track "
+                             f"FILE.npy of shape ({run.seq_len},) or ({run.seq_len}, {spec.n_track}) for every "
+                             f"sequence, or (N, {run.seq_len}[, {spec.n_track}]) one per sequence")
+    return design_track(spec, track, n, run.seq_len, what)
+
+
+def resolve_classifier(run: Run, classifier: Any = None, *, device: Optional[torch.device] = None):
+    """The classifier for classifier guidance: a :class:`ddsm.guidance.Classifier`, an oracle
+    (:class:`ddsm.metrics.oracle.Oracle`), an oracle folder or bundled oracle name, or None: the
+    bundled oracle trained on the run's data set (same classes and label key), if there is one."""
+    from .guidance import Classifier
+    from .metrics.oracle import Oracle, load_oracle, match_oracle
+
+    if classifier is None:
+        name = match_oracle(run.classes) if run.classes else None
+        if name is not None:
+            oracle = load_oracle(name, device=device)
+            key = run.config.get("label_key")
+            if key and oracle.label_key and key != oracle.label_key:
+                name = None
+        if name is None:
+            raise DDSMInputError("classifier guidance needs --classifier DIR (an oracle folder): no bundled "
+                                 "oracle was trained on this model's data")
+        classifier = oracle
+    if isinstance(classifier, (str, Path)):
+        classifier = load_oracle(classifier, device=device)
+    if isinstance(classifier, Oracle):
+        classifier = Classifier.from_oracle(classifier)
+    if not isinstance(classifier, Classifier):
+        raise TypeError("classifier must be a Classifier, an Oracle, an oracle folder/name or None")
+    if classifier.alphabet is not None and classifier.alphabet != run.alphabet.letters:
+        raise DDSMInputError(f"the classifier {classifier.name} reads letters {classifier.alphabet}; this model "
+                             f"writes {run.alphabet.letters}")
+    return classifier
 
 
 def design(
@@ -218,6 +331,9 @@ def design(
     rounds: int = 20,
     dilation: float = 1.0,
     dilation_after: float = 1.0,
+    track: Optional[Any] = None,
+    classifier_guidance: float = 0.0,
+    classifier: Any = None,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
@@ -230,19 +346,44 @@ def design(
         fixed: ``(tokens (L,), mask (L,))`` positions to keep.
         forbid: motifs (IUPAC, both strands) that may not occur; ``gc``: (min, max) GC fraction.
         rounds: sampling rounds before giving up on the designs still failing.
+        track: raw signal track for a track-conditioned model: ``(L,)`` / ``(L, S)`` for every
+            design, ``(n, L)`` / ``(n, L, S)`` one per design; required exactly when the model
+            was trained with one.
+        classifier_guidance: classifier guidance weight w >= 0 toward ``class_name`` (simplex
+            processes and bits; see :mod:`ddsm.guidance.classifier`); composes with ``guidance``.
+        classifier: the differentiable classifier (see :func:`resolve_classifier`); None: the
+            bundled oracle of the run's data set.
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
     from .constraints import ForbiddenMotifs, GCWindow, constrained_design
+    from .guidance import ClassifierGuidance
 
-    label = run.class_index(class_name)
+    if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
+        raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
+    steering = classifier_guidance > 0 or classifier is not None
+    # With a classifier an unconditional model may still be steered: the class then names the
+    # classifier's target only.
+    label = None if (steering and not run.classes) else run.class_index(class_name)
     device = device or next(run.model.parameters()).device
+    hook = None
+    if steering:  # checked even at w = 0, which then installs no hook (byte-identical to unguided)
+        from .guidance import GUIDED_PROCESSES, supports_classifier_guidance
+
+        if not supports_classifier_guidance(run.process):  # before looking for a classifier
+            raise DDSMInputError(f"classifier guidance needs a simplex or bits process "
+                                 f"({', '.join(GUIDED_PROCESSES)}); this model uses {run.process.name!r}")
+        clf = resolve_classifier(run, classifier, device=device)
+        guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance)
+        hook = guided if classifier_guidance > 0 else None
+    tracks = _run_track(run, track, n)
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
-                    dilation_after=dilation_after, generator=generator, device=device, progress=progress)
+                    dilation_after=dilation_after, generator=generator, device=device, progress=progress,
+                    track=tracks, output_hook=hook)
     fm = ForbiddenMotifs.parse(forbid) if forbid else None
     gw = GCWindow(*gc) if gc is not None else None
     return constrained_design(draw, n, run.seq_len, run.alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
-                              rounds=rounds)
+                              rounds=rounds, indexed_draw=True)
 
 
 def generate(run: Run, n: int, **kwargs: Any) -> list[str]:
@@ -261,14 +402,19 @@ def score(
     steps: int = 50,
     batch_size: int = 32,
     repeats: int = 1,
+    track: Optional[Any] = None,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
 ) -> np.ndarray:
     """Bits per token of each sequence (``(N,)``; an upper bound for diffusion processes, averaged
-    over ``repeats`` independent estimates)."""
+    over ``repeats`` independent estimates).
+
+    ``track``: raw signal tracks of a track-conditioned model, ``(N, L[, S])`` one per sequence or
+    ``(L[, S])`` for all (default: ``dataset.track``)."""
     if dataset.length != run.seq_len:
         raise DDSMInputError(f"sequences have length {dataset.length}; the model was trained on length {run.seq_len}")
+    tracks = _run_track(run, dataset.track if track is None else track, len(dataset))
     device = device or next(run.model.parameters()).device
     x = torch.from_numpy(dataset.tokens)
     labels = torch.from_numpy(dataset.labels) if (run.classes and dataset.labels is not None) else None
@@ -280,7 +426,12 @@ def score(
         if run.classes:
             cond = (labels[start : start + batch_size].to(device) if labels is not None
                     else torch.full((len(xb),), len(run.classes), dtype=torch.long, device=device))
-        vals = [run.process.bits_per_token(run.model, xb, cond=cond, generator=generator, steps=steps)
+        net: Callable[..., torch.Tensor] = run.model
+        if tracks is not None:
+            rows = tracks[start : start + len(xb)] if len(tracks) > 1 else np.repeat(tracks, len(xb), axis=0)
+            binding = TrackBinding(run.model, torch.as_tensor(rows, device=device), cond)
+            net, cond = binding, binding.rows()
+        vals = [run.process.bits_per_token(net, xb, cond=cond, generator=generator, steps=steps)
                 for _ in range(repeats)]
         result[start : start + len(xb)] = torch.stack(vals).mean(0).cpu().numpy()
     return result

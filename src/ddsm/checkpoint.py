@@ -10,7 +10,7 @@ Layout of a checkpoint folder::
 
 ``config.json`` = ``{"format_version": 1, "ddsm_version", "process": {"name", "options"},
 "model": {"name", "options"}, "step", "created", **config_extra}``; the trainer puts ``"train"``
-(its TrainConfig) and the caller's run metadata (alphabet, seq_len, classes, seed, data_hash...) in
+(its TrainConfig) and the caller's run metadata (alphabet, seq_len, classes, seed, data_hash, track...) in
 ``config_extra``.
 
 Training-state tensors are split out of nested dicts/lists and replaced in the JSON by

@@ -76,12 +76,15 @@ def _check_positive(**values: Any) -> None:
 
 
 def _load_dataset(path: str, *, alphabet=None, length=None, label_key=None, classes=None,
-                  unknown="error", seed=0):
-    from .data import encode_records, read_sequences
+                  unknown="error", seed=0, track: Optional[str] = None):
+    """Encode a sequence file; ``track``: a ``.npy`` file with one row per record (attached as
+    ``dataset.track``, rows of skipped records dropped with them)."""
+    from .data import encode_records, read_sequences, read_track
 
     records = read_sequences(path)
+    tracks = read_track(track) if track else None
     return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
-                          unknown=unknown, rng=np.random.default_rng(seed))
+                          unknown=unknown, rng=np.random.default_rng(seed), track=tracks)
 
 
 def _parse_json_file(path: Optional[str]) -> dict[str, Any]:
@@ -216,23 +219,42 @@ def _train(args: argparse.Namespace, ctx) -> int:
         from .data import get_alphabet
 
         alphabet = get_alphabet(args.alphabet)
+    if args.valid_track and not args.track:
+        raise DDSMInputError("--valid-track needs --track")
+    if args.valid_track and not args.valid:
+        raise DDSMInputError("--valid-track needs --valid (the file it is aligned with)")
+    if args.track and args.valid and not args.valid_track:
+        raise DDSMInputError("--valid with --track needs --valid-track (one track row per validation record)")
+    if (args.track_transform or args.track_names) and not args.track:
+        raise DDSMInputError("--track-transform and --track-names need --track")
+    saved_track = saved.get("track") or {}
+    track_transform = args.track_transform or saved_track.get("transform") or "none"
+    track_names = ([n for n in args.track_names.split(",")] if args.track_names
+                   else saved_track.get("names"))
     ds = _load_dataset(args.data, alphabet=alphabet, length=args.length, label_key=args.label_key,
-                       classes=classes, unknown=args.unknown, seed=tc.seed)
+                       classes=classes, unknown=args.unknown, seed=tc.seed, track=args.track)
     valid = None
     if args.valid:
         valid = _load_dataset(args.valid, alphabet=ds.alphabet, length=ds.length, label_key=args.label_key,
-                              classes=ds.classes if args.label_key else None, unknown=args.unknown, seed=tc.seed)
+                              classes=ds.classes if args.label_key else None, unknown=args.unknown, seed=tc.seed,
+                              track=args.valid_track)
     elif args.valid_fraction > 0 and len(ds) >= 20:
         from .data import split
 
         ds, valid = split(ds, args.valid_fraction, seed=tc.seed)
     # Build the process and network once so that a bad option is reported before any training.
     from .api import build_network
+    from .conditioning import TrackSpec
     from .processes import build_process
 
+    n_track = 0
+    if ds.track is not None:
+        n_track = ds.track.shape[-1]
+        spec = TrackSpec.for_width(n_track, track_names, track_transform)  # bad names / transform: now
+        spec.apply(ds.track, f"track file {args.track}")
     try:
         build_network(build_process(process_name, ds.alphabet.K, **process_options), model_name,
-                      len(ds.classes) if ds.labels is not None else 0, model_options)
+                      len(ds.classes) if ds.labels is not None else 0, model_options, n_track=n_track)
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
     device = ctx.device
@@ -255,9 +277,11 @@ def _train(args: argparse.Namespace, ctx) -> int:
     try:
         run, summary = fit(ds, out, process=process_name, process_options=process_options, model=model_name,
                            model_options=model_options, train_config=tc, valid=valid, resume=args.resume,
-                           device=device, on_step=on_step,
+                           device=device, on_step=on_step, track_transform=track_transform,
+                           track_names=track_names,
                            extra_meta={"data_path": str(args.data), "label_key": args.label_key,
-                                       "command": " ".join(["ddsm", *args.argv])})
+                                       "command": " ".join(["ddsm", *args.argv]),
+                                       **({"track_path": str(args.track)} if args.track else {})})
     except TypeError as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
     finally:
@@ -298,6 +322,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise DDSMInputError(f"process {run.process.name!r} does not support --time-dilation")
     if args.guidance < 0 or not math.isfinite(args.guidance):
         raise DDSMInputError("--guidance must be a finite number >= 0")
+    if args.classifier_guidance < 0 or not math.isfinite(args.classifier_guidance):
+        raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
+    if args.classifier and args.classifier_guidance == 0:
+        raise DDSMInputError("--classifier needs --classifier-guidance W > 0")
+    track = None
+    if args.track:
+        from .data import read_track
+
+        track = read_track(args.track)
     gc = None
     if args.gc:
         from .constraints import GCWindow
@@ -307,7 +340,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     t0 = time.time()
     result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
                     guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
-                    dilation=args.time_dilation, dilation_after=args.dilation_after,
+                    dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
+                    classifier_guidance=args.classifier_guidance, classifier=args.classifier,
                     generator=gen, device=device, progress=_progress("sample", args.quiet))
     meta = {"model": run.path.resolve().name if run.path else str(args.model), "process": run.process.name, "seed": str(args.seed),
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
@@ -315,6 +349,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         meta["class"] = args.class_name
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"
+    if args.classifier_guidance:
+        meta["classifier_guidance"] = f"{args.classifier_guidance:g}"
+        meta["classifier"] = Path(args.classifier).name if args.classifier else "bundled"
+    if args.track:
+        meta["track"] = Path(args.track).name
     records = [Record(id=f"sample_{i}", seq=s, meta={**meta, "samples_used": str(result.samples_used[i])})
                for i, s in enumerate(result.sequences) if s is not None]
     if not records:
@@ -343,7 +382,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     label_key = run.config.get("label_key") if run.classes else None
     ds = _load_dataset(args.sequences, alphabet=run.alphabet, length=run.seq_len if args.crop else None,
                        label_key=label_key if args.use_labels else None,
-                       classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown)
+                       classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown,
+                       track=args.track if (args.track and run.track is not None) else None)
+    if args.track and run.track is None:
+        raise DDSMInputError("this model was trained without a signal track; drop --track")
     if ds.length != run.seq_len:
         raise DDSMInputError(f"sequences have length {ds.length}; the model was trained on length {run.seq_len} (use --crop)")
     t0 = time.time()
@@ -412,6 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
     t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom:LETTERS (default: inferred)")
     t.add_argument("--unknown", default="error", choices=["error", "random", "skip"], help="letters outside the alphabet (e.g. N)")
+    t.add_argument("--track", default=None, metavar="FILE.npy",
+                   help="per-position signal track(s), NumPy (N, L) or (N, L, S), one row per --data record "
+                        "(in file order); the model is conditioned on it and sampling then needs one")
+    t.add_argument("--valid-track", dest="valid_track", default=None, metavar="FILE.npy",
+                   help="the track of the --valid file")
+    t.add_argument("--track-transform", dest="track_transform", default=None, choices=["none", "log1p"],
+                   help="transform applied to raw track values (recorded; sampling applies it too); default none")
+    t.add_argument("--track-names", dest="track_names", default=None, metavar="NAME[,NAME...]",
+                   help="names of the S track channels (recorded in the checkpoint)")
     t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None,
                    help="save a resumable checkpoint every N steps (also at the end and on SIGTERM/SIGINT)")
     t.add_argument("--nproc", type=int, default=1,
@@ -427,7 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="generate sequences from a trained model")
+    s = sub.add_parser("sample", help="generate sequences from a trained model",
+                       description="Generate sequences from a trained model. Conditioning: --class (with "
+                       "--guidance for classifier-free guidance), --track for a model trained with a signal "
+                       "track, --classifier-guidance W toward --class with a differentiable oracle. "
+                       "Constraints: --fixed, --forbid, --gc.")
     s.add_argument("model", help="checkpoint folder")
     s.add_argument("-n", type=int, default=100, help="number of sequences")
     s.add_argument("-o", "--output", required=True, help="output FASTA")
@@ -438,6 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
     s.add_argument("--fixed", default=None, help="pattern of the sequence length (N = free) or a file holding it")
     s.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w (with --class)")
+    s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=0.0, metavar="W",
+                   help="classifier (oracle) guidance weight toward --class: adds W * grad log p(class | x) to "
+                        "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance)")
+    s.add_argument("--classifier", default=None, metavar="DIR",
+                   help="oracle folder or bundled oracle name for --classifier-guidance (default: the bundled "
+                        "oracle trained on the model's data set, when there is one)")
+    s.add_argument("--track", default=None, metavar="FILE.npy",
+                   help="signal track for a track-conditioned model: (L,) or (L, S) for every design, "
+                        "(N, L) or (N, L, S) one per design; raw values (the model's transform is applied)")
     s.add_argument("--forbid", nargs="+", default=None, metavar="MOTIF",
                    help="motifs (IUPAC, both strands) that must not occur, e.g. GAATTC")
     s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60")
@@ -456,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", dest="batch_size", type=int, default=32)
     c.add_argument("--crop", action="store_true", help="crop/pad sequences to the model's length")
     c.add_argument("--use-labels", dest="use_labels", action="store_true", help="condition on labels in the headers")
+    c.add_argument("--track", default=None, metavar="FILE.npy",
+                   help="signal tracks of a track-conditioned model, one row per sequence: (N, L) or (N, L, S)")
     c.add_argument("--unknown", default="error", choices=["error", "random", "skip"])
     c.add_argument("--force", action="store_true")
     common(c)

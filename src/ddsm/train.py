@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from . import distributed
 from .checkpoint import CONFIG_FILE, MODEL_FILE, OPTIM_FILE, RAW_FILE, STATE_FILE
 from .checkpoint import has_training_state, load_config, load_training_state, save_checkpoint
+from .conditioning.track import TrackBinding
 from .ema import EMA
 from .errors import DDSMInputError
 from .seeding import derive_seed, get_rng_state, make_generator, seeded_global_rng, set_rng_state
@@ -220,7 +221,8 @@ class EpochSampler:
         return {"epoch": self.epoch, "position": self.position, "n": self.n}
 
 
-def _check_data(name: str, data: Tensor, cond: Optional[Tensor], pad: Optional[Tensor]) -> None:
+def _check_data(name: str, data: Tensor, cond: Optional[Tensor], pad: Optional[Tensor],
+                track: Optional[Tensor] = None) -> None:
     if not isinstance(data, Tensor) or data.dim() != 2 or data.dtype != torch.long:
         raise DDSMInputError(f"{name} data must be a LongTensor (N, L), got {getattr(data, 'dtype', type(data))} "
                              f"{tuple(getattr(data, 'shape', ()))}")
@@ -232,10 +234,22 @@ def _check_data(name: str, data: Tensor, cond: Optional[Tensor], pad: Optional[T
     if pad is not None and (pad.shape != data.shape or pad.dtype != torch.bool):
         raise DDSMInputError(f"{name} pad mask must be a bool tensor {tuple(data.shape)}, got {pad.dtype} "
                              f"{tuple(pad.shape)}")
+    if track is not None and (track.dim() != 3 or track.shape[:2] != data.shape or not track.is_floating_point()):
+        raise DDSMInputError(f"{name} track must be a float tensor ({data.shape[0]}, {data.shape[1]}, S), got "
+                             f"{track.dtype} {tuple(track.shape)}")
 
 
 def _to(t: Optional[Tensor], device: torch.device) -> Optional[Tensor]:
     return None if t is None else t.to(device)
+
+
+def _bind(model: Callable[..., Any], cond: Optional[Tensor], track: Optional[Tensor]):
+    """``(model, cond)`` to hand to ``process.loss``: with a track, the batch's tracks and labels are
+    bound to the network and the process gets row ids as cond (see :mod:`ddsm.conditioning.track`)."""
+    if track is None:
+        return model, cond
+    binding = TrackBinding(model, track, cond)
+    return binding, binding.rows()
 
 
 @torch.no_grad()
@@ -246,12 +260,14 @@ def evaluate(
     *,
     cond: Optional[Tensor] = None,
     pad_mask: Optional[Tensor] = None,
+    track: Optional[Tensor] = None,
     batch_size: int,
     max_batches: int,
     generator: Optional[torch.Generator] = None,
 ) -> float:
     """Mean training loss of ``model`` (as it is: swap in EMA weights first if wanted) over the first
-    ``max_batches`` batches of ``data (N, L)`` in order, in eval mode.
+    ``max_batches`` batches of ``data (N, L)`` in order, in eval mode. ``track`` ``(N, L, S)``: the
+    per-position signal tracks of a track-conditioned network.
 
     Uses the same examples every time and the given ``generator`` for the noise, so with a freshly
     seeded generator the result changes only when the weights do.
@@ -265,10 +281,11 @@ def evaluate(
             if lo >= data.shape[0]:
                 break
             sl = slice(lo, lo + batch_size)
+            fn, c = _bind(model, None if cond is None else cond[sl], None if track is None else track[sl])
             out = process.loss(
-                model,
+                fn,
                 data[sl],
-                cond=None if cond is None else cond[sl],
+                cond=c,
                 pad_mask=None if pad_mask is None else pad_mask[sl],
                 generator=generator,
             )
@@ -493,6 +510,8 @@ def train(
     cond_valid: Optional[Tensor] = None,
     pad_train: Optional[Tensor] = None,
     pad_valid: Optional[Tensor] = None,
+    track_train: Optional[Tensor] = None,
+    track_valid: Optional[Tensor] = None,
     out_dir: Optional[Union[Path, str]] = None,
     run_meta: Optional[dict[str, Any]] = None,
     resume: bool = False,
@@ -513,7 +532,9 @@ def train(
         model: ``forward(x (B, L, C_in), t (B,), cond (B,)|None) -> (B, L, C_out)``; trained in place
             (it ends with the raw weights; the EMA weights are in the checkpoint).
         train_data: ``(N, L)`` long tokens; ``cond_train`` ``(N,)`` long labels; ``pad_train``
-            ``(N, L)`` bool, True = real token. Same for the ``*_valid`` tensors.
+            ``(N, L)`` bool, True = real token; ``track_train`` ``(N, L, S)`` float per-position
+            signal tracks, concatenated to the process's features (the network must have
+            ``in_channels = process.in_channels + S``). Same for the ``*_valid`` tensors.
         config: hyper-parameters (``batch_size`` is the global batch over all processes).
         out_dir: checkpoint folder, written every ``checkpoint_every`` steps, at the end and when
             interrupted by SIGTERM/SIGINT.
@@ -538,9 +559,11 @@ def train(
         DDSMInputError: malformed data, a batch smaller than its micro-batches, or an ``out_dir``
             that cannot be resumed.
     """
-    _check_data("training", train_data, cond_train, pad_train)
+    _check_data("training", train_data, cond_train, pad_train, track_train)
     if valid_data is not None:
-        _check_data("validation", valid_data, cond_valid, pad_valid)
+        _check_data("validation", valid_data, cond_valid, pad_valid, track_valid)
+        if (track_valid is None) != (track_train is None):
+            raise DDSMInputError("training and validation data must both have signal tracks or neither")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir")
     out = Path(out_dir) if out_dir is not None else None
@@ -569,6 +592,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     x_train, c_train, p_train = train_data.to(device), _to(cond_train, device), _to(pad_train, device)
     x_valid, c_valid, p_valid = _to(valid_data, device), _to(cond_valid, device), _to(pad_valid, device)
+    s_train, s_valid = _to(track_train, device), _to(track_valid, device)
 
     # DDP first: its construction copies rank 0's weights to every rank, before the EMA copies them.
     ddp = distributed.wrap_ddp(model, device) if world > 1 else None
@@ -642,7 +666,7 @@ def train(
         assert x_valid is not None
         with ema.swapped(model):
             return evaluate(
-                process, model, x_valid, cond=c_valid, pad_mask=p_valid,
+                process, model, x_valid, cond=c_valid, pad_mask=p_valid, track=s_valid,
                 batch_size=config.batch_size, max_batches=config.eval_batches,
                 generator=make_generator(config.seed + 2, device),
             )
@@ -658,8 +682,9 @@ def train(
                 null = int(getattr(model, "n_classes", int(c_train.max()) + 1))
                 drop = torch.rand(cond.shape[0], generator=gen, device=device) < config.label_dropout
                 cond = torch.where(drop, torch.full_like(cond, null), cond)
+            fn, cond = _bind(forward, cond, None if s_train is None else s_train[sel])
             result = process.loss(
-                forward, x_train[sel], cond=cond, pad_mask=None if p_train is None else p_train[sel],
+                fn, x_train[sel], cond=cond, pad_mask=None if p_train is None else p_train[sel],
                 generator=gen,
             )
         return result.loss
@@ -786,6 +811,15 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, meta: dict[str, An
     if config.schedule == "cosine" and old.get("steps") not in (None, config.steps):
         logger.warning("resuming a cosine schedule with steps %s -> %s changes the remaining learning rates",
                        old.get("steps"), config.steps)
+    if meta.get("track") != saved.get("track"):
+        def what(spec: Any) -> str:
+            if not spec:
+                return "without a signal track"
+            return (f"with a signal track ({spec.get('n_track')} channel(s) {', '.join(spec.get('names', []))}, "
+                    f"transform {spec.get('transform')})")
+
+        raise DDSMInputError(f"cannot resume {out}: it was trained {what(saved.get('track'))}, "
+                             f"this run is {what(meta.get('track'))}")
     if "data_hash" in meta and "data_hash" in saved and meta["data_hash"] != saved["data_hash"]:
         raise DDSMInputError(
             f"cannot resume {out}: it was trained on data with hash {saved['data_hash']}, "

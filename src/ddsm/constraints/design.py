@@ -18,8 +18,10 @@ import numpy as np
 from .gc import GCWindow
 from .motifs import ForbiddenMotifs
 
-#: draw(rows, tokens (R, L), mask (R, L)) -> R sequences; mask marks positions to keep at tokens
-DrawFn = Callable[[int, np.ndarray, np.ndarray], list[str]]
+#: draw(rows, tokens (R, L), mask (R, L)[, index (R,)]) -> R sequences; mask marks positions to keep
+#: at tokens; index (only with ``indexed_draw=True``) holds the design ids of the rows (per-design
+#: inputs such as signal tracks follow their design through repair rounds)
+DrawFn = Callable[..., list[str]]
 
 
 @dataclass
@@ -54,6 +56,7 @@ def constrained_design(
     gc: Optional[GCWindow] = None,
     rounds: int = 20,
     margin: int = 2,
+    indexed_draw: bool = False,
 ) -> DesignResult:
     """Draw ``n`` designs of ``length`` letters that satisfy all constraints.
 
@@ -62,6 +65,7 @@ def constrained_design(
         fixed: user-fixed ``(tokens (L,), mask (L,))``, kept in every draw.
         rounds: at most this many sampling rounds (the first draws everything).
         margin: letters freed on each side of a forbidden-motif hit when repairing.
+        indexed_draw: also pass ``draw`` the design ids ``(R,)`` of its rows, as a 4th argument.
     """
     base_tok = np.zeros(length, dtype=np.int64) if fixed is None else fixed[0].astype(np.int64)
     base_mask = np.zeros(length, dtype=bool) if fixed is None else fixed[1].astype(bool)
@@ -78,7 +82,7 @@ def constrained_design(
         order = sorted(todo)
         tok = np.stack([todo[i][0] for i in order])
         msk = np.stack([todo[i][1] for i in order])
-        drawn = draw(len(order), tok, msk)
+        drawn = draw(len(order), tok, msk, np.asarray(order)) if indexed_draw else draw(len(order), tok, msk)
         todo = {}
         for i, s in zip(order, drawn):
             used[i] += 1

@@ -27,6 +27,7 @@ from ddsm.data.record import Record
 from ddsm.data.sequences import read_sequences
 from ddsm.data.shuffle import dinucleotide_shuffle
 from ddsm.data.table import parse_table, read_table, write_tsv
+from ddsm.data.track import as_track_array, dataset_track, read_track
 
 __all__ = [
     "Alphabet",
@@ -56,4 +57,7 @@ __all__ = [
     "dinucleotide_shuffle",
     "bundled_path",
     "list_bundled",
+    "read_track",
+    "as_track_array",
+    "dataset_track",
 ]

@@ -7,6 +7,7 @@ reconciled, so every later stage can assume a clean ``(N, L)`` int array with va
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 
 from ddsm.data.alphabet import Alphabet, infer_alphabet
 from ddsm.data.record import Record
+from ddsm.data.track import as_track_array, dataset_track
 from ddsm.errors import DDSMInputError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class SequenceDataset:
         classes: class names, ``classes[labels[i]]`` is record i's label (empty when unlabelled).
         alphabet: the alphabet the tokens index.
         ids: ``N`` record ids.
+        track: ``(N, L, S)`` float32 per-position signal tracks aligned with ``tokens``, or None
+            (see :mod:`ddsm.data.track`).
     """
 
     tokens: np.ndarray
@@ -43,6 +47,7 @@ class SequenceDataset:
     classes: list[str]
     alphabet: Alphabet
     ids: list[str]
+    track: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.tokens.shape[0]
@@ -55,6 +60,8 @@ class SequenceDataset:
             raise ValueError(f"labels shape {self.labels.shape} != ({n},)")
         if len(self.ids) != n:
             raise ValueError(f"{len(self.ids)} ids for {n} sequences")
+        if self.track is not None and (self.track.ndim != 3 or self.track.shape[:2] != self.tokens.shape):
+            raise ValueError(f"track shape {self.track.shape} != ({n}, {self.tokens.shape[1]}, S)")
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -74,7 +81,12 @@ class SequenceDataset:
             classes=list(self.classes),
             alphabet=self.alphabet,
             ids=[self.ids[i] for i in idx.tolist()],
+            track=None if self.track is None else self.track[idx],
         )
+
+    def with_track(self, track: np.ndarray, what: str = "track") -> SequenceDataset:
+        """This dataset with ``track`` ``(N, L)`` or ``(N, L, S)`` attached (checked against it)."""
+        return dataclasses.replace(self, track=dataset_track(track, len(self), self.length, what))
 
 
 def encode_records(
@@ -86,6 +98,7 @@ def encode_records(
     classes: Sequence[str] | None = None,
     unknown: str = "error",
     rng: np.random.Generator | None = None,
+    track: np.ndarray | None = None,
 ) -> SequenceDataset:
     """Encode records into a :class:`SequenceDataset`.
 
@@ -100,11 +113,13 @@ def encode_records(
         unknown: letters outside the alphabet (e.g. ``N`` in DNA): ``"error"``, ``"random"``
             (replace by a uniform random letter drawn from ``rng``) or ``"skip"`` (drop the record).
         rng: the source of randomness for ``unknown="random"``.
+        track: per-position signal tracks, one row per record in ``records`` order: ``(N, L)`` or
+            ``(N, L, S)`` with L the encoded length; rows of skipped records are dropped with them.
 
     Raises:
         DDSMInputError: no records, a letter outside the alphabet (with ``unknown="error"``), all
             records skipped, unequal lengths without ``length``, a missing label, a label not in
-            ``classes``, or a bad option value.
+            ``classes``, a track whose shape does not match, or a bad option value.
         ValueError: ``unknown="random"`` without ``rng``.
     """
     if not records:
@@ -160,7 +175,7 @@ def encode_records(
     tokens, pad_mask = _fit_length(rows, length)
     kept = [records[i] for i in keep.tolist()]
     labels, class_list = _labels(kept, keep, label_key, classes)
-    return SequenceDataset(
+    ds = SequenceDataset(
         tokens=tokens,
         pad_mask=pad_mask,
         labels=labels,
@@ -168,6 +183,13 @@ def encode_records(
         alphabet=alphabet,
         ids=[r.id for r in kept],
     )
+    if track is None:
+        return ds
+    arr = as_track_array(track)
+    if arr.shape[0] != len(records):
+        raise DDSMInputError(f"track has {arr.shape[0]} rows but the sequence file has {len(records)} records; "
+                             "tracks must hold one row per record, in file order")
+    return ds.with_track(arr[keep])
 
 
 def _raise_unknown(
@@ -251,7 +273,9 @@ def data_hash(dataset: SequenceDataset) -> str:
 
     SHA-256 over: a JSON header (shape, alphabet letters, classes), then the bytes of ``tokens``
     (little-endian int64, row-major), ``pad_mask`` (one byte each) and ``labels`` (little-endian
-    int64, if any). Independent of ids, platform and numpy version.
+    int64, if any), then, only for data with a signal track, its shape and bytes (little-endian
+    float32), so the hash of track-less data is unchanged. Independent of ids, platform and numpy
+    version.
     """
     h = hashlib.sha256()
     header = {
@@ -265,6 +289,9 @@ def data_hash(dataset: SequenceDataset) -> str:
     h.update(np.ascontiguousarray(dataset.pad_mask, dtype=np.bool_).tobytes())
     if dataset.labels is not None:
         h.update(np.ascontiguousarray(dataset.labels, dtype="<i8").tobytes())
+    if dataset.track is not None:
+        h.update(json.dumps({"track_shape": list(dataset.track.shape)}).encode("utf-8"))
+        h.update(np.ascontiguousarray(dataset.track, dtype="<f4").tobytes())
     return h.hexdigest()
 
 

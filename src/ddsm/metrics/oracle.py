@@ -78,6 +78,11 @@ class OracleCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.one_hot(x.clamp(min=0).long(), self.K).float() * (x >= 0).unsqueeze(-1).float()
+        return self.forward_onehot(h)
+
+    def forward_onehot(self, h: Tensor) -> Tensor:
+        """``h (B, L, K)`` one-hot rows, probability rows or zero rows (padding) -> logits
+        ``(B, n_classes)``; differentiable in ``h`` (classifier guidance)."""
         h = h.transpose(1, 2)  # (B, K, L)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             h = conv(h)
@@ -146,6 +151,24 @@ class Oracle:
         if not out:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return torch.cat(out).numpy()
+
+    def soft_logits(self, x: Tensor) -> Tensor:
+        """Logits ``(B, n_classes)`` of probability rows ``x (B, L, K)`` (letters in ``alphabet``
+        order), differentiable in ``x``: the same centre crop / right zero-padding to ``seq_len``
+        and reverse-complement averaging as :meth:`logits`. On one-hot rows it equals
+        :meth:`logits`."""
+        L = self.seq_len
+        if x.shape[1] > L:
+            start = (x.shape[1] - L) // 2
+            x = x[:, start : start + L]
+        elif x.shape[1] < L:
+            x = F.pad(x, (0, 0, 0, L - x.shape[1]))
+        x = x.to(next(self.model.parameters()).dtype)
+        z = self.model.forward_onehot(x)
+        if self.rc_average:
+            # reverse complement of ACGT rows: reverse the positions and the letters (A<->T, C<->G)
+            z = 0.5 * (z + self.model.forward_onehot(x.flip(1).flip(2)))
+        return z
 
     def predict_proba(self, seqs: Sequence[str], *, batch_size: int = 512) -> np.ndarray:
         """``(N, n_classes)`` class probabilities."""
