@@ -5,7 +5,7 @@
 For every registered process: the training step (process.loss = draw times and noisy states,
 network forward, loss; then backward) against a plain forward + backward of the same backbone on
 a batch of the same shape, and one sampling step (network forward + process.step) against the
-forward alone. Target: under 10 % overhead. Also prints seconds per 1e5 exact DDSM noisy draws
+forward alone, the two timed alternately. Target: under 10 % overhead. Also prints seconds per 1e5 exact DDSM noisy draws
 with score targets (K = 4). Medians over repetitions after one warm-up.
 """
 
@@ -31,12 +31,25 @@ def timed(fn, reps: int) -> float:
     return statistics.median(out)
 
 
+def timed_pair(fn_a, fn_b, reps: int) -> tuple[float, float]:
+    """Medians of ``fn_a`` and ``fn_b`` timed alternately, so that drift in the machine's speed
+    (frequency, other jobs, allocator state) hits both alike; one warm-up each."""
+    fn_a(), fn_b()
+    ta, tb = [], []
+    for _ in range(reps):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--length", type=int, default=200)
     ap.add_argument("--model", default="conv")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--K", type=int, default=4)
     args = ap.parse_args()
     B, L, K = args.batch, args.length, args.K
@@ -74,8 +87,8 @@ def main() -> None:
             out = proc.model_output(net, xt, t_b, None)
             proc.step(out, xt, t_b, torch.full((B,), 0.49), generator=g)
 
-        tp, tl = timed(plain, args.reps), timed(loss_step, args.reps)
-        tf, ts = timed(forward, args.reps), timed(sample_step, args.reps)
+        tp, tl = timed_pair(plain, loss_step, args.reps)
+        tf, ts = timed_pair(forward, sample_step, args.reps)
         print(f"{name:15s} {tp:8.3f} {tl:9.3f} {100 * (tl / tp - 1):8.1f}% | {tf:8.3f} {ts:11.3f} {100 * (ts / tf - 1):8.1f}%",
               flush=True)
 
