@@ -155,13 +155,16 @@ def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
     logy, log1my = torch.log(y), torch.log1p(-y)
     for idx, w in win.groups():
         u = win.inv[idx]
-        mm = win.m[u, :w]
-        logits = const[u, :w] + (a + mm - 1.0) * logy[idx, None] + (b - 1.0) * log1my[idx, None]
+        start = win.m[u, 0]  # a window is the run start, start + 1, ... of lineage counts
+        j = torch.arange(w, dtype=torch.float64, device=y.device)
+        # Only the part that varies along the window goes through the (elements x window) arrays:
+        # (a - 1 + start) log y and (b - 1) log(1 - y) are the same for every m of an element.
+        logits = const[u, :w] + j * logy[idx, None]
         top = logits.max(-1, keepdim=True).values
         e = torch.exp(logits - top)
         z = e.sum(-1)
-        logp[idx] = top.squeeze(-1) + torch.log(z)
-        mean_m[idx] = (e * mm).sum(-1) / z
+        logp[idx] = top.squeeze(-1) + torch.log(z) + (a - 1.0 + start) * logy[idx] + (b - 1.0) * log1my[idx]
+        mean_m[idx] = start + (e * j).sum(-1) / z
     return logp, mean_m
 
 
