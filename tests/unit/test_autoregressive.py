@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 from scipy import stats
 from torch import nn
@@ -22,14 +21,6 @@ from ddsm.models import build_model
 from ddsm.processes import build_process
 from ddsm.processes.autoregressive import AutoregressiveProcess
 from ddsm.sampling import FixedPositions, sample
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def gen(seed: int) -> torch.Generator:

@@ -32,15 +32,6 @@ PUZZLE = "85...24..72......9..4.........1.7..23.5...9...4...........8..7..17....
 EASY = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add hand-off latency on a busy 2-core runner
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def board(s: str) -> torch.Tensor:
     return parse_board(s)[None]
 

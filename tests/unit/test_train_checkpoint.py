@@ -30,17 +30,7 @@ from ddsm.train import EpochSampler, TrainConfig, evaluate, lr_at, train
 K, L = 4, 8
 
 
-# ------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tensors here are tiny: intra-op threads only add OpenMP hand-off latency (10+ ms per op on a
-    # busy 2-core runner). Restored afterwards so other test modules are unaffected.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
+# ------------------------------------------------------------------------------------ helpers
 @dataclass
 class _LossOutput:
     loss: Tensor
