@@ -8,14 +8,13 @@ b = K - 1 - i), so they are computed once by this module and stored in
 ``resources/lineage_anchors.npz`` (float64; plain arrays, loaded with ``allow_pickle=False``).
 Other theta values are computed on demand as before. Regenerate with
 
-    python -m ddsm.special.anchor_table          # writes src/ddsm/resources/lineage_anchors.npz
+    python bench/make_lineage_anchors.py          # writes src/ddsm/resources/lineage_anchors.npz
 
 ``tests/unit/test_lineage.py`` recomputes entries and requires them to be identical.
 """
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -65,16 +64,10 @@ def build(thetas: tuple[int, ...] = THETAS) -> dict[str, np.ndarray]:
             "lengths": lengths, "values": values}
 
 
-def main() -> int:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else TABLE
+def write(path: Path = TABLE) -> dict[str, np.ndarray]:
+    """Build the table and write it to ``path`` atomically (temporary name, then rename)."""
     tab = build()
-    tmp = out.with_name(out.name + ".tmp.npz")
+    tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **tab)
-    tmp.replace(out)
-    print(f"wrote {out}: {len(tab['thetas'])} theta values x {len(tab['anchors'])} anchors, "
-          f"{out.stat().st_size // 1024} KiB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    tmp.replace(path)
+    return tab

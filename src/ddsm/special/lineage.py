@@ -133,6 +133,7 @@ def _series_mp(t: float, theta: float) -> tuple[int, tuple[float, ...]]:
 _N_ANCHORS = 12
 
 
+@lru_cache(maxsize=4096)
 def _anchor_law(j: int, t: float, theta: float) -> tuple[int, tuple[float, ...]]:
     """The exact law at anchor ``j`` (time ``t``): from the shipped table when it has this theta
     (see :mod:`ddsm.special.anchor_table`), else by the multi-precision series."""
