@@ -22,7 +22,7 @@ sees the simplex point ``x (B, L, K)``.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Optional
 
 import numpy as np
@@ -32,7 +32,7 @@ from torch import Tensor
 from .. import rng as _rng
 
 from ..special.stickbreaking import sticks_to_simplex
-from ..special.transition import WindowGrid, beta_sample, draw_at_one, stats_at_one
+from ..special.transition import LineageWindows, WindowGrid, beta_sample, draw_at_one, stats_at_one
 from .base import ModelFn, NoisySample, Process
 
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
@@ -138,7 +138,7 @@ class JacobiProcess(Process):
             return self._time_grid.to(u.device)[rows]
         return (lo + (1.0 - lo) * u).float()
 
-    @property
+    @cached_property
     def _time_grid(self) -> Tensor:
         """``(G,)`` float32 public training times: cell midpoints of [sqrt(t_train_min / T), 1]."""
         lo = math.sqrt(self.t_train_min / self.T)
@@ -162,13 +162,11 @@ class JacobiProcess(Process):
             self._grids[key] = WindowGrid(tau, float(self.a[i] + self.b[i]), device)
         return self._grids[key]
 
-    def _stick_windows(self, rows: Optional[Tensor], L: int, device: torch.device) -> list:
-        """Per stick, a function from an element mask to its tabulated windows (or to None when
-        the times are off the grid, so the windows are computed from the times)."""
-        if rows is None:
-            return [lambda mask: None] * (self.K - 1)
-        flat = rows.repeat_interleave(L)
-        return [lambda mask, g=self._stick_grid(i, device): g.windows(flat[mask]) for i in range(self.K - 1)]
+    def _windows(self, i: int, rows: Optional[Tensor], mask: Tensor) -> Optional[LineageWindows]:
+        """Stick ``i``'s tabulated windows for the elements in ``mask``, given every element's
+        training-grid row ``rows (B * L,)``; None when the times are off the grid (the windows are
+        then computed from the times)."""
+        return None if rows is None else self._stick_grid(i, rows.device).windows(rows[mask])
 
     def _stick_times(self, tau: Tensor, L: int) -> list[Tensor]:
         """Per stick, the native time of every element ``(B * L,)`` (speed s_i times tau)."""
@@ -181,16 +179,17 @@ class JacobiProcess(Process):
         k = x0.reshape(-1)
         v = torch.empty(B * L, self.K - 1, dtype=torch.float64, device=x0.device)
         rows = self._grid_rows(t)
-        windows = self._stick_windows(rows, L, x0.device)
+        flat_rows = None if rows is None else rows.repeat_interleave(L)
         for i, ti in enumerate(self._stick_times(tau, L)):
             a, b = float(self.a[i]), float(self.b[i])
             # stick i of category k: vertex 0 if k > i, vertex 1 if k == i, stationary if k < i
             at_one, at_zero, free = k == i, k > i, k < i
             if at_one.any():
-                v[at_one, i] = draw_at_one(ti[at_one], a, b, generator=generator, windows=windows[i](at_one))
+                v[at_one, i] = draw_at_one(ti[at_one], a, b, generator=generator,
+                                           windows=self._windows(i, flat_rows, at_one))
             if at_zero.any():
                 v[at_zero, i] = 1.0 - draw_at_one(ti[at_zero], b, a, generator=generator,
-                                                  windows=windows[i](at_zero))
+                                                  windows=self._windows(i, flat_rows, at_zero))
             if free.any():
                 ones = torch.ones(int(free.sum()), dtype=torch.float64, device=x0.device)
                 v[free, i] = beta_sample(a * ones, b * ones, generator=generator)
@@ -206,7 +205,7 @@ class JacobiProcess(Process):
         k = x0.reshape(-1)
         vf = v.reshape(B * L, self.K - 1)
         out = torch.empty_like(vf)
-        windows = self._stick_windows(rows, L, x0.device)
+        flat_rows = None if rows is None else rows.repeat_interleave(L)
         for i, ti in enumerate(self._stick_times(tau, L)):
             a, b = float(self.a[i]), float(self.b[i])
             y = vf[:, i]
@@ -214,11 +213,11 @@ class JacobiProcess(Process):
             at_one, at_zero = k == i, k > i
             if at_one.any():
                 y1 = y[at_one]
-                _, mm = stats_at_one(y1, ti[at_one], a, b, windows=windows[i](at_one))
+                _, mm = stats_at_one(y1, ti[at_one], a, b, windows=self._windows(i, flat_rows, at_one))
                 out[at_one, i] = (a - 1.0 + mm) / y1 - (b - 1.0) / (1.0 - y1)
             if at_zero.any():
                 y0 = y[at_zero]
-                _, mm = stats_at_one(1.0 - y0, ti[at_zero], b, a, windows=windows[i](at_zero))
+                _, mm = stats_at_one(1.0 - y0, ti[at_zero], b, a, windows=self._windows(i, flat_rows, at_zero))
                 out[at_zero, i] = (a - 1.0) / y0 - (b - 1.0 + mm) / (1.0 - y0)
         return out.reshape(B, L, self.K - 1)
 

@@ -28,7 +28,7 @@ from .lineage import lineage_weights
 _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
 
 
-class _Windows:
+class LineageWindows:
     """Lineage windows for a list of elements: one row per distinct time, elements point to rows.
 
     Attributes:
@@ -49,7 +49,7 @@ class _Windows:
         return self.cache[key]
 
     @classmethod
-    def of_times(cls, t: Tensor, theta: float) -> "_Windows":
+    def of_times(cls, t: Tensor, theta: float) -> "LineageWindows":
         """Windows for the unique values among element times ``t (N,)`` (computed on the CPU)."""
         uniq, inv = np.unique(t.detach().double().cpu().numpy(), return_inverse=True)
         m, logw, w, width = _window_tensors(uniq, theta, t.device)
@@ -72,7 +72,7 @@ class _Windows:
 
 
 def _window_tensors(times: np.ndarray, theta: float, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``m, logw, w, width`` (see :class:`_Windows`) of native ``times (U,)`` on ``device``."""
+    """``m, logw, w, width`` (see :class:`LineageWindows`) of native ``times (U,)`` on ``device``."""
     start, w = _trimmed_weights(times, theta)
     m = torch.from_numpy(start[:, None] + np.arange(w.shape[1])[None, :]).to(device, torch.float64)
     with np.errstate(divide="ignore"):
@@ -97,9 +97,9 @@ class WindowGrid:
         self.m, self.logw, self.w, self.width = _window_tensors(self.times, float(theta), torch.device(device))
         self.cache: dict = {}
 
-    def windows(self, rows: Tensor) -> _Windows:
+    def windows(self, rows: Tensor) -> LineageWindows:
         """Windows of elements at grid rows ``rows (N,)`` long (on the grid's device)."""
-        return _Windows(self.m, self.logw, self.w, self.width, rows, self.cache)
+        return LineageWindows(self.m, self.logw, self.w, self.width, rows, self.cache)
 
 
 _CACHE: dict[tuple[float, bytes], tuple[np.ndarray, np.ndarray]] = {}
@@ -137,7 +137,7 @@ def _log_beta_fn(p: Tensor, q: Tensor) -> Tensor:
 
 
 def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
-                 windows: Optional[_Windows] = None) -> tuple[Tensor, Tensor]:
+                 windows: Optional[LineageWindows] = None) -> tuple[Tensor, Tensor]:
     """log p_t(y | 1) and the posterior mean E[M | y] of the lineage count.
 
     Args:
@@ -147,7 +147,7 @@ def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
     Returns:
         ``logp (N,)`` and ``mean_m (N,)``; the score is (a - 1 + mean_m) / y - (b - 1) / (1 - y).
     """
-    win = windows if windows is not None else _Windows.of_times(t, a + b)
+    win = windows if windows is not None else LineageWindows.of_times(t, a + b)
     # log q_m - log B(a + m, b): per unique time, independent of y
     const = win.derived(("const", a, b), lambda: win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b)))
     logp = torch.empty_like(y)
@@ -191,11 +191,11 @@ def beta_sample(alpha: Tensor, beta: Tensor, *, generator: Optional[torch.Genera
 
 
 def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Generator] = None,
-                windows: Optional[_Windows] = None) -> Tensor:
+                windows: Optional[LineageWindows] = None) -> Tensor:
     """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64.
 
     ``windows``: as in :func:`stats_at_one`."""
-    win = windows if windows is not None else _Windows.of_times(t, a + b)
+    win = windows if windows is not None else LineageWindows.of_times(t, a + b)
     U, W = win.m.shape
     u = _uniform(t.shape[0], t.device, generator)
     # One searchsorted over all rows: row r's CDF is shifted into [2r, 2r + 1].
