@@ -17,16 +17,14 @@ import time
 
 from ddsm.api import design, load_run
 from ddsm.data import bundled_path, read_fasta
+from ddsm.demo import BUNDLED_REFERENCE
 from ddsm.metrics import kmer_js
 from ddsm.metrics.oracle import load_oracle
 from ddsm.seeding import seed_everything
 
-_REFERENCE = {"dhs4": ("dhs4/valid_small.fasta.gz", "cell_type"), "epd_promoters": ("epd_promoters/valid_small.fasta.gz", "species")}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="dhs4", choices=sorted(_REFERENCE))
+    ap.add_argument("--model", default="dhs4", choices=sorted(BUNDLED_REFERENCE))
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=1.0)
@@ -35,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     run = load_run(args.model)
     oracle = load_oracle(args.model)
-    ref_file, key = _REFERENCE[args.model]
+    ref_file, key = BUNDLED_REFERENCE[args.model]
     ref = read_fasta(bundled_path(ref_file))
     weights = [float(w) for w in args.weights.split(",")]
     acc = oracle.info.get("metrics", {}).get("valid_accuracy", float("nan"))

@@ -22,8 +22,8 @@ import torch
 from .errors import DDSMInputError
 
 #: bundled model -> (held-out data file, label key)
-_REFERENCE = {"dhs4": ("dhs4/valid_small.fasta.gz", "cell_type"),
-              "epd_promoters": ("epd_promoters/valid_small.fasta.gz", "species")}
+BUNDLED_REFERENCE = {"dhs4": ("dhs4/valid_small.fasta.gz", "cell_type"),
+                     "epd_promoters": ("epd_promoters/valid_small.fasta.gz", "species")}
 
 
 def _say(msg: str) -> None:
@@ -73,7 +73,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int,
     from .seeding import seed_everything
 
     run = load_run(name, device=device)
-    ref_file, key = _REFERENCE[name]
+    ref_file, key = BUNDLED_REFERENCE[name]
     reference = read_fasta(bundled_path(ref_file))
     _say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "
          f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}, seed {seed}")
