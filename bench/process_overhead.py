@@ -1,6 +1,6 @@
 """Cost of each process's maths on top of the backbone.
 
-    python bench/process_overhead.py [--batch 64] [--length 200] [--model conv] [--reps 5]
+    python bench/process_overhead.py [--batch 64] [--length 200] [--model conv] [--reps 11] [--processes jacobi,bits]
 
 For every registered process: the training step (process.loss = draw times and noisy states,
 network forward, loss; then backward) against a plain forward + backward of the same backbone on
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--model", default="conv")
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--K", type=int, default=4)
+    ap.add_argument("--processes", default="", help="comma-separated subset of the registry (default: all)")
     args = ap.parse_args()
     B, L, K = args.batch, args.length, args.K
     g = torch.Generator().manual_seed(0)
@@ -60,7 +61,8 @@ def main() -> None:
     t = timed(lambda: jac.sample_noisy(x0, jac.sample_time(500, generator=g), generator=g), args.reps)
     print(f"torch threads {torch.get_num_threads()}; DDSM exact noisy draws + score targets, 1e5 positions, K=4: {t:.3f} s")
     print(f"{'process':15s} {'fwd+bwd':>8s} {'loss step':>9s} {'overhead':>9s} | {'forward':>8s} {'sample step':>11s} {'overhead':>9s}")
-    for name in sorted(PROCESSES):
+    names = [n for n in args.processes.split(",") if n] or sorted(PROCESSES)
+    for name in names:
         torch.manual_seed(0)
         proc = build_process(name, K)
         model = "transformer" if proc.causal else args.model

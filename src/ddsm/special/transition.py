@@ -26,6 +26,7 @@ from .. import rng as _rng
 from .lineage import lineage_weights
 
 _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
+_WIDTH_RATIO = 1.25  # widths in one group differ by at most this factor (padding <= 25 %)
 
 
 class LineageWindows:
@@ -56,19 +57,24 @@ class LineageWindows:
         return cls(m, logw, w, width, torch.from_numpy(inv.reshape(-1)).to(t.device))
 
     def groups(self):
-        """Yield ``(elements, width)``: element indices of similar window width, each group
-        holding at most ``_MAX_CELLS`` element x window cells."""
+        """Yield ``(elements, width)``: element indices whose window widths lie within a factor
+        ``_WIDTH_RATIO`` of each other, each group holding at most ``_MAX_CELLS`` element x window
+        cells. A group is padded to its widest window, so mixing widths (14 to 300 on the
+        training grid) would otherwise make most of the arithmetic padding."""
         ew = self.width[self.inv]
         order = torch.argsort(ew)
         sorted_w = ew[order]
-        i, n = 0, len(order)
-        while i < n:
-            j = min(n, i + max(1, _MAX_CELLS // int(sorted_w[i])))
-            # widths grow along the order, so the cost of stopping at each j' is increasing
-            cost = torch.arange(1, j - i + 1, device=ew.device) * sorted_w[i:j]
-            j = i + max(1, int((cost <= _MAX_CELLS).sum()))
-            yield order[i:j], int(sorted_w[j - 1])
-            i = j
+        # bucket b holds widths in (r^(b-1), r^b]; buckets are runs of the sorted order
+        bucket = torch.ceil(torch.log(sorted_w.double()) / np.log(_WIDTH_RATIO)).long()
+        counts = torch.unique_consecutive(bucket, return_counts=True)[1].tolist()
+        i = 0
+        for n in counts:
+            end = i + n
+            while i < end:
+                # widths grow along the order, so the widest of a chunk is its last element
+                j = min(end, i + max(1, _MAX_CELLS // int(sorted_w[min(end, i + _MAX_CELLS) - 1])))
+                yield order[i:j], int(sorted_w[j - 1])
+                i = j
 
 
 def _window_tensors(times: np.ndarray, theta: float, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
