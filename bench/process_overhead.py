@@ -7,6 +7,11 @@ network forward, loss; then backward) against a plain forward + backward of the 
 a batch of the same shape, and one sampling step (network forward + process.step) against the
 forward alone, the two timed alternately. Target: under 10 % overhead. Also prints seconds per 1e5 exact DDSM noisy draws
 with score targets (K = 4). Medians over repetitions after one warm-up.
+
+Self-conditioning (``bits``) runs the network twice per training step by design: a no-gradient
+forward on a random half of the batch, then the forward + backward. Its row is therefore followed
+by one that counts that pass as backbone work (forward + backward plus a forward on half the
+batch), which isolates the process's own maths, and by one for ``bits`` without self-conditioning.
 """
 
 from __future__ import annotations
@@ -60,11 +65,14 @@ def main() -> None:
     x0 = torch.randint(0, 4, (500, 200), generator=g)
     t = timed(lambda: jac.sample_noisy(x0, jac.sample_time(500, generator=g), generator=g), args.reps)
     print(f"torch threads {torch.get_num_threads()}; DDSM exact noisy draws + score targets, 1e5 positions, K=4: {t:.3f} s")
-    print(f"{'process':15s} {'fwd+bwd':>8s} {'loss step':>9s} {'overhead':>9s} | {'forward':>8s} {'sample step':>11s} {'overhead':>9s}")
+    print(f"{'process':20s} {'fwd+bwd':>8s} {'loss step':>9s} {'overhead':>9s} | {'forward':>8s} {'sample step':>11s} {'overhead':>9s}")
     names = [n for n in args.processes.split(",") if n] or sorted(PROCESSES)
-    for name in names:
+    rows = [(n, {}) for n in names]
+    if "bits" in names:
+        rows.insert(names.index("bits") + 1, ("bits", {"self_condition": False}))
+    for name, opts in rows:
         torch.manual_seed(0)
-        proc = build_process(name, K)
+        proc = build_process(name, K, **opts)
         model = "transformer" if proc.causal else args.model
         net = build_network(proc, model, 0)
         x0 = torch.randint(0, K, (B, L), generator=g)
@@ -89,10 +97,20 @@ def main() -> None:
             out = proc.model_output(net, xt, t_b, None)
             proc.step(out, xt, t_b, torch.full((B,), 0.49), generator=g)
 
+        def plain_self_conditioned():
+            with torch.no_grad():
+                net(feats[: B // 2], t_b[: B // 2])
+            plain()
+
+        label = name + ("" if not opts else " (no self-cond)")
         tp, tl = timed_pair(plain, loss_step, args.reps)
         tf, ts = timed_pair(forward, sample_step, args.reps)
-        print(f"{name:15s} {tp:8.3f} {tl:9.3f} {100 * (tl / tp - 1):8.1f}% | {tf:8.3f} {ts:11.3f} {100 * (ts / tf - 1):8.1f}%",
+        print(f"{label:20s} {tp:8.3f} {tl:9.3f} {100 * (tl / tp - 1):8.1f}% | {tf:8.3f} {ts:11.3f} {100 * (ts / tf - 1):8.1f}%",
               flush=True)
+        if getattr(proc, "self_condition", False):
+            tp2, tl2 = timed_pair(plain_self_conditioned, loss_step, args.reps)
+            print(f"{'  + half fwd':20s} {tp2:8.3f} {tl2:9.3f} {100 * (tl2 / tp2 - 1):8.1f}% | "
+                  "(reference: forward + backward plus the self-conditioning forward on half the batch)", flush=True)
 
 
 if __name__ == "__main__":
