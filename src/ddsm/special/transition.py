@@ -58,15 +58,20 @@ class LineageWindows:
 
     def groups(self):
         """Yield ``(elements, width)``: element indices whose window widths lie within a factor
-        ``_WIDTH_RATIO`` of each other, each group holding at most ``_MAX_CELLS`` element x window
-        cells. A group is padded to its widest window, so mixing widths (14 to 300 on the
-        training grid) would otherwise make most of the arithmetic padding."""
+        ``_WIDTH_RATIO`` of each other (on the CPU), each group holding at most ``_MAX_CELLS``
+        element x window cells. A group is padded to its widest window, so mixing widths (14 to
+        300 on the training grid) would otherwise make most of the CPU's arithmetic padding."""
         ew = self.width[self.inv]
         order = torch.argsort(ew)
         sorted_w = ew[order]
-        # bucket b holds widths in (r^(b-1), r^b]; buckets are runs of the sorted order
-        bucket = torch.ceil(torch.log(sorted_w.double()) / np.log(_WIDTH_RATIO)).long()
-        counts = torch.unique_consecutive(bucket, return_counts=True)[1].tolist()
+        if ew.device.type == "cpu":
+            # bucket b holds widths in (r^(b-1), r^b]; buckets are runs of the sorted order
+            bucket = torch.ceil(torch.log(sorted_w.double()) / np.log(_WIDTH_RATIO)).long()
+            counts = torch.unique_consecutive(bucket, return_counts=True)[1].tolist()
+        else:
+            # On an accelerator padding is nearly free and every group costs ~10 kernel launches,
+            # which dominated the H100 step before: keep groups as large as the cell budget allows.
+            counts = [len(order)]
         i = 0
         for n in counts:
             end = i + n
