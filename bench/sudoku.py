@@ -26,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -42,7 +43,7 @@ def _emit(rec: dict) -> None:
     print(json.dumps(rec), flush=True)
 
 
-def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: int, seed: int) -> None:
+def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int) -> None:
     for c in dilations:
         t0 = time.perf_counter()
         grids = generate_grids(sm, n, steps=steps, dilation=c, batch_size=batch,
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grids", type=int, default=1000)
     p.add_argument("--dilations", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=100, help="base steps for generation")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None, help="boards per network call (default: by device)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--collections", default=",".join(COLLECTIONS))
     p.add_argument("--limit", type=int, default=0, help="first N puzzles per collection (0: all)")

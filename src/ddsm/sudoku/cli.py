@@ -30,7 +30,8 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--steps", type=int, default=None, help="base steps of each sampling run")
         p.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,
                        help="DDSM time dilation c >= 1 (c times as many steps)")
-        p.add_argument("--batch-size", dest="batch_size", type=int, default=128, help="boards per network call")
+        p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                       help="boards per network call (default: 32 on a CPU, 512 on a GPU)")
         p.add_argument("--seed", type=int, default=0, help="seeds every random generator")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda")
         p.add_argument("--threads", type=int, default=0,
@@ -71,7 +72,7 @@ def _setup(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.steps is not None and args.steps < 1:
         raise DDSMInputError(f"--steps must be at least 1, got {args.steps}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise DDSMInputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not (math.isfinite(args.time_dilation) and args.time_dilation >= 1):
         raise DDSMInputError("--time-dilation must be a finite number >= 1")

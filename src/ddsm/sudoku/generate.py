@@ -19,7 +19,7 @@ def generate_grids(
     *,
     steps: int = 100,
     dilation: float = 1.0,
-    batch_size: int = 64,
+    batch_size: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
 ) -> Tensor:
@@ -28,10 +28,12 @@ def generate_grids(
 
     Args:
         steps: base steps of the time grid; ``dilation`` c > 1 takes c times as many (DDSM).
+        batch_size: boards per network call (None: by device, ``SudokuModel.batch_size``).
     """
     proc = sm.process
     proc.prepare_times(_times(proc, steps, dilation))
     out = []
+    batch_size = sm.batch_size(batch_size)
     for lo in range(0, n, batch_size):
         b = min(batch_size, n - lo)
         out.append(sample(proc, sm.net, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,

@@ -59,13 +59,19 @@ class _PoolBlock(nn.Module):
         """h: ``(B, 3, 3, 3, 3, K, D)`` = (band, row in band, stack, column in stack, digit); c: ``(B, D)``."""
         shift, scale, gate = self.ada(c)[:, None, None, None, None, None, :].chunk(3, dim=-1)
         u = _modulate(self.norm(h), shift, scale)
-        mixed = (self.own(u)
-                 + self.row(u.mean(dim=(3, 4), keepdim=True))  # same row: same band and row in band
-                 + self.col(u.mean(dim=(1, 2), keepdim=True))  # same column
-                 # same box: same band and stack (two single-axis means: a mean over two
-                 # non-adjacent axes at once is several times slower on CPU)
-                 + self.box(u.mean(dim=4, keepdim=True).mean(dim=2, keepdim=True))
-                 + self.dig(u.mean(dim=5, keepdim=True)))  # same cell, all digits
+        row = self.row(u.mean(dim=(3, 4), keepdim=True))  # same row: same band and row in band
+        col = self.col(u.mean(dim=(1, 2), keepdim=True))  # same column
+        # same box: same band and stack (two single-axis means: a mean over two non-adjacent axes
+        # at once is several times slower on CPU)
+        box = self.box(u.mean(dim=4, keepdim=True).mean(dim=2, keepdim=True))
+        dig = self.dig(u.mean(dim=5, keepdim=True))  # same cell, all digits
+        # The full-size (board x hidden) tensor is made once and the pooled terms are added in
+        # place: broadcast adds allocating a new full tensor each were a third of the CPU forward.
+        # row + box is still small (band, row, stack, digit), so it is added as one term.
+        mixed = self.own(u)
+        mixed += row + box
+        mixed += col
+        mixed += dig
         return h + gate * self.out(F.gelu(mixed))
 
 

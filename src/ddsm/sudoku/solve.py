@@ -48,7 +48,7 @@ class SolveConfig:
         steps: base steps of each sampling run; dilation: DDSM time dilation (>= 1).
         particles: samples per unsolved puzzle per round.
         budget: most diffusion samples per puzzle.
-        batch_size: boards per network call.
+        batch_size: boards per network call (None: by device, ``SudokuModel.batch_size``).
         mode: how the sampler narrows candidates during sampling (``ddsm.sudoku.constrained``):
             "propagate" (commit settled cells and propagate), "peers" or "static".
         search: fall back to exact search after the budget.
@@ -59,7 +59,7 @@ class SolveConfig:
     dilation: float = 1.0
     particles: int = 8
     budget: int = 16
-    batch_size: int = 128
+    batch_size: Optional[int] = None
     mode: str = "propagate"
     search: bool = True
     search_nodes: int = 2_000_000
@@ -134,8 +134,9 @@ def solve_puzzles(
         sym = _symmetries(len(owner), rounds * cfg.particles, generator)
         allowed = sym.apply_candidates(cand[owner])
         boards = []
-        for lo in range(0, len(owner), cfg.batch_size):
-            sl = slice(lo, lo + cfg.batch_size)
+        bs = sm.batch_size(cfg.batch_size)
+        for lo in range(0, len(owner), bs):
+            sl = slice(lo, lo + bs)
             boards.append(constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation,
                                              mode=cfg.mode, generator=generator)[0])
         grids = sym.inverse().apply(torch.cat(boards))
@@ -179,7 +180,7 @@ def solve_givens_only(
     *,
     steps: int = 100,
     dilation: float = 1.0,
-    batch_size: int = 128,
+    batch_size: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
 ) -> tuple[Tensor, Tensor]:
     """DDSM's solver: one sampling run per puzzle with the givens imposed on the state.
@@ -188,6 +189,7 @@ def solve_givens_only(
         ``(boards (N, 81) long, valid (N,) bool)``; valid = a complete valid grid keeping the givens.
     """
     out = []
+    batch_size = sm.batch_size(batch_size)
     for lo in range(0, puzzles.shape[0], batch_size):
         p = puzzles[lo : lo + batch_size]
         fixed = FixedPositions(p.clamp_min(0).to(sm.device), (p >= 0).to(sm.device))
