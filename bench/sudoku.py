@@ -83,8 +83,9 @@ def bench_solving(sm, data: Path, names: list[str], limit: int, cfg: SolveConfig
             "rate": round((diffusion + by.get("propagation", 0)) / n, 4),
             "rate_diffusion_only": round(diffusion / n, 4),
             "solved_by_propagation_alone": by.get("propagation", 0),
-            "budget": cfg.budget, "particles": cfg.particles, "steps": cfg.steps,
+            "budget": cfg.budget, "particles": cfg.particles, "steps": cfg.steps, "resample": cfg.resample,
             "mean_samples_used": round(float(res.samples_used.float().mean()), 2),
+            "mean_seconds": round(float((res.seconds - res.search_seconds).mean()), 4),
         }
         rec["with_search"] = {"rate": round(float(res.valid.float().mean()), 4), "by_solver": dict(by),
                               "median_seconds": round(statistics.median(res.seconds.tolist()), 4),
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--particles", type=int, default=8)
     p.add_argument("--solve-steps", type=int, default=50)
+    p.add_argument("--no-resample", dest="resample", action="store_false",
+                   help="particles of a puzzle run independently (no copies of the living, no early stop)")
     p.add_argument("--solve-dilation", type=float, default=1.0)
     p.add_argument("--givens-steps", type=int, default=100)
     p.add_argument("--givens-dilation", type=float, default=1.0)
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.batch_size, args.seed)
     if not args.skip_solve:
         cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
-                          budget=args.budget, batch_size=args.batch_size)
+                          budget=args.budget, batch_size=args.batch_size, resample=args.resample)
         bench_solving(sm, Path(args.data), args.collections.split(","), args.limit, cfg, args.givens_steps,
                       args.givens_dilation, args.seed, args.skip_givens_only)
     return 0

@@ -212,11 +212,44 @@ def test_constrained_sampler_never_proposes_excluded_digits(proc):
     puzzles = torch.cat([board(PUZZLE), board(EASY)]).repeat(2, 1)
     cand, _ = propagate(candidates(puzzles))
     for mode in ("static", "peers", "propagate"):
-        boards, dead = constrained_sample(sm, cand, steps=4, mode=mode, generator=torch.Generator().manual_seed(0))
+        out = constrained_sample(sm, cand, steps=4, mode=mode, generator=torch.Generator().manual_seed(0))
+        boards, dead = out.boards, out.dead
+        assert out.frame.tolist() == list(range(len(cand)))  # no groups: nothing resampled
         assert bool(cand.gather(2, boards[..., None]).all())  # every digit was allowed
         assert keeps_givens(boards, puzzles).all()
         assert is_solution(boards[1::2], puzzles[1::2]).all()  # the easy one is forced completely
         assert not dead[1::2].any()
+
+
+def test_dead_particles_take_a_living_particle_of_their_own_puzzle():
+    from ddsm.sudoku.constrained import _donors
+
+    group = torch.tensor([0, 0, 0, 1, 1, 2])
+    out = torch.tensor([True, False, False, True, True, True])  # leaving this step
+    needy = torch.tensor([True, False, False, True, False, True])  # died this step
+    g = torch.Generator().manual_seed(0)
+    picks = {int(_donors(group, out, needy, g)[0]) for _ in range(50)}
+    assert picks == {1, 2}  # uniform over the living boards of puzzle 0
+    src = _donors(group, out, needy, g)
+    assert src[3] == -1 and src[5] == -1  # puzzles 1 and 2 have no living board left
+    assert (src[~needy] == -1).all()
+
+
+def test_grouped_sampling_stays_within_each_puzzle(proc):
+    from ddsm.sudoku.constrained import constrained_sample
+    from ddsm.sudoku.model_io import SudokuModel
+
+    torch.manual_seed(0)
+    sm = SudokuModel(proc, SudokuDenoiser(d_model=8, n_layers=1, hidden=8).eval(), {}, None)
+    puzzles = torch.cat([board(PUZZLE).repeat(4, 1), board(EASY).repeat(2, 1)])
+    group = torch.tensor([0, 0, 0, 0, 1, 1])
+    cand, _ = propagate(candidates(puzzles))
+    out = constrained_sample(sm, cand, steps=6, group=group, generator=torch.Generator().manual_seed(3))
+    assert (group[out.frame] == group).all()  # copies come from the same puzzle only
+    assert bool(cand[out.frame].gather(2, out.boards[..., None]).all())  # allowed in the board's frame
+    assert keeps_givens(out.boards, puzzles).all()
+    assert is_solution(out.boards[4:], puzzles[4:]).all()
+    assert out.board_steps <= 4 * 6  # the easy puzzle's boards finish before any network call
 
 
 def test_solver_keeps_givens_and_reports_solvers(proc):

@@ -9,7 +9,9 @@ sampler with particles and restarts, and an exact search fallback.
    ``particles`` samples per round, each on the puzzle under a random board symmetry (the i-th
    particle uses the i-th rotation/reflection of the square, plus a random relabelling and
    row/column shuffle), mapped back afterwards; the first valid one answers (``"constraint-aware"``).
-   Rounds repeat until every puzzle is solved or has used ``budget`` samples.
+   A puzzle's particles run together: a particle ruled out by the rules is replaced by a copy of a
+   living one, and all stop when one finishes (``resample``). Rounds repeat until every puzzle is
+   solved or has used ``budget`` samples.
 3. optionally (``search=True``), depth-first search with constraint checks for what is left, trying
    digits in the order of the particles' votes (``"search"``).
 
@@ -51,6 +53,8 @@ class SolveConfig:
         batch_size: boards per network call (None: by device, ``SudokuModel.batch_size``).
         mode: how the sampler narrows candidates during sampling (``ddsm.sudoku.constrained``):
             "propagate" (commit settled cells and propagate), "peers" or "static".
+        resample: a puzzle's particles replace their dead by copies of the living, and stop once
+            one is finished (``ddsm.sudoku.constrained``).
         search: fall back to exact search after the budget.
         search_nodes: node limit of that search per puzzle.
     """
@@ -61,6 +65,7 @@ class SolveConfig:
     budget: int = 16
     batch_size: Optional[int] = None
     mode: str = "propagate"
+    resample: bool = True
     search: bool = True
     search_nodes: int = 2_000_000
 
@@ -69,13 +74,15 @@ class SolveConfig:
 class SolveResult:
     """Per puzzle: ``solutions (N, 81)`` long (for an unsolved puzzle the sampled board with the
     fewest clashing cells, or -1 where none was drawn), ``valid (N,)`` bool, ``solver``,
-    ``samples_used (N,)`` long, ``seconds (N,)`` float64, ``note`` (why unsolved, else "")."""
+    ``samples_used (N,)`` long, ``seconds (N,)`` float64 (all stages), ``search_seconds (N,)`` float64
+    (the part spent in the exact search), ``note`` (why unsolved, else "")."""
 
     solutions: Tensor
     valid: Tensor
     solver: list[str]
     samples_used: Tensor
     seconds: Tensor
+    search_seconds: Tensor
     note: list[str] = field(default_factory=list)
 
 
@@ -87,6 +94,20 @@ def _symmetries(n: int, first: int, generator: Optional[torch.Generator]) -> Sym
     # apply d then r: new[j] = r.digit[ (d then r cells) ]
     cells = torch.gather(d.cell_perm, 1, r.cell_perm)
     return Symmetry(cells, r.digit_perm)
+
+
+def _chunks(per: Tensor, batch_size: int) -> list[slice]:
+    """Slices of the particle list (``per[i]`` consecutive particles for puzzle i) holding whole
+    puzzles, about ``batch_size`` particles each, so a puzzle's particles share one sampling run."""
+    out, lo, hi = [], 0, 0
+    for n in per.tolist():
+        hi += n
+        if hi - lo >= batch_size:
+            out.append(slice(lo, hi))
+            lo = hi
+    if hi > lo:
+        out.append(slice(lo, hi))
+    return out
 
 
 @torch.no_grad()
@@ -110,6 +131,7 @@ def solve_puzzles(
     note = [""] * N
     used = torch.zeros(N, dtype=torch.long)
     secs = torch.zeros(N, dtype=torch.float64)
+    search_secs = torch.zeros(N, dtype=torch.float64)
 
     t0 = time.perf_counter()
     cand, dead = propagate(candidates(puzzles))
@@ -133,13 +155,14 @@ def solve_puzzles(
         owner = torch.repeat_interleave(active, per)
         sym = _symmetries(len(owner), rounds * cfg.particles, generator)
         allowed = sym.apply_candidates(cand[owner])
-        boards = []
-        bs = sm.batch_size(cfg.batch_size)
-        for lo in range(0, len(owner), bs):
-            sl = slice(lo, lo + bs)
-            boards.append(constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation,
-                                             mode=cfg.mode, generator=generator)[0])
-        grids = sym.inverse().apply(torch.cat(boards))
+        boards, frames = [], []
+        for sl in _chunks(per, sm.batch_size(cfg.batch_size)):
+            out = constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation, mode=cfg.mode,
+                                     group=owner[sl], resample=cfg.resample, generator=generator)
+            boards.append(out.boards)
+            frames.append(out.frame + sl.start)
+        frame = torch.cat(frames)  # a resampled board is in its donor's frame
+        grids = Symmetry(sym.cell_perm[frame], sym.digit_perm[frame]).inverse().apply(torch.cat(boards))
         ok = is_solution(grids, puzzles[owner])
         clashes = conflict_cells(grids).sum(-1)
         votes.index_add_(0, owner, torch.nn.functional.one_hot(grids, N_DIGITS).float())
@@ -166,11 +189,12 @@ def solve_puzzles(
                 sols[i], valid[i], solver[i] = torch.tensor(res.grid), True, SEARCH
             else:
                 note[i] = "no solution found within the search limit" if res.nodes else "no solution"
-            secs[i] += time.perf_counter() - t2
+            search_secs[i] = time.perf_counter() - t2
+    secs += search_secs
     for i in range(N):
         if not valid[i] and not note[i]:
             note[i] = f"no valid sample in {int(used[i])} samples"
-    return SolveResult(sols, valid, solver, used, secs, note)
+    return SolveResult(sols, valid, solver, used, secs, search_secs, note)
 
 
 @torch.no_grad()
