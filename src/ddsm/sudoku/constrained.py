@@ -7,9 +7,12 @@ proposes an excluded digit. Each board carries a candidate table ``allowed (B, 8
 - it starts as the givens plus what propagation deduced from them (a given cell allows only its
   digit, so givens are imposed exactly, with no resetting of their state);
 - ``mode="peers"``: once a cell has *settled* (its own sticks sit at one digit's vertex: local
-  posterior above ``settle``), that digit is excluded from its 20 peers;
+  posterior above ``settle``, 0.99 by default), that digit is excluded from its 20 peers;
 - ``mode="propagate"`` (default): settled cells are committed to their digit and the table is
-  propagated (naked and hidden singles) after every step, so forced cells follow at once.
+  propagated (naked and hidden singles) after every step, so forced cells follow at once. Here a
+  cell settles as soon as its local posterior passes 1/2 (the least that names one digit): early
+  commitments surface contradictions early, while they are cheap and a living copy can take
+  over. On norvig_top95 puzzles 1-24 (8 particles, 50 steps) that solved 7 against 1 at 0.99.
   A board whose table becomes contradictory is dropped (it cannot end valid), and a board whose
   table leaves one digit per cell is finished early: both save network calls;
 - ``mode="static"``: only the starting table.
@@ -46,7 +49,7 @@ MODES = ("static", "peers", "propagate")
 
 def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float) -> tuple[Tensor, Tensor]:
     """Candidate tables after this step's settled cells; ``(allowed, dead)``."""
-    settled = (local > settle) & allowed  # (B, 81, 9) one digit at most per cell (settle > 0.5)
+    settled = (local > settle) & allowed  # (B, 81, 9) one digit at most per cell (settle >= 0.5)
     if mode == "peers":
         narrowed = eliminate(allowed, settled)
         # a peer's claim never empties a cell here: the clash shows in the final check
@@ -82,7 +85,7 @@ def constrained_sample(
     steps: int = 50,
     dilation: float = 1.0,
     mode: str = "propagate",
-    settle: float = 0.99,
+    settle: Optional[float] = None,
     group: Optional[Tensor] = None,
     resample: bool = True,
     generator: Optional[torch.Generator] = None,
@@ -90,12 +93,17 @@ def constrained_sample(
     """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
 
     Args:
+        settle: local posterior above which a cell counts as settled (>= 0.5; None: 0.5 for
+            "propagate", 0.99 for "peers").
         group: ``(B,)`` long puzzle id of each board (None: every board on its own). Needs a mode
             other than "static" (boards die or finish only when their tables narrow).
         resample: replace dead boards by copies of living boards of their group.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    settle = (0.5 if mode == "propagate" else 0.99) if settle is None else float(settle)
+    if not 0.5 <= settle < 1.0:
+        raise ValueError(f"settle must be in [0.5, 1), got {settle}")
     proc, net, dev = sm.process, sm.net, sm.device
     B = allowed.shape[0]
     start = allowed.to(dev)
