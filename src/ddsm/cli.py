@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .sudoku.cli import add_sudoku_parser  # `ddsm sudoku ...` lives with the Sudoku code
 
     add_sudoku_parser(sub)
-    from .evaluate import add_evaluate_parser  # `ddsm evaluate ...` lives in ddsm/evaluate.py
+    from .evaluate_cli import add_evaluate_parser  # `ddsm evaluate ...`: ddsm/evaluate_cli.py
 
     add_evaluate_parser(sub)
 

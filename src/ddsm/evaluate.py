@@ -1,4 +1,5 @@
-"""Evaluate designed sequences against real ones, per class: ``ddsm evaluate`` and its Python API.
+"""Evaluate designed sequences against real ones, per class: the Python API behind ``ddsm evaluate``
+(whose command line is ``ddsm.evaluate_cli``).
 
 Metrics (one row per class, plus ``all``; ``nan`` where a metric does not apply):
 
@@ -29,14 +30,10 @@ diversity; k-mer, GC, oracle and novelty use every sequence.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
@@ -405,101 +402,3 @@ def format_table(df: "pd.DataFrame") -> str:
                 cells.append(f"{float(v):>{width}.4f}")
         lines.append(f"{metric:<{name_w}}  " + "  ".join(cells))
     return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------------- CLI
-def add_evaluate_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
-    """Add ``ddsm evaluate`` to the CLI's sub-command parsers (``sub = parser.add_subparsers()``)."""
-    e = sub.add_parser("evaluate", help="compare designed sequences with real ones (k-mers, GC, motifs, "
-                       "discriminator, oracle, diversity, novelty)",
-                       description="Per-class metrics of designed sequences against a reference set. "
-                       "Prints a table; optionally writes JSON and a self-contained HTML report.")
-    e.add_argument("designs", help="designed sequences (FASTA or TSV, optionally gzipped)")
-    e.add_argument("--reference", required=True, help="real sequences to compare with (FASTA or TSV)")
-    e.add_argument("--label-key", dest="label_key", default=None,
-                   help="header key of class labels, e.g. cell_type (designs may use class= from ddsm sample)")
-    e.add_argument("--train", default=None, help="training sequences, for novelty / memorisation")
-    e.add_argument("--oracle", default="auto",
-                   help="auto (bundled oracle matching the classes) | none | a bundled name "
-                        "(dhs4, epd_promoters) | an oracle folder")
-    e.add_argument("--no-motifs", dest="motifs", action="store_false", help="skip the JASPAR motif scan")
-    e.add_argument("--motifs-file", dest="motifs_file", default=None,
-                   help="JASPAR-format motif file instead of the bundled JASPAR 2024 vertebrates")
-    e.add_argument("--max-seqs", dest="max_seqs", type=int, default=1000,
-                   help="per class, sequences used by the motif scan, discriminator and diversity")
-    e.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
-    e.add_argument("--report", default=None, help="write a self-contained HTML report here")
-    e.add_argument("--run", dest="run_dir", default=None,
-                   help="training run folder (history.json) for the report's training curves")
-    e.add_argument("--seed", type=int, default=0, help="seeds the subsamples and cross-validation folds")
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda (oracle, motif scan, novelty)")
-    e.add_argument("--force", action="store_true", help="overwrite existing --json / --report files")
-    e.add_argument("--quiet", action="store_true", help="no progress messages")
-    e.set_defaults(func=cmd_evaluate)
-    return e
-
-
-def _check_output(path: Path, force: bool, flag: str) -> None:
-    from .data.io import check_output
-
-    check_output(path, force, flag)
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise DDSMInputError(f"--device must be auto, cpu or cuda, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DDSMInputError("--device cuda requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``ddsm evaluate``: read the files, evaluate, print the table, write JSON / HTML if asked."""
-    from .data import read_sequences
-    from .data.io import atomic_write_text
-
-    outputs = [(Path(p), flag) for p, flag in ((args.json_out, "--json"), (args.report, "--report")) if p]
-    for path, flag in outputs:
-        _check_output(path, args.force, flag)
-    if args.max_seqs < 2:
-        raise DDSMInputError(f"--max-seqs must be at least 2, got {args.max_seqs}")
-    if not 0 <= args.seed < 2**63:
-        raise DDSMInputError(f"--seed must be in [0, 2**63), got {args.seed}")
-    if args.run_dir and not Path(args.run_dir).is_dir():
-        raise DDSMInputError(f"--run {args.run_dir} is not a folder")
-    device = _device(args.device)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    designs = read_sequences(args.designs)
-    reference = read_sequences(args.reference)
-    train = read_sequences(args.train) if args.train else None
-    motifs: Any = args.motifs
-    if args.motifs and args.motifs_file:
-        from .metrics.motifs import load_jaspar
-
-        motifs = load_jaspar(args.motifs_file)
-    say(f"evaluating {len(designs)} designs against {len(reference)} reference sequences"
-        + (f" and {len(train)} training sequences" if train else "") + " ...")
-    t0 = time.time()
-    result = evaluate_detailed(designs, reference, label_key=args.label_key, train=train, oracle=args.oracle,
-                               motifs=motifs, max_seqs=args.max_seqs, seed=args.seed, device=device)
-    result.settings.update({"designs": str(args.designs), "reference": str(args.reference),
-                            "train": str(args.train) if args.train else None})
-    print(format_table(result.table))
-    if result.oracle:
-        acc = result.oracle.get("valid_accuracy")
-        print(f"oracle: {result.oracle['name']}" + (f" (validation accuracy {acc:.3f})" if acc is not None else ""))
-    if args.json_out:
-        atomic_write_text(args.json_out, json.dumps(result.to_json(), indent=1) + "\n", force=args.force)
-        say(f"wrote {args.json_out}")
-    if args.report:
-        from .report import build_report
-
-        html = build_report(result, run_dir=args.run_dir, title=f"ddsm evaluate: {Path(args.designs).name}")
-        atomic_write_text(args.report, html, force=args.force)
-        say(f"wrote {args.report}")
-    say(f"done in {time.time() - t0:.1f} s")
-    return 0
