@@ -6,6 +6,7 @@ files and draws progress bars.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -403,6 +404,7 @@ def score(
     batch_size: int = 32,
     repeats: int = 1,
     track: Optional[Any] = None,
+    t_start: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
@@ -411,7 +413,16 @@ def score(
     over ``repeats`` independent estimates).
 
     ``track``: raw signal tracks of a track-conditioned model, ``(N, L[, S])`` one per sequence or
-    ``(L[, S])`` for all (default: ``dataset.track``)."""
+    ``(L[, S])`` for all (default: ``dataset.track``). ``t_start``: native time where DDSM's ODE
+    bound starts (jacobi only; see ``JacobiProcess.bits_per_token``)."""
+    extra: dict[str, Any] = {}
+    if t_start is not None:
+        if "t_start" not in inspect.signature(run.process.bits_per_token).parameters:
+            raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
+        T = float(getattr(run.process, "T"))
+        if not 0.0 < t_start < T:
+            raise DDSMInputError(f"--t-start must be a native time in (0, {T:g}), got {t_start}")
+        extra["t_start"] = float(t_start)
     if dataset.length != run.seq_len:
         raise DDSMInputError(f"sequences have length {dataset.length}; the model was trained on length {run.seq_len}")
     tracks = _run_track(run, dataset.track if track is None else track, len(dataset))
@@ -431,7 +442,7 @@ def score(
             rows = tracks[start : start + len(xb)] if len(tracks) > 1 else np.repeat(tracks, len(xb), axis=0)
             binding = TrackBinding(run.model, torch.as_tensor(rows, device=device), cond)
             net, cond = binding, binding.rows()
-        vals = [run.process.bits_per_token(net, xb, cond=cond, generator=generator, steps=steps)
+        vals = [run.process.bits_per_token(net, xb, cond=cond, generator=generator, steps=steps, **extra)
                 for _ in range(repeats)]
         result[start : start + len(xb)] = torch.stack(vals).mean(0).cpu().numpy()
     return result

@@ -416,6 +416,22 @@ def test_sample_bad_options(cli, trained_model, tmp_path, extra, pattern):
     expect_error_no_output(cli, tmp_path, argv, pattern)
 
 
+def test_score_t_start_is_used_and_recorded(cli, trained_model, data_dir, tmp_path):
+    out = tmp_path / "s.tsv"
+    res = cli("score", trained_model, data_dir / "seqs.fasta", "-o", out, "--steps", "20", "--t-start", "1.0", *CPU)
+    assert res.code == 0, res.err
+    rows = read_tsv(out)
+    assert len(rows) == 10 and all(r["t_start"] == "1.0" for r in rows)
+    assert all(math.isfinite(float(r["bits_per_token"])) for r in rows)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "10", "1e9"])
+def test_score_t_start_out_of_range(cli, trained_model, data_dir, tmp_path, bad):
+    argv = ["score", trained_model, data_dir / "seqs.fasta", "-o", tmp_path / "s.tsv", "--steps", "2",
+            f"--t-start={bad}", *CPU]
+    expect_error_no_output(cli, tmp_path, argv, "--t-start")
+
+
 def test_score_wrong_length(cli, trained_model, tmp_path):
     rng = random.Random(2)
     write_fasta(tmp_path / "long.fasta", random_dna(rng, 5, SEQ_LEN + 6))
