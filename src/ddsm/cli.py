@@ -422,7 +422,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DDSMInputError("-n must be at least 1")
     _check_seed(args.seed)
     return run_demo(out=Path(args.out), steps=args.steps, seed=args.seed, n=args.n, force=args.force,
-                    quiet=args.quiet, device=_device(args.device), guidance=args.guidance)
+                    quiet=args.quiet, device=_device(args.device), guidance=args.guidance,
+                    say=lambda msg: print(msg, flush=True))
 
 
 # ---------------------------------------------------------------------------- parser

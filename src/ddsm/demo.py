@@ -15,7 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -26,8 +26,8 @@ BUNDLED_REFERENCE = {"dhs4": ("dhs4/valid_small.fasta.gz", "cell_type"),
                      "epd_promoters": ("epd_promoters/valid_small.fasta.gz", "species")}
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
+def _silent(msg: str) -> None:
+    pass
 
 
 def _progress(quiet: bool, desc: str):
@@ -39,7 +39,10 @@ def _progress(quiet: bool, desc: str):
 
 
 def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: bool = False,
-             quiet: bool = False, device: Optional[torch.device] = None, guidance: float = 1.0) -> int:
+             quiet: bool = False, device: Optional[torch.device] = None, guidance: float = 1.0,
+             say: Callable[[str], None] = _silent) -> int:
+    """Run the demo into folder ``out``; ``say`` receives the summary lines (tables, paths) that
+    ``ddsm demo`` prints, ``quiet`` silences the progress bars. Returns the exit code (0)."""
     from .api import BUNDLED_MODELS, resolve_model
 
     if out.exists() and any(out.iterdir()) and not force:
@@ -54,17 +57,18 @@ def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: b
         except DDSMInputError:
             pass
     if not available:
-        _say("no bundled models in this installation: training a small one on bundled DHS sequences")
-        return _train_small(out, seed=seed, quiet=quiet, device=device)
+        say("no bundled models in this installation: training a small one on bundled DHS sequences")
+        return _train_small(out, seed=seed, quiet=quiet, device=device, say=say)
     for name in available:
-        _design_and_evaluate(name, out, steps=steps, seed=seed, n=n, quiet=quiet, device=device, guidance=guidance)
-    _sudoku(out, seed=seed, quiet=quiet)
-    _say(f"\ndemo finished in {time.time() - t_start:.0f} s; outputs in {out}/")
+        _design_and_evaluate(name, out, steps=steps, seed=seed, n=n, quiet=quiet, device=device, guidance=guidance,
+                             say=say)
+    _sudoku(out, seed=seed, quiet=quiet, say=say)
+    say(f"\ndemo finished in {time.time() - t_start:.0f} s; outputs in {out}/")
     return 0
 
 
 def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int, quiet: bool,
-                         device: Optional[torch.device], guidance: float) -> None:
+                         device: Optional[torch.device], guidance: float, say: Callable[[str], None]) -> None:
     from .api import design, load_run
     from .data import Record, bundled_path, read_fasta, write_fasta
     from .data.io import atomic_write_text
@@ -75,7 +79,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int,
     run = load_run(name, device=device)
     ref_file, key = BUNDLED_REFERENCE[name]
     reference = read_fasta(bundled_path(ref_file))
-    _say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "
+    say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "
          f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}, seed {seed}")
     gen = seed_everything(seed)
     records = []
@@ -87,32 +91,32 @@ def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int,
             if s is not None:
                 records.append(Record(f"{name}_{cls}_{i}", s, {key: cls, "model": name, "seed": str(seed),
                                                                 "steps": str(steps), "guidance": f"{guidance:g}"}))
-    _say(f"designed {len(records)} sequences in {time.time() - t0:.0f} s -> {out / (name + '_designs.fasta')}")
+    say(f"designed {len(records)} sequences in {time.time() - t0:.0f} s -> {out / (name + '_designs.fasta')}")
     write_fasta(out / f"{name}_designs.fasta", records, force=True)
     t0 = time.time()
     result = evaluate_detailed(records, reference, label_key=key, oracle="auto", max_seqs=400, seed=seed,
                                device=device)
-    _say(format_table(result.table))
+    say(format_table(result.table))
     if result.oracle:
-        _say(f"oracle: {result.oracle['name']} (its own validation accuracy "
+        say(f"oracle: {result.oracle['name']} (its own validation accuracy "
              f"{result.oracle.get('valid_accuracy', float('nan')):.3f}); evaluated in {time.time() - t0:.0f} s")
     html = build_report(result, run_dir=run.path, title=f"ddsm demo: {name} designs vs held-out real sequences")
     atomic_write_text(out / f"{name}_report.html", html, force=True)
     atomic_write_text(out / f"{name}_evaluation.json", json.dumps(result.to_json(), indent=1) + "\n", force=True)
-    _say(f"report: {out / (name + '_report.html')}")
+    say(f"report: {out / (name + '_report.html')}")
 
 
-def _sudoku(out: Path, *, seed: int, quiet: bool) -> None:
+def _sudoku(out: Path, *, seed: int, quiet: bool, say: Callable[[str], None]) -> None:
     """Solve the first few of Norvig's hardest puzzles with the bundled Sudoku model, if present."""
     try:
         from .sudoku.demo import solve_demo
     except ImportError:
         return
-    solve_demo(out, seed=seed, quiet=quiet, say=_say)
+    solve_demo(out, seed=seed, quiet=quiet, say=say)
 
 
-def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.device], steps: int = 1500,
-                 n: int = 200) -> int:
+def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.device],
+                 say: Callable[[str], None], steps: int = 1500, n: int = 200) -> int:
     """The fallback: a small unconditional DDSM trained here on 4,000 bundled DHS sequences."""
     from .api import Run, build_network, fit, generate, sequence_summary
     from .data import Record, bundled_path, encode_records, read_fasta, write_fasta
@@ -133,7 +137,7 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
     run, summary = fit(train_ds, out / "model", process="jacobi", model="conv", model_options=options,
                        train_config=cfg, valid=valid_ds, device=device,
                        extra_meta={"data_path": "bundled:dhs4/train_small"})
-    _say(f"trained {steps} steps in {time.time() - t0:.0f} s")
+    say(f"trained {steps} steps in {time.time() - t0:.0f} s")
     designs = generate(run, n, steps=100, generator=seed_everything(seed + 100), device=device,
                        progress=_progress(quiet, "sample"))
     torch.manual_seed(seed)
@@ -143,7 +147,7 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
                 force=True)
     rows = {"untrained": sequence_summary(base, reference), "DDSM": sequence_summary(designs, reference),
             "real train": sequence_summary([r.seq for r in train_recs[: n * 5]], reference)}
-    _say(f"{'vs held-out DHS':20s} " + " ".join(f"{k:>11s}" for k in rows))
+    say(f"{'vs held-out DHS':20s} " + " ".join(f"{k:>11s}" for k in rows))
     for key in ("gc_abs_diff", "kmer3_js", "kmer4_js"):
-        _say(f"{key:20s} " + " ".join(f"{rows[k][key]:11.4f}" for k in rows))
+        say(f"{key:20s} " + " ".join(f"{rows[k][key]:11.4f}" for k in rows))
     return 0
