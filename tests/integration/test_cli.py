@@ -432,6 +432,15 @@ def test_score_t_start_out_of_range(cli, trained_model, data_dir, tmp_path, bad)
     expect_error_no_output(cli, tmp_path, argv, "--t-start")
 
 
+def test_score_t_start_refused_for_other_processes(cli, data_dir, tmp_path):
+    out = tmp_path / "masked"
+    res = cli("train", "--data", data_dir / "train.fasta", "--out", out, "--process", "masked", "--model", "mlp",
+              "--set-model", "hidden=8", "--steps", "3", "--batch-size", "8", *CPU)
+    assert res.code == 0, res.err
+    argv = ["score", out, data_dir / "seqs.fasta", "-o", tmp_path / "s.tsv", "--steps", "2", "--t-start", "1", *CPU]
+    expect_error_no_output(cli, tmp_path, argv, "--t-start applies to the jacobi process")
+
+
 def test_score_wrong_length(cli, trained_model, tmp_path):
     rng = random.Random(2)
     write_fasta(tmp_path / "long.fasta", random_dna(rng, 5, SEQ_LEN + 6))
