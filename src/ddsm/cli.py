@@ -1,4 +1,4 @@
-"""``ddsm`` command line: train, sample, score, demo, list.
+"""``ddsm`` command line: train, sample, score, evaluate, demo, list (``ddsm sudoku`` lives in ``ddsm.sudoku.cli``).
 
 Bad input never produces a traceback: every rejection is one line ``ddsm: error: ...`` on stderr
 and exit code 2; outputs are written to a temporary name and renamed when complete, and an
@@ -44,10 +44,10 @@ def _progress(desc: str, quiet: bool):
     return lambda it: tqdm(it, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def _check_output(path: Path, force: bool) -> None:
+def _check_output(path: Path, force: bool, label: str = "") -> None:
     from .data.io import check_output
 
-    check_output(path, force)
+    check_output(path, force, label)
 
 
 def _check_out_folder(out: Path) -> None:
@@ -426,7 +426,86 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     say=lambda msg: print(msg, flush=True))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``ddsm evaluate``: read the files, evaluate, print the table, write JSON / HTML if asked."""
+    from .data import read_sequences
+    from .data.io import atomic_write_text
+    from .evaluate import evaluate_detailed, format_table
+
+    outputs = [(Path(p), flag) for p, flag in ((args.json_out, "--json"), (args.report, "--report")) if p]
+    for path, flag in outputs:
+        _check_output(path, args.force, flag)
+    if args.max_seqs < 2:
+        raise DDSMInputError(f"--max-seqs must be at least 2, got {args.max_seqs}")
+    _check_seed(args.seed)
+    if args.run_dir and not Path(args.run_dir).is_dir():
+        raise DDSMInputError(f"--run {args.run_dir} is not a folder")
+    device = _device(args.device)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    designs = read_sequences(args.designs)
+    reference = read_sequences(args.reference)
+    train = read_sequences(args.train) if args.train else None
+    motifs: Any = args.motifs
+    if args.motifs and args.motifs_file:
+        from .metrics.motifs import load_jaspar
+
+        motifs = load_jaspar(args.motifs_file)
+    say(f"evaluating {len(designs)} designs against {len(reference)} reference sequences"
+        + (f" and {len(train)} training sequences" if train else "") + " ...")
+    t0 = time.time()
+    result = evaluate_detailed(designs, reference, label_key=args.label_key, train=train, oracle=args.oracle,
+                               motifs=motifs, max_seqs=args.max_seqs, seed=args.seed, device=device)
+    result.settings.update({"designs": str(args.designs), "reference": str(args.reference),
+                            "train": str(args.train) if args.train else None})
+    print(format_table(result.table))
+    if result.oracle:
+        acc = result.oracle.get("valid_accuracy")
+        print(f"oracle: {result.oracle['name']}" + (f" (validation accuracy {acc:.3f})" if acc is not None else ""))
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(result.to_json(), indent=1) + "\n", force=args.force)
+        say(f"wrote {args.json_out}")
+    if args.report:
+        from .report import build_report
+
+        html = build_report(result, run_dir=args.run_dir, title=f"ddsm evaluate: {Path(args.designs).name}")
+        atomic_write_text(args.report, html, force=args.force)
+        say(f"wrote {args.report}")
+    say(f"done in {time.time() - t0:.1f} s")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
+def add_evaluate_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add ``ddsm evaluate`` to the CLI's sub-command parsers (``sub = parser.add_subparsers()``)."""
+    e = sub.add_parser("evaluate", help="compare designed sequences with real ones (k-mers, GC, motifs, "
+                       "discriminator, oracle, diversity, novelty)",
+                       description="Per-class metrics of designed sequences against a reference set. "
+                       "Prints a table; optionally writes JSON and a self-contained HTML report.")
+    e.add_argument("designs", help="designed sequences (FASTA or TSV, optionally gzipped)")
+    e.add_argument("--reference", required=True, help="real sequences to compare with (FASTA or TSV)")
+    e.add_argument("--label-key", dest="label_key", default=None,
+                   help="header key of class labels, e.g. cell_type (designs may use class= from ddsm sample)")
+    e.add_argument("--train", default=None, help="training sequences, for novelty / memorisation")
+    e.add_argument("--oracle", default="auto",
+                   help="auto (bundled oracle matching the classes) | none | a bundled name "
+                        "(dhs4, epd_promoters) | an oracle folder")
+    e.add_argument("--no-motifs", dest="motifs", action="store_false", help="skip the JASPAR motif scan")
+    e.add_argument("--motifs-file", dest="motifs_file", default=None,
+                   help="JASPAR-format motif file instead of the bundled JASPAR 2024 vertebrates")
+    e.add_argument("--max-seqs", dest="max_seqs", type=int, default=1000,
+                   help="per class, sequences used by the motif scan, discriminator and diversity")
+    e.add_argument("--json", dest="json_out", default=None, help="write the metrics as JSON here")
+    e.add_argument("--report", default=None, help="write a self-contained HTML report here")
+    e.add_argument("--run", dest="run_dir", default=None,
+                   help="training run folder (history.json) for the report's training curves")
+    e.add_argument("--seed", type=int, default=0, help="seeds the subsamples and cross-validation folds")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda (oracle, motif scan, novelty)")
+    e.add_argument("--force", action="store_true", help="overwrite existing --json / --report files")
+    e.add_argument("--quiet", action="store_true", help="no progress messages")
+    e.set_defaults(func=cmd_evaluate)
+    return e
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ddsm", description="Dirichlet diffusion score models and other discrete "
                                 "diffusion processes for biological sequences.")
@@ -546,8 +625,6 @@ def build_parser() -> argparse.ArgumentParser:
     from .sudoku.cli import add_sudoku_parser  # `ddsm sudoku ...` lives with the Sudoku code
 
     add_sudoku_parser(sub)
-    from .evaluate_cli import add_evaluate_parser  # `ddsm evaluate ...`: ddsm/evaluate_cli.py
-
     add_evaluate_parser(sub)
 
     ls = sub.add_parser("list", help="list processes or models")
