@@ -419,7 +419,7 @@ def score(
     if t_start is not None:
         if "t_start" not in inspect.signature(run.process.bits_per_token).parameters:
             raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
-        T = float(getattr(run.process, "T"))
+        T = float(run.process.T)  # type: ignore[attr-defined]  # the jacobi process, checked above
         if not 0.0 < t_start < T:
             raise DDSMInputError(f"--t-start must be a native time in (0, {T:g}), got {t_start}")
         extra["t_start"] = float(t_start)
