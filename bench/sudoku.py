@@ -33,6 +33,7 @@ import torch
 from ddsm.sudoku.board import is_valid_grid, parse_board
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model_io import load_sudoku_model
+from ddsm.sudoku.precision import PRECISIONS
 from ddsm.sudoku.solve import SolveConfig, solve_givens_only, solve_puzzles
 
 COLLECTIONS = ("norvig_top95", "norvig_hardest11", "forum_hardest_1905_dev1000")
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="Sudoku checkpoint (default: bundled)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="network precision (auto: bf16 where native, e.g. CPUs with AMX)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grids", type=int, default=1000)
     p.add_argument("--dilations", default="1,2,4,8")
@@ -121,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sm = load_sudoku_model(args.model, device=args.device)
+    sm = load_sudoku_model(args.model, device=args.device, precision=args.precision)
     _emit({"model": str(sm.path), "model_options": sm.config["model"]["options"], "step": sm.config.get("step"),
-           "device": args.device, "threads": torch.get_num_threads()})
+           "device": args.device, "precision": sm.precision, "threads": torch.get_num_threads()})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
                          args.batch_size, args.seed)

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=2000, help="distinct backtracking grids behind the stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="warm-start from this Sudoku checkpoint folder (same model sizes)")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--self-condition", action="store_true",
+                   help="feed the network its previous posterior estimate (warm-starts from a network without it)")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on where bf16 is native: CUDA, CPUs with AMX)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1 is fastest for these small ops on a shared 2-core machine)")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         ema_decay=args.ema, minutes=args.minutes, pool_size=args.pool, seed=args.seed,
         amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes,
         model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden},
+        process={"focus": 0.8, "self_condition": args.self_condition},
     )
     t0 = time.time()
 
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval > 0:
         sm = load_sudoku_model(args.out, device=args.device)
         t1 = time.time()
-        grids = generate_grids(sm, args.eval, steps=args.eval_steps, batch_size=min(args.eval, 128),
+        grids = generate_grids(sm, args.eval, steps=args.eval_steps,
                                generator=torch.Generator().manual_seed(args.seed + 7))
         valid = is_valid_grid(grids).float().mean().item()
         rc = is_valid_grid(grids, check_boxes=False).float().mean().item()

@@ -67,6 +67,7 @@ def test_solve_end_to_end_with_bad_rows(tmp_path, tiny_model, capsys):
     assert [r["puzzle"] for r in rows][:2] == [HARD, EASY] and len(rows) == 6
     for key in ("solution", "valid", "samples_used", "seconds", "solver", "given_solution", "error"):
         assert key in rows[0]
+    assert all(r["seed"] == "3" for r in rows)
     for r in (rows[0], rows[1], rows[5]):
         assert r["valid"] == "True" and r["error"] == ""
         assert bool(is_solution(parse_board(r["solution"])[None], parse_board(r["puzzle"])[None])[0])
@@ -98,16 +99,35 @@ def test_solve_without_search_and_givens_only_keep_givens(tmp_path, tiny_model, 
             assert (r["valid"] == "True") == bool(is_solution(sol[None], puz[None])[0])
 
 
-def test_generate(tmp_path, tiny_model, capsys):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_generate(tmp_path, tiny_model, capsys, precision):
     out = tmp_path / "grids.csv"
     code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "3", "-o", out, "--model", tiny_model,
-                          "--time-dilation", "2", *FAST)
-    assert code == 0 and "generated 3 grids" in stdout
+                          "--time-dilation", "2", "--seed", "5", "--precision", precision, *FAST)
+    assert code == 0 and "generated 3 grids" in stdout and f"({precision})" in stdout
     rows = read(out)
     assert len(rows) == 3
     for r in rows:
         g = parse_board(r["grid"])
-        assert bool((g >= 0).all()) and r["valid"] == str(bool(is_valid_grid(g[None])[0]))
+        assert bool((g >= 0).all()) and r["valid"] == str(bool(is_valid_grid(g[None])[0])) and r["seed"] == "5"
+
+
+def test_self_conditioned_model_warm_started_from_a_plain_one(tmp_path, tiny_model, capsys):
+    from ddsm.sudoku.model_io import load_sudoku_model
+
+    out = tmp_path / "sc"
+    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1,
+                            model={"d_model": 8, "n_layers": 1, "hidden": 8},
+                            process={"n_train_times": 8, "self_condition": True})
+    train_sudoku(cfg, out, init_from=tiny_model)
+    sm = load_sudoku_model(out)
+    assert sm.process.self_condition and sm.net.self_condition and sm.net.in_channels == 18
+    src = tmp_path / "p.txt"
+    src.write_text(f"{HARD}\n{EASY}\n")
+    code, stdout, _ = run(capsys, "sudoku", "solve", src, "-o", tmp_path / "s.csv", "--model", out, *FAST)
+    assert code == 0 and "solved 2/2" in stdout
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", tmp_path / "g.csv", "--model", out, *FAST)
+    assert code == 0 and "generated 2 grids" in stdout
 
 
 @pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget"])

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DDSMInputError
+from .precision import PRECISIONS
 
 
 def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
                        help="boards per network call (default: 32 on a CPU, 512 on a GPU)")
         p.add_argument("--seed", type=int, default=0, help="seeds every random generator")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="network precision: bf16 autocast or fp32 (auto: bf16 where native: GPUs, CPUs with AMX)")
         p.add_argument("--threads", type=int, default=0,
                        help="CPU threads for torch (0: torch's default; 1 is often fastest on small machines)")
         p.add_argument("--force", action="store_true", help="overwrite the output")
@@ -77,7 +80,7 @@ def _setup(args: argparse.Namespace):
     if not (math.isfinite(args.time_dilation) and args.time_dilation >= 1):
         raise DDSMInputError("--time-dilation must be a finite number >= 1")
     device = _device(args.device)
-    sm = load_sudoku_model(args.model, device=device)
+    sm = load_sudoku_model(args.model, device=device, precision=args.precision)
     return sm, seed_everything(args.seed)
 
 
@@ -123,13 +126,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     has_ref = "solution" in columns
     out_cols = [c if c != "solution" else "given_solution" for c in columns]
-    out_cols += ["solution", "valid", "solver", "samples_used", "seconds"]
+    out_cols += ["solution", "valid", "solver", "samples_used", "seconds", "seed"]
     out_cols += (["matches_given_solution"] if has_ref else []) + ["error"]
     out_rows: list[dict[str, object]] = []
     where = {i: j for j, i in enumerate(good)}
     matches = 0
     for i, r in enumerate(rows):
         rec: dict[str, object] = {("given_solution" if k == "solution" else k): v for k, v in r.fields.items()}
+        rec["seed"] = args.seed
         if errors[i] is not None:
             rec.update(solution="", valid=False, solver="", samples_used=0, seconds="", error=errors[i])
         else:
@@ -156,7 +160,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
           + (f"; {bad} bad puzzle(s)" if bad else "") + (f"), median {med:.3f} s per puzzle" if len(good) else ")")
           + (f"; by solver: {parts}" if parts else "")
           + (f"; {matches}/{len(rows)} match the given solutions" if has_ref else "")
-          + f"; total {time.perf_counter() - t0:.1f} s -> {args.output}")
+          + f"; total {time.perf_counter() - t0:.1f} s ({sm.precision}) -> {args.output}")
     return 0
 
 
@@ -174,9 +178,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                            generator=gen)
     seconds = time.perf_counter() - t0
     ok, rc = is_valid_grid(grids), is_valid_grid(grids, check_boxes=False)
-    rows = [{"grid": format_board(g), "valid": bool(v), "valid_rows_cols": bool(w)} for g, v, w in zip(grids, ok, rc)]
-    write_csv(args.output, ["grid", "valid", "valid_rows_cols"], rows, force=args.force)
+    rows = [{"grid": format_board(g), "valid": bool(v), "valid_rows_cols": bool(w), "seed": args.seed}
+            for g, v, w in zip(grids, ok, rc)]
+    write_csv(args.output, ["grid", "valid", "valid_rows_cols", "seed"], rows, force=args.force)
     print(f"generated {args.n} grids: {100.0 * float(ok.float().mean()):.1f}% valid "
           f"(rows, columns and boxes; {100.0 * float(rc.float().mean()):.1f}% with rows and columns only), "
-          f"time dilation {args.time_dilation:g}, {steps} steps, {seconds / args.n:.3f} s per grid -> {args.output}")
+          f"time dilation {args.time_dilation:g}, {steps} steps, {seconds / args.n:.3f} s per grid "
+          f"({sm.precision}) -> {args.output}")
     return 0

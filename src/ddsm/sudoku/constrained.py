@@ -104,7 +104,7 @@ def constrained_sample(
     settle = (0.5 if mode == "propagate" else 0.99) if settle is None else float(settle)
     if not 0.5 <= settle < 1.0:
         raise ValueError(f"settle must be in [0.5, 1), got {settle}")
-    proc, net, dev = sm.process, sm.net, sm.device
+    proc, net, dev = sm.process, sm.model_fn, sm.device
     B = allowed.shape[0]
     start = allowed.to(dev)
     allowed = start.clone()
@@ -113,7 +113,9 @@ def constrained_sample(
     boards = torch.full((B, N_CELLS), -1, dtype=torch.long, device=dev)
     dead = torch.zeros(B, dtype=torch.bool, device=dev)
     live = torch.arange(B, device=dev)
-    v = proc.prior((B, N_CELLS), generator=generator, device=dev)
+    v = proc.sticks(proc.prior((B, N_CELLS), generator=generator, device=dev))
+    # the previous posterior of each live board (self-conditioning; zeros: none yet)
+    est = torch.zeros(B, N_CELLS, proc.K, dtype=torch.float64, device=dev) if proc.self_condition else None
     board_steps = 0
     for t, s, c in dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0):
         n = len(live)
@@ -134,6 +136,8 @@ def constrained_sample(
                     if bool((src >= 0).any()):
                         to, fro = torch.nonzero(src >= 0).flatten(), src[src >= 0]
                         v[to], table[to], feats[to] = v[fro], table[fro], feats[fro]
+                        if est is not None:
+                            est[to] = est[fro]
                         stats = {k: x.index_copy(0, to, x[fro]) for k, x in stats.items()}
                         allowed[live[to]] = table[to]
                         frame[live[to].cpu()] = frame[live[fro].cpu()]
@@ -141,14 +145,17 @@ def constrained_sample(
                 dead[live[gone]] = True
                 keep = ~(gone | finished | stop)
                 live, v = live[keep], v[keep]
+                est = None if est is None else est[keep]
                 stats = {k: x[keep] for k, x in stats.items()}
                 feats, t_b, s_b = feats[keep], t_b[keep], s_b[keep]
                 if len(live) == 0:
                     break
         board_steps += len(live)
-        logits = net(feats, t_b.float()).double().masked_fill(~allowed[live], float("-inf"))
-        score = proc.mixture_score(torch.softmax(logits, -1), stats)
-        v = proc.step(score, v, t_b, s_b, generator=generator, **({"dilation": c} if c != 1.0 else {}))
+        logits = net(proc.network_input(feats, est), t_b.float()).double().masked_fill(~allowed[live], float("-inf"))
+        probs = torch.softmax(logits, -1)
+        est = None if est is None else probs
+        score = proc.mixture_score(probs, stats)
+        v = proc.stick_step(score, v, t_b, s_b, generator=generator, **({"dilation": c} if c != 1.0 else {}))
     if len(live):
         x = sticks_to_simplex(v).masked_fill(~allowed[live], -1.0)
         boards[live] = x.argmax(-1)

@@ -36,7 +36,7 @@ def generate_grids(
     batch_size = sm.batch_size(batch_size)
     for lo in range(0, n, batch_size):
         b = min(batch_size, n - lo)
-        out.append(sample(proc, sm.net, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,
+        out.append(sample(proc, sm.model_fn, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,
                           device=sm.device, progress=progress))
     return torch.cat(out).cpu()
 

@@ -1,8 +1,10 @@
 """The Sudoku denoiser: a network over (cell, digit) pairs that respects the board's symmetries.
 
 Input: the local log-posterior of every cell over the 9 digits, ``(B, 81, 9)`` (see
-``ddsm.sudoku.process``); output: logits of the clean-board posterior, ``(B, 81, 9)``, as the
-input plus a learned correction (a zero correction is "every cell on its own").
+``ddsm.sudoku.process``), and with ``self_condition`` also the network's previous posterior
+estimate, ``(B, 81, 9)`` more channels (zeros: none yet); output: logits of the clean-board
+posterior, ``(B, 81, 9)``, as the local log-posterior plus a learned correction (a zero correction
+is "every cell on its own").
 
 Each of the 81 x 9 (cell, digit) pairs carries a feature vector. A block mixes information only by
 averaging over the structures of the game: over the row, the column and the box of the cell (for
@@ -84,19 +86,26 @@ class SudokuDenoiser(Denoiser):
         d_model: width of each (cell, digit) feature vector.
         n_layers: pooling blocks.
         hidden: width inside a block.
+        self_condition: the input also carries the previous posterior estimate (``in_channels =
+            2 K``). Sampling feeds the estimate of the previous step, so reasoning carries over
+            from step to step (Chen et al.'s self-conditioning; for Sudoku a recurrence over
+            sampling time, as in recurrent relational networks).
     """
 
     description = "digit-equivariant row/column/box pooling network over (cell, digit) pairs (Sudoku)"
 
     def __init__(self, in_channels: int = 9, out_channels: int = 9, n_classes: int = 0, *,
-                 d_model: int = 64, n_layers: int = 6, hidden: int = 128) -> None:
+                 d_model: int = 64, n_layers: int = 6, hidden: int = 128, self_condition: bool = False) -> None:
         super().__init__()
-        if in_channels != out_channels:
-            raise ValueError(f"SudokuDenoiser maps K digits to K digits, got {in_channels} -> {out_channels}")
+        if in_channels != out_channels * (2 if self_condition else 1):
+            raise ValueError(f"SudokuDenoiser maps K digits (2 K with self-conditioning) to K digits, got "
+                             f"{in_channels} -> {out_channels} with self_condition={self_condition}")
         self.in_channels, self.out_channels, self.n_classes = in_channels, out_channels, n_classes
         self.d_model, self.n_layers, self.hidden = d_model, n_layers, hidden
+        self.self_condition = bool(self_condition)
         self.embed = ConditionEmbedding(d_model, n_classes)
-        self.inp = nn.Linear(2, d_model)
+        # per (cell, digit): local probability, bounded local log-probability[, previous estimate]
+        self.inp = nn.Linear(3 if self.self_condition else 2, d_model)
         self.blocks = nn.ModuleList(_PoolBlock(d_model, hidden) for _ in range(n_layers))
         self.out_norm = nn.LayerNorm(d_model, elementwise_affine=False)
         self.out_ada = nn.Linear(d_model, 2 * d_model)
@@ -106,15 +115,20 @@ class SudokuDenoiser(Denoiser):
             nn.init.zeros_(lin.bias)
 
     def forward(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """x: ``(B, 81, K)`` local log-posteriors; t: ``(B,)``; cond: ``(B,)`` or None ->
+        """x: ``(B, 81, K)`` local log-posteriors (``(B, 81, 2 K)`` with the previous estimate's
+        probabilities after them under self-conditioning); t: ``(B,)``; cond: ``(B,)`` or None ->
         ``(B, 81, K)`` float32 posterior logits."""
-        B, L, K = x.shape
+        B, L, C = x.shape
+        K = self.out_channels
         if L != _SIDE * _SIDE:
             raise ValueError(f"SudokuDenoiser needs 81 cells, got {L}")
+        if C != self.in_channels:
+            raise ValueError(f"SudokuDenoiser expects {self.in_channels} input channels, got {C}")
         c = F.silu(self.embed(t, cond))
-        logp = x.float().clamp_min(-30.0)
-        # per (cell, digit): its local probability and a bounded log-probability
-        feats = torch.stack([logp.exp(), logp / 10.0], dim=-1)  # (B, 81, K, 2)
+        local = x[..., :K].float()
+        logp = local.clamp_min(-30.0)
+        parts = [logp.exp(), logp / 10.0] + ([x[..., K:].float()] if self.self_condition else [])
+        feats = torch.stack(parts, dim=-1)  # (B, 81, K, 2 or 3)
         # cells in row-major order: (row, column) = (3 band + r, 3 stack + c)
         h = self.inp(feats).view(B, 3, 3, 3, 3, K, self.d_model) + c[:, None, None, None, None, None, :]
         for block in self.blocks:
@@ -122,4 +136,19 @@ class SudokuDenoiser(Denoiser):
         shift, scale = self.out_ada(c)[:, None, None, None, None, None, :].chunk(2, dim=-1)
         corr = self.head(_modulate(self.out_norm(h), shift, scale)).reshape(B, L, K)
         # the residual is added in float32 so bf16 autocast cannot round the exact evidence
-        return x.float() + corr.float()
+        return local + corr.float()
+
+
+def add_self_conditioning(base: SudokuDenoiser) -> SudokuDenoiser:
+    """A self-conditioned copy of a trained ``base`` network that computes exactly what ``base``
+    computes: the input weight of the estimate channel starts at zero, so training (warm-started
+    from ``base``) only has to learn how to use the estimate."""
+    if base.self_condition:
+        raise ValueError("the network is already self-conditioned")
+    net = SudokuDenoiser(2 * base.out_channels, base.out_channels, base.n_classes, d_model=base.d_model,
+                         n_layers=base.n_layers, hidden=base.hidden, self_condition=True)
+    state = dict(base.state_dict())
+    w = state["inp.weight"]  # (d_model, 2): the local probability and log-probability channels
+    state["inp.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+    net.load_state_dict(state)
+    return net.to(w.device)

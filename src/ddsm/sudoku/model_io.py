@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
+from torch import Tensor
 
 from ..checkpoint import load_config, load_model_weights
 from ..errors import DDSMInputError
 from .model import SudokuDenoiser
+from .precision import PRECISIONS, resolve_precision
 from .process import PosteriorJacobiProcess
 from .training import MODEL_NAME
 
@@ -31,10 +33,18 @@ class SudokuModel:
     net: SudokuDenoiser
     config: dict[str, Any]
     path: Path
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast of the network's matrix products)
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    def model_fn(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """The network as the samplers call it: ``(B, 81, K)`` features -> ``(B, 81, K)`` float32
+        posterior logits, under bf16 autocast when ``precision == "bf16"`` (the bundled model was
+        trained under bf16 autocast; its exact-evidence residual is added in float32 either way)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.net(x, t, cond)
 
     def batch_size(self, requested: Optional[int] = None) -> int:
         """Boards per network call: ``requested``, or by device when None. On a CPU 32: the
@@ -46,12 +56,19 @@ class SudokuModel:
 
 
 def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
-                      device: Optional[Union[str, torch.device]] = None) -> SudokuModel:
+                      device: Optional[Union[str, torch.device]] = None, precision: str = "auto") -> SudokuModel:
     """Load a Sudoku checkpoint folder (default: the bundled one).
 
+    Args:
+        precision: "fp32", "bf16" (autocast) or "auto": bf16 where it is native
+            (:func:`ddsm.sudoku.precision.native_bf16`).
+
     Raises:
-        DDSMInputError: not a checkpoint, not a Sudoku checkpoint, or weights that do not fit.
+        DDSMInputError: not a checkpoint, not a Sudoku checkpoint, weights that do not fit, or an
+            unknown precision.
     """
+    if precision not in PRECISIONS:
+        raise DDSMInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     folder = Path(path) if path is not None else BUNDLED_DIR
     if path is None and not (folder / "config.json").is_file():
         raise DDSMInputError(f"no bundled Sudoku model in {folder}; pass --model DIR "
@@ -71,4 +88,5 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
     net.eval()
     if device is not None:
         net.to(device)
-    return SudokuModel(process, net, config, folder)
+    precision = resolve_precision(precision, next(net.parameters()).device)
+    return SudokuModel(process, net, config, folder, precision)

@@ -19,7 +19,13 @@ if k > i and the stationary score if k < i. Why:
 - training is cross-entropy on x0, minimised by the same posterior that gives DDSM's exact score.
 
 The model output passed to ``step`` is the raw stick score in float64 (not DDSM's normalised
-score), so ``score_from_output`` is the identity here. Per-stick statistics come from
+score), so ``score_from_output`` is the identity here.
+
+Self-conditioning (``self_condition=True``): the network also sees its previous posterior
+estimate (zeros: none). As for analog bits, the state carries it, ``concat(sticks, estimate)``
+``(B, L, K - 1 + K)``, and the model output carries the new one, ``concat(score, posterior)``
+``(B, L, K - 1 + K)``, so ``step`` stays a pure function of (output, state). Training feeds, on a
+random half of the batch, the stop-gradient posterior of a first pass made with no estimate. Per-stick statistics come from
 :mod:`ddsm.sudoku.tables` (exact values tabulated per time).
 """
 
@@ -34,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng as _rng
 from ..processes.base import LossOutput, ModelFn, NoisySample, reduce_terms
 from ..processes.jacobi import JacobiProcess
 from .tables import LineageQuantiles, StickTables, TableCache, draw_sticks
@@ -48,7 +55,8 @@ class PosteriorJacobiProcess(JacobiProcess):
 
     def __init__(self, K: int, T: float = 5.0, t_min: float = 0.01, t_train_min: float = 0.004,
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 128,
-                 focus: float = 0.0, focus_tau_min: float = 0.3, focus_tau_max: float = 3.5) -> None:
+                 focus: float = 0.0, focus_tau_min: float = 0.3, focus_tau_max: float = 3.5,
+                 self_condition: bool = False) -> None:
         """
         Args:
             K, T, t_min, t_train_min, speed_balanced, eps: as for :class:`JacobiProcess`.
@@ -65,17 +73,53 @@ class PosteriorJacobiProcess(JacobiProcess):
         if not 0.0 <= focus <= 1.0:
             raise ValueError(f"focus must lie in [0, 1], got {focus}")
         self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
+        self.self_condition = bool(self_condition)
         self._tables = TableCache(self.a, self.b, self.speed)
         self._quantiles: OrderedDict[float, LineageQuantiles] = OrderedDict()
 
     # ------------------------------------------------------------------ network interface
     @property
     def in_channels(self) -> int:
-        return self.K
+        return 2 * self.K if self.self_condition else self.K
 
     @property
     def out_channels(self) -> int:
         return self.K
+
+    # ------------------------------------------------------------------ state layout
+    def sticks(self, xt: Tensor) -> Tensor:
+        """The stick coordinates ``(B, L, K-1)`` of a state (which may carry an estimate after them)."""
+        return xt[..., : self.K - 1]
+
+    def estimate(self, xt: Tensor) -> Optional[Tensor]:
+        """The previous posterior estimate ``(B, L, K)`` carried by a state (None without self-conditioning)."""
+        return xt[..., self.K - 1 :] if self.self_condition else None
+
+    def _with_estimate(self, v: Tensor, probs: Optional[Tensor]) -> Tensor:
+        """State from sticks ``v (B, L, K-1)`` and a posterior ``probs (B, L, K)`` (zeros if None)."""
+        if not self.self_condition:
+            return v
+        est = v.new_zeros(*v.shape[:-1], self.K) if probs is None else probs.to(v.dtype)
+        return torch.cat([v, est], dim=-1)
+
+    def network_input(self, feats: Tensor, estimate: Optional[Tensor]) -> Tensor:
+        """Network input from local log-posteriors ``feats (B, L, K)`` and a previous estimate
+        ``(B, L, K)`` (None: none yet): ``(B, L, in_channels)`` float32."""
+        if not self.self_condition:
+            return feats
+        est = torch.zeros_like(feats) if estimate is None else estimate.to(feats.dtype)
+        return torch.cat([feats, est], dim=-1)
+
+    def prior(self, shape: tuple[int, int], *, generator: Optional[torch.Generator] = None,
+              device: Optional[torch.device] = None) -> Tensor:
+        """Stationary sticks, with a zero estimate under self-conditioning."""
+        return self._with_estimate(super().prior(shape, generator=generator, device=device), None)
+
+    def decode(self, xt: Tensor) -> Tensor:
+        return super().decode(self.sticks(xt))
+
+    def is_valid(self, xt: Tensor) -> bool:
+        return super().is_valid(self.sticks(xt))
 
     # ------------------------------------------------------------------ training times
     @cached_property
@@ -164,21 +208,36 @@ class PosteriorJacobiProcess(JacobiProcess):
         return torch.log_softmax(self.category_loglik(stats), dim=-1).float()
 
     def model_input(self, xt: Tensor, t: Tensor) -> Tensor:
-        return self.features(self.stick_stats(xt, t))
+        return self.network_input(self.features(self.stick_stats(self.sticks(xt), t)), self.estimate(xt))
 
     def posterior_logits(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None,
                          stats: Optional[dict[str, Tensor]] = None) -> Tensor:
         """Logits of p(x0 | xt): ``(B, L, K)`` float64."""
-        stats = self.stick_stats(xt, t) if stats is None else stats
-        return model(self.features(stats), t.float(), cond).double()
+        stats = self.stick_stats(self.sticks(xt), t) if stats is None else stats
+        return model(self.network_input(self.features(stats), self.estimate(xt)), t.float(), cond).double()
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """The stick score ``(B, L, K-1)`` float64 implied by the network's posterior."""
+        """The stick score ``(B, L, K-1)`` float64 implied by the network's posterior (followed by
+        the posterior itself, ``(B, L, K-1 + K)``, under self-conditioning)."""
         if getattr(model, "takes_state", False):
             return model(xt, t, cond)
-        stats = self.stick_stats(xt, t)
+        stats = self.stick_stats(self.sticks(xt), t)
         probs = torch.softmax(self.posterior_logits(model, xt, t, cond, stats), dim=-1)
-        return self.mixture_score(probs, stats)
+        score = self.mixture_score(probs, stats)
+        return torch.cat([score, probs], dim=-1) if self.self_condition else score
+
+    def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
+             generator: Optional[torch.Generator] = None, dilation: float = 1.0) -> Tensor:
+        """DDSM's Euler-Maruyama step on the sticks; under self-conditioning the output's posterior
+        becomes the state's estimate."""
+        v = self.stick_step(output[..., : self.K - 1], self.sticks(xt), t, s, generator=generator, dilation=dilation)
+        return self._with_estimate(v, output[..., self.K - 1 :] if self.self_condition else None)
+
+    def stick_step(self, score: Tensor, v: Tensor, t: Tensor, s: Tensor, *,
+                   generator: Optional[torch.Generator] = None, dilation: float = 1.0) -> Tensor:
+        """DDSM's Euler-Maruyama step of the sticks ``v (B, L, K-1)`` alone, given their score
+        ``(B, L, K-1)`` (samplers that keep the estimate themselves, e.g. the constraint-aware one)."""
+        return super().step(score, v, t, s, generator=generator, dilation=dilation)
 
     def score_from_output(self, output: Tensor, v: Tensor, tau: Tensor) -> Tensor:
         return output.double()
@@ -223,16 +282,29 @@ class PosteriorJacobiProcess(JacobiProcess):
         b, l = torch.nonzero(known, as_tuple=True)
         fresh = self.sample_noisy(x0[b, l][:, None].clamp(0, self.K - 1), t[b], generator=generator).xt[:, 0]
         out = xt.clone()
-        out[b, l] = fresh
+        out[b, l, : self.K - 1] = fresh
         return out
 
     # ------------------------------------------------------------------ training
     def loss(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
              pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> LossOutput:
-        """Cross-entropy of the network's posterior on the clean tokens, per token ``(B, L)``."""
+        """Cross-entropy of the network's posterior on the clean tokens, per token ``(B, L)``.
+
+        Under self-conditioning, a random half of the batch first gets the (stop-gradient)
+        posterior of a pass with no estimate, as its estimate."""
         t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         noisy = self.sample_noisy(x0, t, generator=generator)
-        logits = model(self.model_input(noisy.xt, t), t.float(), cond)
+        feats = self.features(self.stick_stats(noisy.xt, t))
+        est = None
+        if self.self_condition:
+            est = torch.zeros_like(feats)
+            use = _rng.rand(x0.shape[0], generator=generator, device=x0.device) < 0.5
+            if bool(use.any()):
+                sub = None if cond is None else cond[use]
+                with torch.no_grad():
+                    first = model(self.network_input(feats[use], None), t[use].float(), sub)
+                est[use] = torch.softmax(first.float(), dim=-1)
+        logits = model(self.network_input(feats, est), t.float(), cond)
         terms = F.cross_entropy(logits.float().reshape(-1, self.K), x0.reshape(-1), reduction="none")
         return reduce_terms(terms.reshape(x0.shape), pad_mask)
 

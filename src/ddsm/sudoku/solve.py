@@ -217,7 +217,7 @@ def solve_givens_only(
     for lo in range(0, puzzles.shape[0], batch_size):
         p = puzzles[lo : lo + batch_size]
         fixed = FixedPositions(p.clamp_min(0).to(sm.device), (p >= 0).to(sm.device))
-        out.append(sample(sm.process, sm.net, tuple(p.shape), steps=steps, dilation=dilation, fixed=fixed,
+        out.append(sample(sm.process, sm.model_fn, tuple(p.shape), steps=steps, dilation=dilation, fixed=fixed,
                           generator=generator, device=sm.device).cpu())
     boards = torch.cat(out)
     return boards, is_solution(boards, puzzles)

@@ -2,8 +2,8 @@
 
 ``ddsm.train.train`` trains on a fixed tensor and in float32; Sudoku needs neither a data set (the
 generator makes fresh grids every step) nor full precision on a GPU, so this is a short loop of its
-own: AdamW with warm-up and cosine decay, gradient clipping, EMA weights, optional bf16 autocast on
-CUDA, a wall-clock limit, and a checkpoint folder written with ``ddsm.checkpoint.save_checkpoint``
+own: AdamW with warm-up and cosine decay, gradient clipping, EMA weights, bf16 autocast where bf16
+is native (CUDA, CPUs with AMX), a wall-clock limit, and a checkpoint folder written with ``ddsm.checkpoint.save_checkpoint``
 (``model.name = "sudoku"``; load it with :func:`ddsm.sudoku.model_io.load_sudoku_model`).
 """
 
@@ -22,7 +22,8 @@ import torch
 from ..checkpoint import load_config, load_model_weights, save_checkpoint
 from ..ema import EMA
 from .generator import GridStream, base_grids
-from .model import SudokuDenoiser
+from .model import SudokuDenoiser, add_self_conditioning
+from .precision import native_bf16
 from .process import PosteriorJacobiProcess
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class SudokuTrainConfig:
         minutes: wall-clock limit in minutes (0: none).
         pool_size: distinct backtracking grids behind the symmetry stream.
         seed: seeds the pool, the weights and the noise.
-        amp: bf16 autocast (CUDA only).
+        amp: bf16 autocast where bf16 is native (CUDA; CPUs with AMX or AVX512-BF16).
         checkpoint_minutes: also save every this many minutes (0: only at the end).
         model: SudokuDenoiser options; process: PosteriorJacobiProcess options.
     """
@@ -92,7 +93,9 @@ def train_sudoku(
 
     Args:
         init_from: a Sudoku checkpoint folder whose saved (EMA) weights start the run; its model
-            options must equal ``cfg.model``. Optimiser, schedule and step count start afresh.
+            options must equal ``cfg.model``. Optimiser, schedule and step count start afresh. A
+            network trained without self-conditioning can start a self-conditioned run
+            (:func:`add_self_conditioning`).
         on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
             steps and at the end.
     Returns:
@@ -100,14 +103,20 @@ def train_sudoku(
         weights; ``ema.copy_to(model)`` gives the saved ones).
     """
     device = torch.device(device)
-    amp = bool(cfg.amp and device.type == "cuda")
+    amp = bool(cfg.amp and native_bf16(device))
     process = PosteriorJacobiProcess(K=9, **cfg.process)
     torch.manual_seed(cfg.seed)  # initial weights
-    model = SudokuDenoiser(9, 9, **cfg.model)
+    model = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **cfg.model)
     warm: dict[str, Any] = {}
     if init_from is not None:
-        load_model_weights(init_from, model)  # checks names and shapes against cfg.model
         prior = load_config(init_from)
+        if process.self_condition and not prior["model"]["options"].get("self_condition", False):
+            # a network trained without self-conditioning gains the estimate channel, unused at first
+            base = SudokuDenoiser(9, 9, **cfg.model)
+            load_model_weights(init_from, base)  # checks names and shapes against cfg.model
+            model = add_self_conditioning(base)
+        else:
+            load_model_weights(init_from, model)  # checks names and shapes against cfg.model
         # Keep the lineage: which run this one continued, after how many steps and seconds.
         warm = {"init_from": {"path": str(init_from), "step": prior.get("step"), "seconds": prior.get("seconds"),
                               "train": prior.get("train"), "init_from": prior.get("init_from")}}
@@ -123,7 +132,7 @@ def train_sudoku(
     ema = EMA(model, cfg.ema_decay)
 
     def net(x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             return model(x, t, cond)
 
     def save(step: int, seconds: float) -> None:
