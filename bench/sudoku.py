@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 
 from ddsm.sudoku.board import is_valid_grid, parse_board
+from ddsm.sudoku.constrained import ON_DEAD
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.sudoku.precision import PRECISIONS
@@ -84,7 +85,8 @@ def bench_solving(sm, data: Path, names: list[str], limit: int, cfg: SolveConfig
             "rate": round((diffusion + by.get("propagation", 0)) / n, 4),
             "rate_diffusion_only": round(diffusion / n, 4),
             "solved_by_propagation_alone": by.get("propagation", 0),
-            "budget": cfg.budget, "particles": cfg.particles, "steps": cfg.steps, "resample": cfg.resample,
+            "budget": cfg.budget, "particles": cfg.particles, "steps": cfg.steps, "on_dead": cfg.on_dead,
+            "rewind": cfg.rewind, "learn": cfg.learn,
             "mean_samples_used": round(float(res.samples_used.float().mean()), 2),
             "mean_seconds": round(float((res.seconds - res.search_seconds).mean()), 4),
         }
@@ -111,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collections", default=",".join(COLLECTIONS))
     p.add_argument("--limit", type=int, default=0, help="first N puzzles per collection (0: all)")
     p.add_argument("--budget", type=int, default=16)
-    p.add_argument("--particles", type=int, default=8)
-    p.add_argument("--solve-steps", type=int, default=50)
-    p.add_argument("--no-resample", dest="resample", action="store_false",
-                   help="particles of a puzzle run independently (no copies of the living, no early stop)")
+    p.add_argument("--particles", type=int, default=1)
+    p.add_argument("--solve-steps", type=int, default=30)
+    p.add_argument("--on-dead", default="rewind", choices=ON_DEAD,
+                   help="what a particle ruled out by the rules does (ddsm.sudoku.constrained)")
+    p.add_argument("--rewind", type=int, default=2, help="steps of a dead particle's first rewind")
+    p.add_argument("--no-learn", dest="learn", action="store_false",
+                   help="a rewinding particle keeps its table (no failed-literal exclusions)")
     p.add_argument("--solve-dilation", type=float, default=1.0)
     p.add_argument("--givens-steps", type=int, default=100)
     p.add_argument("--givens-dilation", type=float, default=1.0)
@@ -132,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                          args.batch_size, args.seed)
     if not args.skip_solve:
         cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
-                          budget=args.budget, batch_size=args.batch_size, resample=args.resample)
+                          budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
+                          learn=args.learn)
         bench_solving(sm, Path(args.data), args.collections.split(","), args.limit, cfg, args.givens_steps,
                       args.givens_dilation, args.seed, args.skip_givens_only)
     return 0

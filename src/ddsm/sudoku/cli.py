@@ -46,8 +46,9 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("puzzles", help="CSV with a 'puzzle' column (81 characters, '.' or '0' blank); "
                    "a 'solution' column is only compared against")
     common(s)
-    s.add_argument("--budget", type=int, default=16, help="most diffusion samples per puzzle (then exact search)")
-    s.add_argument("--particles", type=int, default=8, help="samples per puzzle per round")
+    s.add_argument("--budget", type=int, default=16,
+                   help="most network calls per puzzle, in full sampling runs (then exact search)")
+    s.add_argument("--particles", type=int, default=1, help="boards per puzzle per round")
     s.add_argument("--givens-only", dest="givens_only", action="store_true",
                    help="DDSM's original solver only: one run per puzzle, givens imposed, no rules")
     s.add_argument("--no-search", dest="search", action="store_false",
@@ -107,7 +108,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             _say(args, f"line {rows[i].line}: {e}")
     puzzles = torch.stack([parse_board(rows[i].puzzle) for i in good]) if good else torch.empty(0, 81, dtype=torch.long)
     t0 = time.perf_counter()
-    steps = args.steps or (100 if args.givens_only else 50)
+    steps = args.steps or (100 if args.givens_only else SolveConfig.steps)
     if args.givens_only:
         boards, ok = solve_givens_only(sm, puzzles, steps=steps, dilation=args.time_dilation,
                                        batch_size=args.batch_size, generator=gen)

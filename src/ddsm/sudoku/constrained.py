@@ -11,28 +11,43 @@ proposes an excluded digit. Each board carries a candidate table ``allowed (B, 8
 - ``mode="propagate"`` (default): settled cells are committed to their digit and the table is
   propagated (naked and hidden singles) after every step, so forced cells follow at once. Here a
   cell settles as soon as its local posterior passes 1/2 (the least that names one digit): early
-  commitments surface contradictions early, while they are cheap and a living copy can take
-  over. On norvig_top95 puzzles 1-24 (8 particles, 50 steps) that solved 7 against 1 at 0.99.
-  A board whose table becomes contradictory is dropped (it cannot end valid), and a board whose
-  table leaves one digit per cell is finished early: both save network calls;
+  commitments surface contradictions early, while they are cheap to undo. A board whose table
+  leaves one digit per cell is finished early (it is then a valid grid);
 - ``mode="static"``: only the starting table.
 
 Excluded digits get posterior zero, so the mixture score drives each cell along the exact reverse
 path of one of its allowed digits. Boards still running at the end are decoded by argmax of their
 simplex point over their allowed digits. Validity is not guaranteed and must be checked.
 
-Particles of one puzzle (``group``) cooperate, as in sequential Monte Carlo with a 0/1 weight
-(alive or not): when a board's table becomes contradictory it is replaced by a copy of a random
-living board of its group (state, table and frame), which then diverges through the SDE's own
-noise, so the group's budget is not lost with the board; and once one board of a group is
+A board whose table becomes contradictory cannot end valid. What it does then (``on_dead``):
+
+- ``"rewind"`` (default): it goes back to its own state ``rewind`` steps earlier (twice as far at
+  each further death, back to the prior at most) and draws new noise from there. With ``learn``
+  its table there first loses every digit that the failed run had fixed and that, alone, leads
+  that table to a contradiction under propagation (failed-literal probing: a deduction from the
+  rules, so no solution is lost). The run then cannot repeat that mistake, and a long-lived board
+  turns into a search guided by the network, each branch drawn by the reverse SDE. Commitments
+  happen in a short stretch of the reverse time (with the bundled model, steps 15-24 of 50 on hard
+  puzzles), so a rewind costs a few network calls where a fresh sample costs the whole run. On
+  norvig_hardest11 plus the first 40 of norvig_top95 (8 particles, 50 steps, 16 runs' worth of
+  network calls per puzzle): copies 24 / 51 solved, rewinds 25, rewinds with ``learn`` 39; with
+  ``learn``, fewer and longer-lived particles do better still (1 particle, 30 steps: 50 / 51);
+- ``"copy"``: it becomes a copy of a random living board of its group (state, table, step and
+  frame), which then diverges through the SDE's own noise, as in sequential Monte Carlo with a 0/1
+  weight;
+- ``"drop"``: it stops.
+
+Boards of one puzzle (``group``) share a budget of network calls, and once one board of a group is
 finished, the group's other boards stop. Boards of a group may sit in different frames (board
 symmetries), so a copy records whose frame it is in (``frame``) for the caller to map it back.
+Because boards rewind, each keeps its own step of the time grid; a network call takes boards at
+different times.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -45,6 +60,7 @@ from .model_io import SudokuModel
 from .propagation import eliminate, propagate
 
 MODES = ("static", "peers", "propagate")
+ON_DEAD = ("rewind", "copy", "drop")
 
 
 def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float) -> tuple[Tensor, Tensor]:
@@ -68,13 +84,18 @@ class ConstrainedSamples:
         dead: ``(B,)`` bool: the rules ruled the board out (its board is a best guess, invalid).
         frame: ``(B,)`` long: the input board whose frame (symmetry and starting table) the board
             is in; itself unless it was replaced by a copy of another board of its group.
-        board_steps: network evaluations spent, one per board per step.
+        evals: ``(B,)`` long network evaluations spent in each board's slot (one per step).
     """
 
     boards: Tensor
     dead: Tensor
     frame: Tensor
-    board_steps: int
+    evals: Tensor
+
+    @property
+    def board_steps(self) -> int:
+        """Network evaluations spent in all: one per board per step."""
+        return int(self.evals.sum())
 
 
 @torch.no_grad()
@@ -87,7 +108,10 @@ def constrained_sample(
     mode: str = "propagate",
     settle: Optional[float] = None,
     group: Optional[Tensor] = None,
-    resample: bool = True,
+    on_dead: str = "rewind",
+    rewind: int = 2,
+    budget: Optional[Union[int, Tensor]] = None,
+    learn: bool = True,
     generator: Optional[torch.Generator] = None,
 ) -> ConstrainedSamples:
     """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
@@ -97,75 +121,168 @@ def constrained_sample(
             "propagate", 0.99 for "peers").
         group: ``(B,)`` long puzzle id of each board (None: every board on its own). Needs a mode
             other than "static" (boards die or finish only when their tables narrow).
-        resample: replace dead boards by copies of living boards of their group.
+        on_dead: what a board ruled out by the rules does: "rewind" (go back ``rewind`` steps,
+            twice as far at each further death, and draw new noise from there), "copy" (become a
+            copy of a living board of its group) or "drop" (stop).
+        rewind: steps of the first rewind.
+        learn: a rewinding board's table loses the digits its failed run fixed that alone
+            contradict it.
+        budget: most network evaluations per group, an int or ``(B,)`` long (each board carrying
+            its group's); None: as many as its boards would spend without rewinds.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if on_dead not in ON_DEAD:
+        raise ValueError(f"on_dead must be one of {ON_DEAD}, got {on_dead!r}")
+    if rewind < 1:
+        raise ValueError(f"rewind must be at least 1 step, got {rewind}")
     settle = (0.5 if mode == "propagate" else 0.99) if settle is None else float(settle)
     if not 0.5 <= settle < 1.0:
         raise ValueError(f"settle must be in [0.5, 1), got {settle}")
     proc, net, dev = sm.process, sm.model_fn, sm.device
     B = allowed.shape[0]
+    pairs = list(dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0))
+    S = len(pairs)
+    ts = torch.stack([t for t, _, _ in pairs])
+    ss = torch.stack([s for _, s, _ in pairs])
+    cs = torch.tensor([float(c) for _, _, c in pairs], dtype=torch.float64, device=dev)
+
     start = allowed.to(dev)
     allowed = start.clone()
     group = torch.arange(B) if group is None else group.cpu()
+    gid = torch.unique(group, return_inverse=True)[1].to(dev)  # groups numbered 0..G-1
+    G = int(gid.max()) + 1 if B else 0
+    size = torch.bincount(gid, minlength=G)
+    if budget is None:
+        limit = size * S
+    elif isinstance(budget, Tensor):
+        limit = torch.zeros(G, dtype=torch.long, device=dev).scatter_(0, gid, budget.to(dev).long())
+    else:
+        limit = torch.full((G,), int(budget), dtype=torch.long, device=dev)
+    spent = torch.zeros(G, dtype=torch.long, device=dev)
+    evals = torch.zeros(B, dtype=torch.long, device=dev)
     frame = torch.arange(B)
     boards = torch.full((B, N_CELLS), -1, dtype=torch.long, device=dev)
     dead = torch.zeros(B, dtype=torch.bool, device=dev)
+    k = torch.zeros(B, dtype=torch.long, device=dev)  # each board's step: boards that rewound lag
+    deaths = torch.zeros(B, dtype=torch.long, device=dev)
     live = torch.arange(B, device=dev)
     v = proc.sticks(proc.prior((B, N_CELLS), generator=generator, device=dev))
     # the previous posterior of each live board (self-conditioning; zeros: none yet)
     est = torch.zeros(B, N_CELLS, proc.K, dtype=torch.float64, device=dev) if proc.self_condition else None
-    board_steps = 0
-    for t, s, c in dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0):
-        n = len(live)
-        t_b, s_b = t.expand(n), s.expand(n)
+    # rewinding needs each board's state at the start of every step it has taken
+    keep_history = on_dead == "rewind" and mode != "static"
+    if keep_history:
+        hist_v = torch.empty(B, S, *v.shape[1:], dtype=v.dtype, device=dev)
+        hist_a = torch.empty(B, S, N_CELLS, proc.K, dtype=torch.bool, device=dev)
+        hist_e = None if est is None else torch.empty(B, S, N_CELLS, proc.K, dtype=torch.float64, device=dev)
+
+    def decode(idx: Tensor, vv: Tensor) -> None:
+        """Boards ``idx`` still running with sticks ``vv``: argmax of their simplex point over
+        their allowed digits."""
+        if len(idx):
+            boards[idx] = sticks_to_simplex(vv).masked_fill(~allowed[idx], -1.0).argmax(-1)
+
+    while len(live):
+        kk = k[live]
+        t_b = ts[kk]
+        if keep_history:
+            hist_v[live, kk], hist_a[live, kk] = v, allowed[live]
+            if est is not None:
+                hist_e[live, kk] = est
         stats = proc.stick_stats(v, t_b)
         feats = proc.features(stats)
+        paused = torch.zeros(len(live), dtype=torch.bool, device=dev)  # rewound: no step this time
         if mode != "static":
             table, gone = _narrow(allowed[live], feats.exp(), mode, settle)
             allowed[live] = table
             finished = (table.sum(-1) == 1).all(-1) & ~gone
-            if bool(gone.any() | finished.any()):
+            g = gid[live]
+            broke = (spent[g] >= limit[g]) & ~finished  # the group's budget is spent
+            if bool(gone.any() | finished.any() | broke.any()):
                 boards[live[finished]] = table[finished].float().argmax(-1)
-                lg = group[live.cpu()]
                 # a finished board answers its group: the group's other boards stop
-                stop = torch.isin(lg, lg[finished.cpu()]).to(dev) & ~finished
-                if resample:
-                    src = _donors(lg, (gone | stop | finished).cpu(), gone.cpu(), generator).to(dev)
+                stop = torch.isin(g, g[finished]) & ~finished
+                rescue = gone & ~stop & ~broke
+                if on_dead == "copy" and bool(rescue.any()):
+                    src = _donors(group[live.cpu()], (gone | stop | finished | broke).cpu(), rescue.cpu(),
+                                  generator).to(dev)
                     if bool((src >= 0).any()):
                         to, fro = torch.nonzero(src >= 0).flatten(), src[src >= 0]
-                        v[to], table[to], feats[to] = v[fro], table[fro], feats[fro]
+                        v[to], table[to], feats[to], kk[to], t_b[to] = v[fro], table[fro], feats[fro], kk[fro], t_b[fro]
                         if est is not None:
                             est[to] = est[fro]
-                        stats = {k: x.index_copy(0, to, x[fro]) for k, x in stats.items()}
-                        allowed[live[to]] = table[to]
+                        stats = {n: x.index_copy(0, to, x[fro]) for n, x in stats.items()}
+                        allowed[live[to]], k[live[to]] = table[to], kk[to]
                         frame[live[to].cpu()] = frame[live[fro].cpu()]
                         gone = gone.index_fill(0, to, False)
+                elif on_dead == "rewind" and keep_history and bool(rescue.any()):
+                    back = torch.nonzero(rescue).flatten()
+                    b = live[back]
+                    deaths[b] += 1
+                    j = (kk[back] - rewind * 2 ** (deaths[b] - 1).clamp(max=20)).clamp_min(0)
+                    restored = hist_a[b, j]
+                    if learn:
+                        restored = _exclude_failed(restored, table[back])
+                    v[back], allowed[b], k[b] = hist_v[b, j], restored, j
+                    if est is not None:
+                        est[back] = hist_e[b, j]
+                    gone, paused = gone.index_fill(0, back, False), paused.index_fill(0, back, True)
                 dead[live[gone]] = True
-                keep = ~(gone | finished | stop)
-                live, v = live[keep], v[keep]
+                ended = broke & ~gone & ~stop
+                decode(live[ended], v[ended])
+                keep = ~(gone | finished | stop | broke)
+                live, v, kk, t_b, paused = live[keep], v[keep], kk[keep], t_b[keep], paused[keep]
                 est = None if est is None else est[keep]
-                stats = {k: x[keep] for k, x in stats.items()}
-                feats, t_b, s_b = feats[keep], t_b[keep], s_b[keep]
+                stats = {n: x[keep] for n, x in stats.items()}
+                feats = feats[keep]
                 if len(live) == 0:
                     break
-        board_steps += len(live)
-        logits = net(proc.network_input(feats, est), t_b.float()).double().masked_fill(~allowed[live], float("-inf"))
+        go = torch.nonzero(~paused).flatten()
+        if len(go) == 0:
+            continue
+        idx, kg = live[go], kk[go]
+        evals[idx] += 1
+        spent.index_add_(0, gid[idx], torch.ones_like(idx))
+        sub = {n: x[go] for n, x in stats.items()}
+        e = None if est is None else est[go]
+        logits = net(proc.network_input(feats[go], e), t_b[go].float()).double().masked_fill(~allowed[idx], float("-inf"))
         probs = torch.softmax(logits, -1)
-        est = None if est is None else probs
-        score = proc.mixture_score(probs, stats)
-        v = proc.stick_step(score, v, t_b, s_b, generator=generator, **({"dilation": c} if c != 1.0 else {}))
-    if len(live):
-        x = sticks_to_simplex(v).masked_fill(~allowed[live], -1.0)
-        boards[live] = x.argmax(-1)
+        if est is not None:
+            est[go] = probs
+        score = proc.mixture_score(probs, sub)
+        c = cs[kg]
+        v[go] = proc.stick_step(score, v[go], t_b[go], ss[kg], generator=generator,
+                                **({"dilation": c} if bool((c != 1.0).any()) else {}))
+        k[idx] += 1
+        done = k[live] >= S  # at the end of time: decoded as they stand
+        if bool(done.any()):
+            decode(live[done], v[done])
+            live, v = live[~done], v[~done]
+            est = None if est is None else est[~done]
     # dead and stopped boards: a best guess from their table (the starting table where it emptied
     # a cell)
     unset = boards < 0
     if bool(unset.any()):
         table = torch.where(allowed.any(-1, keepdim=True), allowed, start[frame.to(dev)])
         boards = torch.where(unset, table.float().argmax(-1), boards)
-    return ConstrainedSamples(boards.cpu(), dead.cpu(), frame, board_steps)
+    return ConstrainedSamples(boards.cpu(), dead.cpu(), frame, evals.cpu())
+
+
+def _exclude_failed(before: Tensor, after: Tensor) -> Tensor:
+    """Tables ``before (n, 81, 9)`` minus every digit that a failed run fixed and that alone
+    contradicts them: ``after (n, 81, 9)`` is where each run ended in contradiction. A deduction
+    from the rules (failed-literal probing), so no solution is lost."""
+    out = before.clone()
+    fixed = (after.sum(-1) == 1) & (before.sum(-1) > 1)  # (n, 81) cells the run settled
+    for i in torch.nonzero(fixed.any(-1)).flatten().tolist():
+        cells = torch.nonzero(fixed[i]).flatten()
+        probe = before[i].expand(len(cells), -1, -1).clone()
+        probe[torch.arange(len(cells)), cells] = after[i, cells]
+        _, bad = propagate(probe)
+        if bool(bad.any()):
+            out[i, cells[bad]] &= ~after[i, cells[bad]]
+    return out
 
 
 def _donors(group: Tensor, out: Tensor, needy: Tensor, generator: Optional[torch.Generator]) -> Tensor:

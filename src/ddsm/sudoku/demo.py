@@ -24,7 +24,7 @@ def solve_demo(out: Path, *, seed: int, quiet: bool, say: Callable[[str], None],
     sm = load_sudoku_model()
     say(f"\n== sudoku: {len(rows)} of Norvig's hardest puzzles, bundled DDSM model, constraint-aware sampler")
     t0 = time.time()
-    res = solve_puzzles(sm, puzzles, SolveConfig(budget=16, particles=8), generator=torch.Generator().manual_seed(seed))
+    res = solve_puzzles(sm, puzzles, SolveConfig(), generator=torch.Generator().manual_seed(seed))
     ok = is_solution(res.solutions, puzzles)
     lines = ["puzzle,solution,valid,solver,samples_used,seconds"]
     for i, r in enumerate(rows):

@@ -6,12 +6,14 @@ sampler with particles and restarts, and an exact search fallback.
 1. constraint propagation of the givens (naked and hidden singles). Puzzles it completes are
    answered by ``"propagation"``; a contradiction means the puzzle has no solution.
 2. rounds of the constraint-aware sampler (``ddsm.sudoku.constrained``): every unsolved puzzle gets
-   ``particles`` samples per round, each on the puzzle under a random board symmetry (the i-th
-   particle uses the i-th rotation/reflection of the square, plus a random relabelling and
-   row/column shuffle), mapped back afterwards; the first valid one answers (``"constraint-aware"``).
-   A puzzle's particles run together: a particle ruled out by the rules is replaced by a copy of a
-   living one, and all stop when one finishes (``resample``). Rounds repeat until every puzzle is
-   solved or has used ``budget`` samples.
+   ``particles`` boards per round, each on the puzzle under a random board symmetry (the i-th
+   board uses the i-th rotation/reflection of the square, plus a random relabelling and row/column
+   shuffle), mapped back afterwards; the first valid one answers (``"constraint-aware"``). A
+   puzzle's boards run together and all stop when one finishes; a board ruled out by the rules
+   goes back a few steps, drops the digits the rules show it got wrong, and draws new noise from
+   there (``on_dead="rewind"``), or becomes a copy of a living one (``"copy"``). Rounds repeat
+   until every puzzle is solved or has spent its ``budget``: network calls worth ``budget`` full
+   sampling runs.
 3. optionally (``search=True``), depth-first search with constraint checks for what is left, trying
    digits in the order of the particles' votes (``"search"``).
 
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..sampling import FixedPositions, sample
+from ..sampling.loop import dilated_pairs
 from .board import N_CELLS, N_DIGITS, conflict_cells, is_solution
 from .constrained import constrained_sample
 from .model_io import SudokuModel
@@ -49,23 +52,27 @@ class SolveConfig:
     Attributes:
         steps: base steps of each sampling run; dilation: DDSM time dilation (>= 1).
         particles: samples per unsolved puzzle per round.
-        budget: most diffusion samples per puzzle.
+        budget: most network evaluations per puzzle, in full sampling runs (``steps * dilation``
+            evaluations each); rewinds and early finishes make a run cost more or less.
         batch_size: boards per network call (None: by device, ``SudokuModel.batch_size``).
         mode: how the sampler narrows candidates during sampling (``ddsm.sudoku.constrained``):
             "propagate" (commit settled cells and propagate), "peers" or "static".
-        resample: a puzzle's particles replace their dead by copies of the living, and stop once
-            one is finished (``ddsm.sudoku.constrained``).
+        on_dead: what a particle ruled out by the rules does: "rewind", "copy" or "drop"
+            (``ddsm.sudoku.constrained``); rewind: steps of its first rewind; learn: a rewinding
+            particle's table loses the digits whose failure the rules can show alone.
         search: fall back to exact search after the budget.
         search_nodes: node limit of that search per puzzle.
     """
 
-    steps: int = 50
+    steps: int = 30
     dilation: float = 1.0
-    particles: int = 8
+    particles: int = 1
     budget: int = 16
     batch_size: Optional[int] = None
     mode: str = "propagate"
-    resample: bool = True
+    on_dead: str = "rewind"
+    rewind: int = 2
+    learn: bool = True
     search: bool = True
     search_nodes: int = 2_000_000
 
@@ -74,7 +81,8 @@ class SolveConfig:
 class SolveResult:
     """Per puzzle: ``solutions (N, 81)`` long (for an unsolved puzzle the sampled board with the
     fewest clashing cells, or -1 where none was drawn), ``valid (N,)`` bool, ``solver``,
-    ``samples_used (N,)`` long, ``seconds (N,)`` float64 (all stages), ``search_seconds (N,)`` float64
+    ``samples_used (N,)`` long (network evaluations in full sampling runs, rounded up), ``seconds (N,)``
+    float64 (all stages), ``search_seconds (N,)`` float64
     (the part spent in the exact search), ``note`` (why unsolved, else "")."""
 
     solutions: Tensor
@@ -129,7 +137,6 @@ def solve_puzzles(
     valid = torch.zeros(N, dtype=torch.bool)
     solver = [UNSOLVED] * N
     note = [""] * N
-    used = torch.zeros(N, dtype=torch.long)
     secs = torch.zeros(N, dtype=torch.float64)
     search_secs = torch.zeros(N, dtype=torch.float64)
 
@@ -145,23 +152,29 @@ def solve_puzzles(
 
     votes = torch.zeros(N, N_CELLS, N_DIGITS)
     best = torch.full((N,), N_CELLS + 1, dtype=torch.long)  # fewest clashing cells seen
+    run = sum(1 for _ in dilated_pairs(sm.process.time_grid(cfg.steps), cfg.dilation, 1.0))  # evaluations
+    evals = torch.zeros(N, dtype=torch.long)
     rounds = 0
     while True:
-        active = torch.nonzero(~valid & ~dead & (used < cfg.budget)).flatten()
+        active = torch.nonzero(~valid & ~dead & (evals < cfg.budget * run)).flatten()
         if len(active) == 0:
             break
         t1 = time.perf_counter()
-        per = torch.clamp(cfg.budget - used[active], max=cfg.particles)
+        before = evals[active].clone()
+        per = torch.full((len(active),), cfg.particles, dtype=torch.long)
         owner = torch.repeat_interleave(active, per)
         sym = _symmetries(len(owner), rounds * cfg.particles, generator)
         allowed = sym.apply_candidates(cand[owner])
+        left = (cfg.budget * run - evals)[owner]  # each particle carries its puzzle's remaining budget
         boards, frames = [], []
         for sl in _chunks(per, sm.batch_size(cfg.batch_size)):
             out = constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation, mode=cfg.mode,
-                                     group=owner[sl], resample=cfg.resample, generator=generator)
+                                     group=owner[sl], on_dead=cfg.on_dead, rewind=cfg.rewind, budget=left[sl], learn=cfg.learn,
+                                     generator=generator)
             boards.append(out.boards)
             frames.append(out.frame + sl.start)
-        frame = torch.cat(frames)  # a resampled board is in its donor's frame
+            evals.index_add_(0, owner[sl], out.evals)
+        frame = torch.cat(frames)  # a copied board is in its donor's frame
         grids = Symmetry(sym.cell_perm[frame], sym.digit_perm[frame]).inverse().apply(torch.cat(boards))
         ok = is_solution(grids, puzzles[owner])
         clashes = conflict_cells(grids).sum(-1)
@@ -174,12 +187,14 @@ def solve_puzzles(
                 sols[i], valid[i], solver[i] = grids[j], True, CONSTRAINED
             elif int(clashes[j]) < int(best[i]):  # keep the best attempt to report
                 sols[i], best[i] = grids[j], clashes[j]
-        used[active] += per
+        # a round that spent nothing (its particles all ended before a network call) still counts
+        evals[active] = torch.maximum(evals[active], before + 1)
         share = (time.perf_counter() - t1) / len(owner)
         secs.index_add_(0, owner, torch.full((len(owner),), share, dtype=torch.float64))
         rounds += 1
         if on_round is not None:
             on_round(len(owner), int((~valid & ~dead).sum()))
+    used = (evals + run - 1) // run
 
     if cfg.search:
         for i in torch.nonzero(~valid & ~dead).flatten().tolist():
