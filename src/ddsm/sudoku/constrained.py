@@ -63,8 +63,10 @@ MODES = ("static", "peers", "propagate")
 ON_DEAD = ("rewind", "copy", "drop")
 
 
-def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float) -> tuple[Tensor, Tensor]:
-    """Candidate tables after this step's settled cells; ``(allowed, dead)``."""
+def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Tensor) -> tuple[Tensor, Tensor]:
+    """Candidate tables after this step's settled cells; ``(allowed, dead)``. Tables are kept at
+    the fixed point of propagation, so only those with new commitments, or marked ``stale (B,)``,
+    are propagated again (most steps commit nothing)."""
     settled = (local > settle) & allowed  # (B, 81, 9) one digit at most per cell (settle >= 0.5)
     if mode == "peers":
         narrowed = eliminate(allowed, settled)
@@ -72,7 +74,11 @@ def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float) -> tuple[T
         return torch.where(narrowed.any(-1, keepdim=True), narrowed, allowed), torch.zeros(
             allowed.shape[0], dtype=torch.bool, device=allowed.device)
     committed = torch.where(settled.any(-1, keepdim=True), settled, allowed)
-    return propagate(committed)
+    redo = stale | (committed != allowed).flatten(1).any(-1)
+    table, dead = allowed.clone(), torch.zeros_like(redo)
+    if bool(redo.any()):
+        table[redo], dead[redo] = propagate(committed[redo])
+    return table, dead
 
 
 @dataclass
@@ -166,6 +172,7 @@ def constrained_sample(
     dead = torch.zeros(B, dtype=torch.bool, device=dev)
     k = torch.zeros(B, dtype=torch.long, device=dev)  # each board's step: boards that rewound lag
     deaths = torch.zeros(B, dtype=torch.long, device=dev)
+    stale = torch.ones(B, dtype=torch.bool, device=dev)  # tables not yet propagated
     live = torch.arange(B, device=dev)
     v = proc.sticks(proc.prior((B, N_CELLS), generator=generator, device=dev))
     # the previous posterior of each live board (self-conditioning; zeros: none yet)
@@ -194,7 +201,8 @@ def constrained_sample(
         feats = proc.features(stats)
         paused = torch.zeros(len(live), dtype=torch.bool, device=dev)  # rewound: no step this time
         if mode != "static":
-            table, gone = _narrow(allowed[live], feats.exp(), mode, settle)
+            table, gone = _narrow(allowed[live], feats.exp(), mode, settle, stale[live])
+            stale[live] = False
             allowed[live] = table
             finished = (table.sum(-1) == 1).all(-1) & ~gone
             g = gid[live]
@@ -224,7 +232,7 @@ def constrained_sample(
                     restored = hist_a[b, j]
                     if learn:
                         restored = _exclude_failed(restored, table[back])
-                    v[back], allowed[b], k[b] = hist_v[b, j], restored, j
+                    v[back], allowed[b], k[b], stale[b] = hist_v[b, j], restored, j, learn
                     if est is not None:
                         est[back] = hist_e[b, j]
                     gone, paused = gone.index_fill(0, back, False), paused.index_fill(0, back, True)

@@ -12,6 +12,8 @@ contradiction: no completion of it obeys the rules.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -25,6 +27,18 @@ def candidates(puzzles: Tensor) -> Tensor:
     return torch.where(given[..., None], onehot, torch.ones_like(onehot))
 
 
+@lru_cache(maxsize=None)
+def _incidence(device: str) -> tuple[Tensor, Tensor]:
+    """Peer matrix ``(81, 81)`` (1 where two cells share a unit) and unit membership ``(27, 81)``,
+    float32 on ``device``: eliminations and unit counts become small matrix products, several
+    times faster on a CPU than gathering the 20 peers of every cell."""
+    peer = torch.zeros(N_CELLS, N_CELLS)
+    peer.scatter_(1, peers(), 1.0)
+    member = torch.zeros(27, N_CELLS)
+    member.scatter_(1, units(), 1.0)
+    return peer.to(device), member.to(device)
+
+
 def eliminate(cand: Tensor, fixed: Tensor) -> Tensor:
     """Remove the digits of ``fixed`` cells from their peers.
 
@@ -34,20 +48,19 @@ def eliminate(cand: Tensor, fixed: Tensor) -> Tensor:
     Returns:
         the narrowed ``(B, 81, 9)`` table (a fixed cell keeps its digit unless a peer has it too).
     """
-    taken = fixed[:, peers().to(cand.device)].any(2)  # (B, 81, 9): digit fixed in some peer
+    peer, _ = _incidence(str(cand.device))
+    taken = torch.matmul(peer, fixed.float()) > 0  # (B, 81, 9): digit fixed in some peer
     return cand & ~taken
 
 
 def _hidden_singles(cand: Tensor) -> tuple[Tensor, Tensor]:
     """Digits forced into a cell by a unit, ``(B, 81, 9)`` bool, and per-board contradictions
     (a digit with no cell left in some unit), ``(B,)``."""
-    u = units().to(cand.device)  # (27, 9)
-    per_unit = cand[:, u]  # (B, 27, 9 cells, 9 digits)
-    count = per_unit.sum(2)  # (B, 27, 9 digits)
-    only = per_unit & (count == 1)[:, :, None, :]
-    forced = torch.zeros(cand.shape[0], N_CELLS, N_DIGITS, device=cand.device)
-    forced.index_add_(1, u.reshape(-1), only.reshape(cand.shape[0], u.numel(), N_DIGITS).float())
-    return forced > 0, (count == 0).any(-1).any(-1)
+    _, member = _incidence(str(cand.device))
+    count = torch.matmul(member, cand.float())  # (B, 27, 9 digits): cells left for each digit
+    # a candidate is forced when some unit of its cell has no other cell for that digit
+    forced = (torch.matmul(member.T, (count == 1).float()) > 0) & cand
+    return forced, (count == 0).any(-1).any(-1)
 
 
 def propagate(cand: Tensor, max_rounds: int = 81) -> tuple[Tensor, Tensor]:
