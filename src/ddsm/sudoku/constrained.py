@@ -30,8 +30,11 @@ A board whose table becomes contradictory cannot end valid. What it does then (`
   happen in a short stretch of the reverse time (with the bundled model, steps 15-24 of 50 on hard
   puzzles), so a rewind costs a few network calls where a fresh sample costs the whole run. On
   norvig_hardest11 plus the first 40 of norvig_top95 (8 particles, 50 steps, 16 runs' worth of
-  network calls per puzzle): copies 24 / 51 solved, rewinds 25, rewinds with ``learn`` 39; with
-  ``learn``, fewer and longer-lived particles do better still (1 particle, 30 steps: 50 / 51);
+  network calls per puzzle): copies 24 / 51 solved, rewinds 25, rewinds with ``learn`` 40; with
+  ``learn``, fewer and longer-lived particles do better still (1 particle, 30 steps: 50 / 51).
+  A freshly initialised network does as well there (49 / 51; copies 24 / 51): on hard puzzles the
+  solving comes from the rules and the search, not from the bundled model
+  (``bench/sudoku_sampler.py --untrained``);
 - ``"copy"``: it becomes a copy of a random living board of its group (state, table, step and
   frame), which then diverges through the SDE's own noise, as in sequential Monte Carlo with a 0/1
   weight;
