@@ -31,7 +31,7 @@ def solve_demo(out: Path, *, seed: int, quiet: bool, say: Callable[[str], None],
         sol = format_board(res.solutions[i]) if bool(res.valid[i]) else ""
         say(f"  puzzle {i + 1} ({sum(c != '.' and c != '0' for c in r.puzzle)} givens): "
             f"{'solved' if bool(ok[i]) else 'unsolved'} by {res.solver[i]} with {int(res.samples_used[i])} "
-            f"diffusion samples in {float(res.seconds[i]):.1f} s")
+            f"sampling runs' worth of network calls in {float(res.seconds[i]):.1f} s")
         lines.append(f"{r.puzzle},{sol},{bool(ok[i])},{res.solver[i]},{int(res.samples_used[i])},{float(res.seconds[i]):.3f}")
     (out / "sudoku_solutions.csv").write_text("\n".join(lines) + "\n")
     say(f"solved {int(ok.sum())}/{len(rows)} in {time.time() - t0:.1f} s -> {out / 'sudoku_solutions.csv'}")
