@@ -66,6 +66,16 @@ MODES = ("static", "peers", "propagate")
 ON_DEAD = ("rewind", "copy", "drop")
 
 
+def _pairs(sm: SudokuModel, steps: int, dilation: float) -> list[tuple[Tensor, Tensor, float]]:
+    """The ``(t, s, c)`` intervals one sampling run walks (``ddsm.sampling.loop.dilated_pairs``)."""
+    return list(dilated_pairs(sm.process.time_grid(steps, device=sm.device), dilation, 1.0))
+
+
+def run_length(sm: SudokuModel, steps: int, dilation: float) -> int:
+    """Network evaluations of one board's full sampling run: ``steps`` times the dilation."""
+    return len(_pairs(sm, steps, dilation))
+
+
 def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Tensor) -> tuple[Tensor, Tensor]:
     """Candidate tables after this step's settled cells; ``(allowed, dead)``. Tables are kept at
     the fixed point of propagation, so only those with new commitments, or marked ``stale (B,)``,
@@ -150,7 +160,7 @@ def constrained_sample(
         raise ValueError(f"settle must be in [0.5, 1), got {settle}")
     proc, net, dev = sm.process, sm.model_fn, sm.device
     B = allowed.shape[0]
-    pairs = list(dilated_pairs(proc.time_grid(steps, device=dev), dilation, 1.0))
+    pairs = _pairs(sm, steps, dilation)
     S = len(pairs)
     ts = torch.stack([t for t, _, _ in pairs])
     ss = torch.stack([s for _, s, _ in pairs])
@@ -257,14 +267,13 @@ def constrained_sample(
         spent.index_add_(0, gid[idx], torch.ones_like(idx))
         sub = {n: x[go] for n, x in stats.items()}
         e = None if est is None else est[go]
-        logits = net(proc.network_input(feats[go], e), t_b[go].float()).double().masked_fill(~allowed[idx], float("-inf"))
+        logits = net(proc.network_input(feats[go], e), t_b[go].float()).double()
+        logits = logits.masked_fill(~allowed[idx], float("-inf"))
         probs = torch.softmax(logits, -1)
         if est is not None:
             est[go] = probs
         score = proc.mixture_score(probs, sub)
-        c = cs[kg]
-        v[go] = proc.stick_step(score, v[go], t_b[go], ss[kg], generator=generator,
-                                **({"dilation": c} if bool((c != 1.0).any()) else {}))
+        v[go] = proc.stick_step(score, v[go], t_b[go], ss[kg], generator=generator, dilation=cs[kg])
         k[idx] += 1
         done = k[live] >= S  # at the end of time: decoded as they stand
         if bool(done.any()):
@@ -283,16 +292,17 @@ def constrained_sample(
 def _exclude_failed(before: Tensor, after: Tensor) -> Tensor:
     """Tables ``before (n, 81, 9)`` minus every digit that a failed run fixed and that alone
     contradicts them: ``after (n, 81, 9)`` is where each run ended in contradiction. A deduction
-    from the rules (failed-literal probing), so no solution is lost."""
-    out = before.clone()
+    from the rules (failed-literal probing), so no solution is lost. All probes (one per settled
+    cell of every run) are propagated as one batch."""
     fixed = (after.sum(-1) == 1) & (before.sum(-1) > 1)  # (n, 81) cells the run settled
-    for i in torch.nonzero(fixed.any(-1)).flatten().tolist():
-        cells = torch.nonzero(fixed[i]).flatten()
-        probe = before[i].expand(len(cells), -1, -1).clone()
-        probe[torch.arange(len(cells)), cells] = after[i, cells]
-        _, bad = propagate(probe)
-        if bool(bad.any()):
-            out[i, cells[bad]] &= ~after[i, cells[bad]]
+    run, cell = torch.nonzero(fixed, as_tuple=True)
+    out = before.clone()
+    if len(run) == 0:
+        return out
+    probe = before[run].clone()  # (probes, 81, 9): each run's table with one settled cell fixed
+    probe[torch.arange(len(run), device=before.device), cell] = after[run, cell]
+    _, bad = propagate(probe)
+    out[run[bad], cell[bad]] &= ~after[run[bad], cell[bad]]
     return out
 
 

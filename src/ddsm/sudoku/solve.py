@@ -33,9 +33,8 @@ import torch
 from torch import Tensor
 
 from ..sampling import FixedPositions, sample
-from ..sampling.loop import dilated_pairs
 from .board import N_CELLS, N_DIGITS, conflict_cells, is_solution
-from .constrained import constrained_sample
+from .constrained import constrained_sample, run_length
 from .model_io import SudokuModel
 from .propagation import candidates, fixed_digits, propagate
 from .search import backtrack
@@ -81,9 +80,9 @@ class SolveConfig:
 class SolveResult:
     """Per puzzle: ``solutions (N, 81)`` long (for an unsolved puzzle the sampled board with the
     fewest clashing cells, or -1 where none was drawn), ``valid (N,)`` bool, ``solver``,
-    ``samples_used (N,)`` long (network evaluations in full sampling runs, rounded up), ``seconds (N,)``
-    float64 (all stages), ``search_seconds (N,)`` float64
-    (the part spent in the exact search), ``note`` (why unsolved, else "")."""
+    ``samples_used (N,)`` long (network evaluations in full sampling runs, rounded up), ``seconds
+    (N,)`` float64 (all stages), ``search_seconds (N,)`` float64 (the part spent in the exact
+    search), ``note`` (why unsolved, else "")."""
 
     solutions: Tensor
     valid: Tensor
@@ -152,7 +151,7 @@ def solve_puzzles(
 
     votes = torch.zeros(N, N_CELLS, N_DIGITS)
     best = torch.full((N,), N_CELLS + 1, dtype=torch.long)  # fewest clashing cells seen
-    run = sum(1 for _ in dilated_pairs(sm.process.time_grid(cfg.steps), cfg.dilation, 1.0))  # evaluations
+    run = run_length(sm, cfg.steps, cfg.dilation)  # network evaluations of one full sampling run
     evals = torch.zeros(N, dtype=torch.long)
     rounds = 0
     while True:
@@ -169,8 +168,8 @@ def solve_puzzles(
         boards, frames = [], []
         for sl in _chunks(per, sm.batch_size(cfg.batch_size)):
             out = constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation, mode=cfg.mode,
-                                     group=owner[sl], on_dead=cfg.on_dead, rewind=cfg.rewind, budget=left[sl], learn=cfg.learn,
-                                     generator=generator)
+                                     group=owner[sl], on_dead=cfg.on_dead, rewind=cfg.rewind, learn=cfg.learn,
+                                     budget=left[sl], generator=generator)
             boards.append(out.boards)
             frames.append(out.frame + sl.start)
             evals.index_add_(0, owner[sl], out.evals)
