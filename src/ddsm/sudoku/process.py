@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from functools import cached_property
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -234,9 +234,10 @@ class PosteriorJacobiProcess(JacobiProcess):
         return self._with_estimate(v, output[..., self.K - 1 :] if self.self_condition else None)
 
     def stick_step(self, score: Tensor, v: Tensor, t: Tensor, s: Tensor, *,
-                   generator: Optional[torch.Generator] = None, dilation: float = 1.0) -> Tensor:
+                   generator: Optional[torch.Generator] = None, dilation: Union[float, Tensor] = 1.0) -> Tensor:
         """DDSM's Euler-Maruyama step of the sticks ``v (B, L, K-1)`` alone, given their score
-        ``(B, L, K-1)`` (samplers that keep the estimate themselves, e.g. the constraint-aware one)."""
+        ``(B, L, K-1)`` (samplers that keep the estimate themselves, e.g. the constraint-aware one,
+        whose boards may sit at different times: ``dilation`` may be ``(B,)``)."""
         return super().step(score, v, t, s, generator=generator, dilation=dilation)
 
     def score_from_output(self, output: Tensor, v: Tensor, tau: Tensor) -> Tensor:
