@@ -126,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-generate", action="store_true")
     p.add_argument("--skip-solve", action="store_true")
     p.add_argument("--skip-givens-only", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network; the compilation is timed apart, by one warm-up call")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sm = load_sudoku_model(args.model, device=args.device, precision=args.precision)
+    sm = load_sudoku_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
+    compile_s = _warm_up(sm, args.batch_size) if args.compile else 0.0
     _emit({"model": str(sm.path), "model_options": sm.config["model"]["options"], "step": sm.config.get("step"),
-           "device": args.device, "precision": sm.precision, "threads": torch.get_num_threads()})
+           "device": args.device, "precision": sm.precision, "threads": torch.get_num_threads(),
+           "compiled": sm.compiled, "compile_seconds": round(compile_s, 1)})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
                          args.batch_size, args.seed)
@@ -142,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         bench_solving(sm, Path(args.data), args.collections.split(","), args.limit, cfg, args.givens_steps,
                       args.givens_dilation, args.seed, args.skip_givens_only)
     return 0
+
+
+def _warm_up(sm, batch_size: int | None) -> float:
+    """Seconds of the first network call (torch.compile compiles there), so that the timed runs
+    after it measure the compiled network alone; the compile time is reported apart."""
+    b = sm.batch_size(batch_size)
+    x = torch.zeros(b, 81, sm.process.in_channels, device=sm.device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        sm.model_fn(x, torch.full((b,), 0.5, device=sm.device))
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on where bf16 is native: CUDA, CPUs with AMX)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1 is fastest for these small ops on a shared 2-core machine)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network's forward (CPU and GPU; needs a C++ compiler on CPU)")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0)
     p.add_argument("--eval", type=int, default=256, help="grids to generate at the end (0: skip)")
     p.add_argument("--eval-steps", type=int, default=100)
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SudokuTrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         ema_decay=args.ema, minutes=args.minutes, pool_size=args.pool, seed=args.seed,
-        amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes,
+        amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes, compile=args.compile,
         model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden},
         process={"focus": 0.8, "self_condition": args.self_condition},
     )

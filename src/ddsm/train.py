@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from . import distributed
 from .checkpoint import CONFIG_FILE, MODEL_FILE, OPTIM_FILE, RAW_FILE, STATE_FILE
 from .checkpoint import has_training_state, load_config, load_training_state, save_checkpoint
+from .compiling import compile_or_eager
 from .conditioning.track import TrackBinding
 from .ema import EMA
 from .errors import DDSMInputError
@@ -398,52 +399,13 @@ class _Forward:
         return out.float() if isinstance(out, Tensor) and out.is_floating_point() else out
 
 
-class _CompiledOrEager:
-    """``torch.compile(net)`` that falls back to ``net`` (with a warning) when compiling fails.
-
-    Compilation happens on the first call; if it raises, the global RNG states are put back and the
-    same call runs eagerly, so the fallback changes no random draw.
-    """
-
-    def __init__(self, net: Callable[..., Any], compiled: Optional[Callable[..., Any]]) -> None:
-        self.net, self.compiled, self.ok = net, compiled, False
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.compiled is None:
-            return self.net(*args, **kwargs)
-        if self.ok:
-            return self.compiled(*args, **kwargs)
-        cpu = torch.get_rng_state()
-        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-        try:
-            out = self.compiled(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 -- any compiler failure: train eagerly instead
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            logger.warning("torch.compile failed (%s: %s); training without compilation", type(e).__name__, first)
-            self.compiled = None
-            torch.set_rng_state(cpu)
-            if cuda is not None:
-                torch.cuda.set_rng_state(cuda)
-            return self.net(*args, **kwargs)
-        self.ok = True
-        return out
-
-
 def _maybe_compile(net: Callable[..., Any], device: torch.device, enabled: bool) -> Callable[..., Any]:
     if not enabled:
         return net
     if device.type != "cuda":
         logger.warning("compile=True is only used on CUDA devices; training on %s without compilation", device)
         return net
-    if not hasattr(torch, "compile"):
-        logger.warning("this torch has no torch.compile; training without compilation")
-        return net
-    try:
-        compiled = torch.compile(net)
-    except Exception as e:  # noqa: BLE001 -- e.g. an unsupported Python version
-        logger.warning("torch.compile is unavailable (%s); training without compilation", e)
-        return net
-    return _CompiledOrEager(net, compiled)
+    return compile_or_eager(net)
 
 
 # ---------------------------------------------------------------------------------- crash safety

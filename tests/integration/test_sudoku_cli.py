@@ -163,3 +163,37 @@ def test_bundled_model_loads():
     assert sm.process.K == 9 and sm.config["model"]["name"] == "sudoku"
     size = sum(p.stat().st_size for p in BUNDLED_DIR.iterdir())
     assert size < 10 * 2**20
+
+
+def test_compiled_network_computes_what_the_eager_one_does(tmp_path, tiny_model, capsys, monkeypatch):
+    """torch.compile changes speed only: a compiled loaded network computes what the eager one does
+    (fp32, so up to rounding), for any batch size; training and the CLI route through the same
+    wrapper (checked with a spy: compiling a training step takes over a minute on a CPU)."""
+    import ddsm.sudoku.model_io as model_io
+    import ddsm.sudoku.training as training
+
+    eager = model_io.load_sudoku_model(tiny_model, precision="fp32")
+    compiled = model_io.load_sudoku_model(tiny_model, precision="fp32", compile=True)
+    assert compiled.compiled and not eager.compiled
+    g = torch.Generator().manual_seed(0)
+    for b in (5, 3):  # a second batch size must not need a second graph (dynamic shapes)
+        x = torch.log_softmax(torch.randn(b, 81, 9, generator=g), -1)
+        t = torch.rand(b, generator=g)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled.model_fn(x, t), eager.model_fn(x, t), atol=1e-4, rtol=1e-4)
+
+    wrapped: list = []
+
+    def spy(net, **kw):
+        wrapped.append(type(net).__name__)
+        return net
+
+    monkeypatch.setattr(training, "compile_or_eager", spy)
+    monkeypatch.setattr(model_io, "compile_or_eager", spy)
+    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1, compile=True,
+                            model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    train_sudoku(cfg, tmp_path / "ckpt")
+    assert wrapped == ["SudokuDenoiser"]
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", tmp_path / "g.csv", "--model",
+                          tmp_path / "ckpt", "--compile", *FAST)
+    assert code == 0 and "generated 2 grids" in stdout and wrapped == ["SudokuDenoiser"] * 2

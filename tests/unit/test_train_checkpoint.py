@@ -536,20 +536,20 @@ def test_bf16_autocast_on_cpu_and_compile_ignored_on_cpu(caplog: pytest.LogCaptu
 
 
 def test_compile_failure_falls_back_to_eager(caplog: pytest.LogCaptureFixture) -> None:
-    from ddsm.train import _CompiledOrEager
+    from ddsm.compiling import CompiledOrEager
 
     def broken(*args, **kwargs):
         torch.rand(5)  # consumes global randomness before failing: the fallback must undo it
         raise RuntimeError("backend compiler failed\nlong details")
 
     eager = lambda v: v + torch.rand(1)  # noqa: E731
-    fn = _CompiledOrEager(eager, broken)
+    fn = CompiledOrEager(eager, broken)
     torch.manual_seed(3)
-    with caplog.at_level("WARNING", logger="ddsm.train"):
+    with caplog.at_level("WARNING", logger="ddsm.compiling"):
         got = fn(torch.zeros(1))
     torch.manual_seed(3)
     assert torch.equal(got, eager(torch.zeros(1)))
-    assert "torch.compile failed (RuntimeError: backend compiler failed)" in caplog.text
+    assert "torch.compile failed (RuntimeError: backend compiler failed); running without" in caplog.text
     assert fn.compiled is None
 
 

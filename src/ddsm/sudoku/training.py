@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from ..checkpoint import load_config, load_model_weights, save_checkpoint
+from ..compiling import compile_or_eager
 from ..ema import EMA
 from .generator import GridStream, base_grids
 from .model import SudokuDenoiser, add_self_conditioning
@@ -49,6 +50,9 @@ class SudokuTrainConfig:
         seed: seeds the pool, the weights and the noise.
         amp: bf16 autocast where bf16 is native (CUDA; CPUs with AMX or AVX512-BF16).
         checkpoint_minutes: also save every this many minutes (0: only at the end).
+        compile: run the network's forward through ``torch.compile`` (fuses the block's
+            elementwise work; on this 2-core CPU 1.8x more grids per second, see
+            ``bench/train_sudoku.py --compile``). The weights saved are the same either way.
         model: SudokuDenoiser options; process: PosteriorJacobiProcess options.
     """
 
@@ -64,6 +68,7 @@ class SudokuTrainConfig:
     seed: int = 0
     amp: bool = True
     checkpoint_minutes: float = 0.0
+    compile: bool = False
     model: dict[str, Any] = field(default_factory=lambda: {"d_model": 48, "n_layers": 6, "hidden": 96})
     process: dict[str, Any] = field(default_factory=lambda: {"focus": 0.8})
 
@@ -130,10 +135,13 @@ def train_sudoku(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay)
+    # Only the forward is compiled: ``model`` keeps the parameters, so EMA and saving see the same
+    # tensors (and names) as without compilation.
+    forward = compile_or_eager(model) if cfg.compile else model
 
     def net(x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            return model(x, t, cond)
+            return forward(x, t, cond)
 
     def save(step: int, seconds: float) -> None:
         if out_dir is None:
