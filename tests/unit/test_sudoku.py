@@ -201,6 +201,34 @@ def test_denoiser_is_digit_and_band_equivariant():
     assert torch.allclose(fresh(x, t), x)
 
 
+def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
+    from ddsm.sudoku.model import deepen
+    from ddsm.sudoku.model_io import load_sudoku_model
+    from ddsm.sudoku.training import SudokuTrainConfig, train_sudoku
+
+    torch.manual_seed(0)
+    base = SudokuDenoiser(d_model=8, n_layers=3, hidden=8)
+    for p in base.parameters():  # trained-looking weights: every old block does something
+        torch.nn.init.normal_(p, std=0.2)
+    x, t = torch.log_softmax(torch.randn(2, 81, 9), -1), torch.rand(2)
+    deep = deepen(base, 7)
+    assert deep.n_layers == 7 and torch.equal(deep(x, t), base(x, t))
+    moved = [i for i, b in enumerate(deep.blocks) if b.ada.weight.abs().sum() > 0]
+    assert moved == [1, 3, 5]  # old blocks in their order, the 4 new (identity) ones around them
+    with pytest.raises(ValueError, match="cannot deepen"):
+        deepen(base, 2)
+    # a warm start from a shallower checkpoint trains the deeper network from the same function
+    small = SudokuTrainConfig(steps=1, batch_size=4, pool_size=8, warmup_steps=1, lr=0.0,
+                              model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    train_sudoku(small, tmp_path / "one")
+    grown = dict(vars(small), model={"d_model": 8, "n_layers": 3, "hidden": 8})
+    train_sudoku(SudokuTrainConfig(**grown), tmp_path / "three", init_from=tmp_path / "one")
+    one, three = load_sudoku_model(tmp_path / "one", precision="fp32"), load_sudoku_model(tmp_path / "three", precision="fp32")
+    assert three.net.n_layers == 3
+    with torch.no_grad():  # lr 0: the deeper network is still exactly the shallow one
+        torch.testing.assert_close(three.net(x, t), one.net(x, t))
+
+
 # ---------------------------------------------------------------------- constraint-aware sampler
 def test_constrained_sampler_never_proposes_excluded_digits(proc):
     from ddsm.sudoku.constrained import constrained_sample

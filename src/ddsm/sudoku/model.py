@@ -152,3 +152,29 @@ def add_self_conditioning(base: SudokuDenoiser) -> SudokuDenoiser:
     state["inp.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
     net.load_state_dict(state)
     return net.to(w.device)
+
+
+def deepen(base: SudokuDenoiser, n_layers: int) -> SudokuDenoiser:
+    """A copy of a trained ``base`` with ``n_layers`` blocks that computes exactly what ``base``
+    computes, so a deeper network can warm-start from a shallower one.
+
+    Every block is a residual whose output gate comes from a zero-initialised adaLN layer, so a fresh
+    block is the identity. The new blocks are spread evenly between the old ones (the old order is
+    kept): each is one more round of row/column/box/digit message passing, where more rounds are
+    what a deeper Sudoku network is for.
+    """
+    old = base.n_layers
+    if n_layers < old:
+        raise ValueError(f"cannot deepen {old} blocks to {n_layers}")
+    net = SudokuDenoiser(base.in_channels, base.out_channels, base.n_classes, d_model=base.d_model,
+                         n_layers=n_layers, hidden=base.hidden, self_condition=base.self_condition)
+    # old block i goes to position slot[i]: new blocks fill the gaps, as evenly as possible
+    slot = [i + (i + 1) * (n_layers - old) // (old + 1) for i in range(old)]
+    state = net.state_dict()  # fresh blocks keep their (identity) initialisation
+    for name, value in base.state_dict().items():
+        if name.startswith("blocks."):
+            _, i, rest = name.split(".", 2)
+            name = f"blocks.{slot[int(i)]}.{rest}"
+        state[name] = value
+    net.load_state_dict(state)
+    return net.to(next(base.parameters()).device)

@@ -23,7 +23,7 @@ from ..checkpoint import load_config, load_model_weights, save_checkpoint
 from ..compiling import compile_or_eager
 from ..ema import EMA
 from .generator import GridStream, base_grids
-from .model import SudokuDenoiser, add_self_conditioning
+from .model import SudokuDenoiser, add_self_conditioning, deepen
 from .precision import native_bf16
 from .process import PosteriorJacobiProcess
 
@@ -98,9 +98,9 @@ def train_sudoku(
 
     Args:
         init_from: a Sudoku checkpoint folder whose saved (EMA) weights start the run; its model
-            options must equal ``cfg.model``. Optimiser, schedule and step count start afresh. A
+            options must equal ``cfg.model``, except that it may have fewer blocks. Optimiser, schedule and step count start afresh. A
             network trained without self-conditioning can start a self-conditioned run
-            (:func:`add_self_conditioning`).
+            (:func:`add_self_conditioning`), and a shallower one a deeper run (:func:`deepen`).
         on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
             steps and at the end.
     Returns:
@@ -115,13 +115,20 @@ def train_sudoku(
     warm: dict[str, Any] = {}
     if init_from is not None:
         prior = load_config(init_from)
-        if process.self_condition and not prior["model"]["options"].get("self_condition", False):
+        prior_opts = prior["model"]["options"]
+        # a shallower network is deepened by identity blocks (same function, more rounds to learn)
+        depth = {**cfg.model, "n_layers": min(cfg.model.get("n_layers", model.n_layers), prior_opts.get("n_layers", 0))}
+        if process.self_condition and not prior_opts.get("self_condition", False):
             # a network trained without self-conditioning gains the estimate channel, unused at first
-            base = SudokuDenoiser(9, 9, **cfg.model)
+            base = SudokuDenoiser(9, 9, **depth)
             load_model_weights(init_from, base)  # checks names and shapes against cfg.model
             model = add_self_conditioning(base)
         else:
-            load_model_weights(init_from, model)  # checks names and shapes against cfg.model
+            base = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **depth)
+            load_model_weights(init_from, base)  # checks names and shapes against cfg.model
+            model = base
+        if model.n_layers < cfg.model.get("n_layers", model.n_layers):
+            model = deepen(model, cfg.model["n_layers"])
         # Keep the lineage: which run this one continued, after how many steps and seconds.
         warm = {"init_from": {"path": str(init_from), "step": prior.get("step"), "seconds": prior.get("seconds"),
                               "train": prior.get("train"), "init_from": prior.get("init_from")}}
