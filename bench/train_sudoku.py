@@ -52,10 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network's forward (CPU and GPU; needs a C++ compiler on CPU)")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0)
+    p.add_argument("--focus-tau", default="0.3,3.5",
+                   help="native-time window that 80%% of training times come from (bench/sudoku_loss.py shows "
+                        "where the bundled model's loss is neither 0 nor log 9)")
     p.add_argument("--eval", type=int, default=256, help="grids to generate at the end (0: skip)")
     p.add_argument("--eval-steps", type=int, default=100)
     args = p.parse_args(argv)
 
+    lo, hi = (float(x) for x in args.focus_tau.split(","))
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     elif args.device == "cuda":
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ema_decay=args.ema, minutes=args.minutes, pool_size=args.pool, seed=args.seed,
         amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes, compile=args.compile,
         model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden},
-        process={"focus": 0.8, "self_condition": args.self_condition},
+        process={"focus": 0.8, "focus_tau_min": lo, "focus_tau_max": hi, "self_condition": args.self_condition},
     )
     t0 = time.time()
 

@@ -91,6 +91,18 @@ def test_exact_score_sampler_recovers_the_sequence(dilation, after):
     assert torch.equal(out, x0)
 
 
+def test_explicit_time_grid_replaces_the_process_grid():
+    p = JacobiProcess(4)
+    x0 = torch.randint(0, 4, (6, 40), generator=torch.Generator().manual_seed(3))
+    run = lambda **kw: sample(p, Oracle(p, x0), (6, 40), generator=torch.Generator().manual_seed(4),  # noqa: E731
+                              return_state=True, **kw)
+    assert torch.equal(run(steps=40), run(steps=7, times=p.time_grid(40)))  # times wins over steps
+    assert not torch.equal(run(steps=40), run(times=p.time_grid(20)))
+    for bad in (p.time_grid(5).flip(0), torch.ones(3), p.time_grid(1)[:1]):
+        with pytest.raises(ValueError, match="decreasing"):
+            run(times=bad)
+
+
 def test_ode_log_density_of_exact_score_equals_transition_density():
     """With the exact score of a point mass at x0, the probability flow carries q(. | x0, tau0) to
     the prior, so the ODE log-density must equal the analytic log q(v0 | x0, tau0)."""

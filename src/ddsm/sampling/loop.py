@@ -44,11 +44,14 @@ def sample(
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     return_state: bool = False,
+    times: Optional[Tensor] = None,
 ) -> Tensor:
     """Draw ``shape = (B, L)`` sequences by running ``process`` backwards with ``model``.
 
     Args:
         steps: number of time steps on the process's grid (before dilation).
+        times: ``(steps + 1,)`` decreasing public times to use instead of the process's grid
+            (schedule experiments; ``steps`` is then ignored).
         cond: ``(B,)`` class labels, or None.
         fixed: positions to keep at given tokens; imposed before every network call and at the end.
         dilation: time dilation c >= 1 (DDSM): c times as many network calls, each moving the state
@@ -66,7 +69,10 @@ def sample(
         raise ValueError(f"process {process.name!r} does not support time dilation")
     B = shape[0]
     xt = process.prior(shape, generator=generator, device=device)
-    pairs = list(dilated_pairs(process.time_grid(steps, device=device), dilation, dilation_after))
+    if times is not None and (times.dim() != 1 or len(times) < 2 or bool((times[1:] >= times[:-1]).any())):
+        raise ValueError("times must be a decreasing 1-D grid of at least 2 public times")
+    grid = process.time_grid(steps, device=device) if times is None else times.to(device)
+    pairs = list(dilated_pairs(grid, dilation, dilation_after))
     iterator: Iterable = pairs if progress is None else progress(pairs)
     for t, s, c in iterator:
         t_b, s_b = t.expand(B), s.expand(B)
