@@ -8,7 +8,7 @@ error near 1.5 points. This is the cheap, paired measurement in between: every c
 same ``--grids`` grids (from a backtracking pool seeded apart from any training pool, under random
 symmetries), at the same times (the process's training grid, cycled) and the same noise. It prints
 the mean cross-entropy of the clean digits per cell (nats; log 9 = 2.197 is "no information"), over
-all times, over the training focus window, and per band of native time tau.
+all times and per band of native time tau.
 
 The fixed evaluation is what makes small differences readable; the value is not a likelihood bound.
 """
@@ -50,8 +50,6 @@ def heldout_ce(path: str | None, grids: torch.Tensor, *, precision: str, batch: 
         ce[sl] = terms.reshape(-1, grids.shape[1]).double().mean(1)
     row = {"model": str(sm.path), "step": sm.config.get("step"), "precision": sm.precision,
            "layers": sm.config["model"]["options"].get("n_layers"), "ce_all": round(float(ce.mean()), 4)}
-    win = (tau >= proc.focus_tau_min) & (tau <= proc.focus_tau_max)
-    row["ce_focus_window"] = round(float(ce[win].mean()), 4)
     row["ce_by_tau"] = {f"[{a:g},{b:g})": round(float(ce[(tau >= a) & (tau < b)].mean()), 4)
                         for a, b in zip(BANDS[:-1], BANDS[1:]) if bool(((tau >= a) & (tau < b)).any())}
     return row
