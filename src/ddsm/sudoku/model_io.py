@@ -69,7 +69,7 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
             (:func:`ddsm.sudoku.precision.native_bf16`).
         compile: run the network through ``torch.compile`` (one graph for all batch sizes). Worth
             it for long jobs only: the first call compiles (seconds to a minute on a CPU), then
-            each call is about 1.4x faster on this 2-core CPU (``bench/sudoku.py --compile``). Falls
+            each call is about 1.35x faster on this 2-core CPU (``bench/sudoku_compile.py``). Falls
             back to the eager network, with a warning, if compiling fails (e.g. no C++ compiler).
 
     Raises:

@@ -51,8 +51,8 @@ class SudokuTrainConfig:
         amp: bf16 autocast where bf16 is native (CUDA; CPUs with AMX or AVX512-BF16).
         checkpoint_minutes: also save every this many minutes (0: only at the end).
         compile: run the network's forward through ``torch.compile`` (fuses the block's
-            elementwise work; on this 2-core CPU 1.8x more grids per second, see
-            ``bench/train_sudoku.py --compile``). The weights saved are the same either way.
+            elementwise work; on this 2-core CPU 2.3x more grids per second after a first step
+            that compiles, see ``bench/sudoku_compile.py``). The weights saved are the same.
         model: SudokuDenoiser options; process: PosteriorJacobiProcess options.
     """
 
@@ -98,9 +98,10 @@ def train_sudoku(
 
     Args:
         init_from: a Sudoku checkpoint folder whose saved (EMA) weights start the run; its model
-            options must equal ``cfg.model``, except that it may have fewer blocks. Optimiser, schedule and step count start afresh. A
-            network trained without self-conditioning can start a self-conditioned run
-            (:func:`add_self_conditioning`), and a shallower one a deeper run (:func:`deepen`).
+            options must equal ``cfg.model``, except that it may have fewer blocks. Optimiser,
+            schedule and step count start afresh. A network trained without self-conditioning can
+            start a self-conditioned run (:func:`add_self_conditioning`), and a shallower one a
+            deeper run (:func:`deepen`).
         on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
             steps and at the end.
     Returns:
