@@ -39,10 +39,9 @@ def public_grid(spec: str, proc, steps: int) -> torch.Tensor:
         raise SystemExit(f"grid must be 'default' or focus:A:B:C:HI:LO, got {spec!r}")
     a, b, c = (int(x) for x in parts[1:4])
     hi, lo = float(parts[4]), float(parts[5])
-    tau_min = proc.native_time(proc.time_grid(1)[-1:].double())[0].item()
     tau = torch.cat([torch.linspace(proc.T, hi, a + 1, dtype=torch.float64),
                      torch.linspace(hi, lo, b + 1, dtype=torch.float64)[1:],
-                     torch.logspace(math.log10(lo), math.log10(tau_min), c + 1, dtype=torch.float64)[1:]])
+                     torch.logspace(math.log10(lo), math.log10(proc.t_min), c + 1, dtype=torch.float64)[1:]])
     return torch.sqrt(tau / proc.T)  # public t, with tau = T t^2
 
 

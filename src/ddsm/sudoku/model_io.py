@@ -36,7 +36,11 @@ class SudokuModel:
     path: Path
     precision: str = "fp32"  # "fp32" or "bf16" (autocast of the network's matrix products)
     compiled: bool = False  # the forward runs through torch.compile (see ``load_sudoku_model``)
-    _forward: Optional[Callable[..., Tensor]] = field(default=None, repr=False, compare=False)
+    # derived from ``net`` and ``compiled`` (so ``dataclasses.replace(sm, net=...)`` recompiles the new net)
+    _forward: Callable[..., Tensor] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._forward = compile_or_eager(self.net, dynamic=True) if self.compiled else self.net
 
     @property
     def device(self) -> torch.device:
@@ -46,9 +50,8 @@ class SudokuModel:
         """The network as the samplers call it: ``(B, 81, K)`` features -> ``(B, 81, K)`` float32
         posterior logits, under bf16 autocast when ``precision == "bf16"`` (the bundled model was
         trained under bf16 autocast; its exact-evidence residual is added in float32 either way)."""
-        forward = self._forward if self._forward is not None else self.net
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return forward(x, t, cond)
+            return self._forward(x, t, cond)
 
     def batch_size(self, requested: Optional[int] = None) -> int:
         """Boards per network call: ``requested``, or by device when None. On a CPU 32: the
@@ -98,5 +101,4 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
     if device is not None:
         net.to(device)
     precision = resolve_precision(precision, next(net.parameters()).device)
-    forward = compile_or_eager(net, dynamic=True) if compile else None
-    return SudokuModel(process, net, config, folder, precision, compiled=bool(compile), _forward=forward)
+    return SudokuModel(process, net, config, folder, precision, compiled=bool(compile))

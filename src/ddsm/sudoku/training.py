@@ -112,24 +112,23 @@ def train_sudoku(
     amp = bool(cfg.amp and native_bf16(device))
     process = PosteriorJacobiProcess(K=9, **cfg.process)
     torch.manual_seed(cfg.seed)  # initial weights
-    model = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **cfg.model)
     warm: dict[str, Any] = {}
-    if init_from is not None:
+    if init_from is None:
+        model = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **cfg.model)
+    else:
         prior = load_config(init_from)
         prior_opts = prior["model"]["options"]
-        # a shallower network is deepened by identity blocks (same function, more rounds to learn)
-        depth = {**cfg.model, "n_layers": min(cfg.model.get("n_layers", model.n_layers), prior_opts.get("n_layers", 0))}
-        if process.self_condition and not prior_opts.get("self_condition", False):
-            # a network trained without self-conditioning gains the estimate channel, unused at first
-            base = SudokuDenoiser(9, 9, **depth)
-            load_model_weights(init_from, base)  # checks names and shapes against cfg.model
-            model = add_self_conditioning(base)
-        else:
-            base = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **depth)
-            load_model_weights(init_from, base)  # checks names and shapes against cfg.model
-            model = base
-        if model.n_layers < cfg.model.get("n_layers", model.n_layers):
-            model = deepen(model, cfg.model["n_layers"])
+        # A network trained without self-conditioning gains the estimate channel (unused at first),
+        # and a shallower one identity blocks (same function, more rounds to learn).
+        gains_estimate = process.self_condition and not prior_opts.get("self_condition", False)
+        wanted = cfg.model.get("n_layers", prior_opts.get("n_layers"))
+        base = SudokuDenoiser(9 if gains_estimate else process.in_channels, 9,
+                              self_condition=process.self_condition and not gains_estimate,
+                              **{**cfg.model, "n_layers": min(wanted, prior_opts.get("n_layers", wanted))})
+        load_model_weights(init_from, base)  # checks names and shapes against cfg.model
+        model = add_self_conditioning(base) if gains_estimate else base
+        if model.n_layers < wanted:
+            model = deepen(model, wanted)
         # Keep the lineage: which run this one continued, after how many steps and seconds.
         warm = {"init_from": {"path": str(init_from), "step": prior.get("step"), "seconds": prior.get("seconds"),
                               "train": prior.get("train"), "init_from": prior.get("init_from")}}
