@@ -201,6 +201,30 @@ def test_denoiser_is_digit_and_band_equivariant():
     assert torch.allclose(fresh(x, t), x)
 
 
+def test_a_drifted_logit_constant_changes_nothing_even_under_bf16():
+    """Logits are defined up to a constant per cell, which training leaves free to drift (the
+    bundled model's reached several hundred); a bf16 head rounded it, and with it the per-digit
+    differences, to steps of whole nats. The output layers run in float32 and the correction is
+    centred, so the constant changes nothing, in float32 or under bf16 autocast."""
+    torch.manual_seed(0)
+    net = SudokuDenoiser(d_model=16, n_layers=2, hidden=16)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.log_softmax(0.05 * torch.randn(4, 81, 9), -1)  # high noise: nearly flat evidence
+    t = torch.full((4,), 0.9)
+    with torch.no_grad():
+        net.head.weight.mul_(50.0)  # per-digit corrections of a few tenths, as trained ones are
+        ref = net(x, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x, t)
+        net.head.bias.fill_(400.0)
+        torch.testing.assert_close(net(x, t), ref, atol=1e-3, rtol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            drifted = net(x, t)
+    assert drifted.dtype == torch.float32
+    torch.testing.assert_close(drifted, low, atol=1e-3, rtol=0)
+
+
 def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
     from ddsm.sudoku.model import deepen
     from ddsm.sudoku.model_io import load_sudoku_model

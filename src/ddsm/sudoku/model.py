@@ -133,10 +133,16 @@ class SudokuDenoiser(Denoiser):
         h = self.inp(feats).view(B, 3, 3, 3, 3, K, self.d_model) + c[:, None, None, None, None, None, :]
         for block in self.blocks:
             h = block(h, c)
-        shift, scale = self.out_ada(c)[:, None, None, None, None, None, :].chunk(2, dim=-1)
-        corr = self.head(_modulate(self.out_norm(h), shift, scale)).reshape(B, L, K)
-        # the residual is added in float32 so bf16 autocast cannot round the exact evidence
-        return local + corr.float()
+        # The output layers run in float32 even under bf16 autocast, and the correction is centred
+        # over the digits. Logits are defined up to a constant per cell, so nothing in training
+        # holds that constant: it drifts (to several hundred in the bundled model), and a bf16
+        # head then rounds the per-digit differences, which are all that matter, to steps of 1-2
+        # nats; the training loss rose with it (see docs/design.md, "Precision").
+        with torch.autocast(x.device.type, enabled=False):
+            shift, scale = self.out_ada(c.float())[:, None, None, None, None, None, :].chunk(2, dim=-1)
+            corr = self.head(_modulate(self.out_norm(h.float()), shift, scale)).reshape(B, L, K)
+        # added in float32 so bf16 autocast cannot round the exact evidence either
+        return local + (corr - corr.mean(dim=-1, keepdim=True))
 
 
 def add_self_conditioning(base: SudokuDenoiser) -> SudokuDenoiser:
