@@ -137,7 +137,7 @@ class SudokuDenoiser(Denoiser):
         # over the digits. Logits are defined up to a constant per cell, so nothing in training
         # holds that constant: it drifts (to several hundred in the bundled model), and a bf16
         # head then rounds the per-digit differences, which are all that matter, to steps of 1-2
-        # nats; the training loss rose with it (see docs/design.md, "Precision").
+        # nats (likely why a GPU run's training loss rose; see docs/design.md, "Precision").
         with torch.autocast(x.device.type, enabled=False):
             shift, scale = self.out_ada(c.float())[:, None, None, None, None, None, :].chunk(2, dim=-1)
             corr = self.head(_modulate(self.out_norm(h.float()), shift, scale)).reshape(B, L, K)
