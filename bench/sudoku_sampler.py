@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sudoku import DEFAULT_DATA, load_collection  # noqa: E402
 
 
-def parse_config(text: str, budget: int, rewind: int) -> SolveConfig:
+def parse_config(text: str, budget: int, rewind: int, probe: int = 0) -> SolveConfig:
     parts = text.split(":")
     if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "learn"):
         raise SystemExit(f"configuration must be steps:particles:on_dead[:learn], got {text!r}")
     return SolveConfig(steps=int(parts[0]), particles=int(parts[1]), on_dead=parts[2], rewind=rewind,
-                       learn=len(parts) == 4, budget=budget, search=False)
+                       learn=len(parts) == 4, budget=budget, search=False, probe=probe)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,10 @@ from ddsm.sudoku.board import (
     keeps_givens,
     parse_board,
 )
-from ddsm.sudoku.generator import GridStream, base_grids
+from ddsm.sudoku.generator import GridStream, base_grids, random_grids
 from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.process import PosteriorJacobiProcess
-from ddsm.sudoku.propagation import candidates, propagate
+from ddsm.sudoku.propagation import candidates, probe, propagate
 from ddsm.sudoku.search import backtrack
 from ddsm.sudoku.symmetry import dihedral, random_symmetries
 
@@ -117,6 +117,75 @@ def test_propagation_is_sound_and_solves_easy_puzzles():
     assert bool((cand[1].sum(-1) == 1).all())  # the easy one is solved outright
     easy_sol = cand[1].float().argmax(-1)
     assert bool(is_solution(easy_sol[None], board(EASY))[0])
+
+
+def _singles_reference(cand: list[set[int]]) -> tuple[list[set[int]], bool]:
+    """Naked and hidden singles, one board, plain Python, to a fixed point: (table, contradiction)."""
+    from ddsm.sudoku.board import peers, units
+
+    P, U = peers().tolist(), units().tolist()
+    t = [set(c) for c in cand]
+    changed = True
+    while changed:
+        changed = False
+        for c in range(81):
+            if len(t[c]) == 1:
+                for q in P[c]:
+                    if t[c] & t[q]:
+                        t[q] = t[q] - t[c]
+                        changed = True
+        for u in U:
+            for d in range(9):
+                where = [c for c in u if d in t[c]]
+                if not where:
+                    return t, True
+                if len(where) == 1 and len(t[where[0]]) > 1:
+                    t[where[0]] = {d}
+                    changed = True
+        if any(not x for x in t):
+            return t, True
+    return t, False
+
+
+def test_batched_propagation_matches_a_plain_python_reference():
+    # random partial boards: cells of valid grids revealed, plus random extra eliminations, so some
+    # tables are consistent and some are contradictions
+    rng = torch.Generator().manual_seed(5)
+    grids = random_grids(24, seed=3)
+    keep = torch.rand(24, 81, generator=rng) < 0.35
+    cand = candidates(torch.where(keep, grids, torch.full_like(grids, -1)))
+    cand &= ~((torch.rand(24, 81, 9, generator=rng) < 0.06) & (cand.sum(-1, keepdim=True) > 1))
+    got, dead = propagate(cand)
+    n_dead = 0
+    for b in range(24):
+        ref, ref_dead = _singles_reference([set(torch.nonzero(cand[b, c]).flatten().tolist()) for c in range(81)])
+        assert bool(dead[b]) == ref_dead
+        n_dead += ref_dead
+        if not ref_dead:  # the closure of the rules is unique for a consistent table
+            assert [set(torch.nonzero(got[b, c]).flatten().tolist()) for c in range(81)] == ref
+    assert 0 < n_dead < 24  # both kinds were exercised
+
+
+def test_probing_is_sound_and_stronger_than_singles():
+    # Norvig's hardest puzzle and Arto Inkala's: singles leave both open
+    inkala = "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4.."
+    puzzles = torch.cat([board(PUZZLE), board(inkala)])
+    single, _ = propagate(candidates(puzzles))
+    probed, dead = probe(candidates(puzzles))
+    assert not dead.any()
+    assert bool((probed <= single).all()) and int(probed.sum()) < int(single.sum())
+    for b, p in enumerate(puzzles):
+        sol = torch.tensor(backtrack(p.tolist()).grid)
+        assert bool(probed[b].gather(1, sol[:, None]).all())  # no solution digit removed
+    # a fixed point: no candidate left fails on its own
+    b, c, d = torch.nonzero(probed & (probed.sum(-1, keepdim=True) > 1), as_tuple=True)
+    trial = probed[b].clone()
+    trial[torch.arange(len(b)), c] = False
+    trial[torch.arange(len(b)), c, d] = True
+    assert len(b) > 0 and not propagate(trial)[1].any()
+    # a contradiction that singles alone see is reported too
+    impossible = board("12345678." + "." * 63 + "........9")
+    assert bool(probe(candidates(impossible))[1][0])
 
 
 def test_contradiction_and_search():

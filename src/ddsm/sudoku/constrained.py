@@ -60,7 +60,7 @@ from ..sampling.loop import dilated_pairs
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
-from .propagation import eliminate, propagate
+from .propagation import eliminate, probe as probe_tables, propagate
 
 MODES = ("static", "peers", "propagate")
 ON_DEAD = ("rewind", "copy", "drop")
@@ -76,7 +76,8 @@ def run_length(sm: SudokuModel, steps: int, dilation: float) -> int:
     return len(_pairs(sm, steps, dilation))
 
 
-def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Tensor) -> tuple[Tensor, Tensor]:
+def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Tensor,
+            probe: int = 0) -> tuple[Tensor, Tensor]:
     """Candidate tables after this step's settled cells; ``(allowed, dead)``. Tables are kept at
     the fixed point of propagation, so only those with new commitments, or marked ``stale (B,)``,
     are propagated again (most steps commit nothing)."""
@@ -90,7 +91,8 @@ def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Ten
     redo = stale | (committed != allowed).flatten(1).any(-1)
     table, dead = allowed.clone(), torch.zeros_like(redo)
     if bool(redo.any()):
-        table[redo], dead[redo] = propagate(committed[redo])
+        narrowed = probe_tables(committed[redo], probe) if probe else propagate(committed[redo])
+        table[redo], dead[redo] = narrowed
     return table, dead
 
 
@@ -131,6 +133,7 @@ def constrained_sample(
     rewind: int = 2,
     budget: Optional[Union[int, Tensor]] = None,
     learn: bool = True,
+    probe: int = 0,
     generator: Optional[torch.Generator] = None,
 ) -> ConstrainedSamples:
     """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
@@ -148,6 +151,8 @@ def constrained_sample(
             contradict it.
         budget: most network evaluations per group, an int or ``(B,)`` long (each board carrying
             its group's); None: as many as its boards would spend without rewinds.
+        probe: with ``mode="propagate"``, also probe failed literals (``propagation.probe``) in
+            cells with at most this many candidates whenever a table is propagated (0: never).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -214,7 +219,7 @@ def constrained_sample(
         feats = proc.features(stats)
         paused = torch.zeros(len(live), dtype=torch.bool, device=dev)  # rewound: no step this time
         if mode != "static":
-            table, gone = _narrow(allowed[live], feats.exp(), mode, settle, stale[live])
+            table, gone = _narrow(allowed[live], feats.exp(), mode, settle, stale[live], probe)
             stale[live] = False
             allowed[live] = table
             finished = (table.sum(-1) == 1).all(-1) & ~gone

@@ -36,7 +36,7 @@ from ..sampling import FixedPositions, sample
 from .board import N_CELLS, N_DIGITS, conflict_cells, is_solution
 from .constrained import constrained_sample, run_length
 from .model_io import SudokuModel
-from .propagation import candidates, fixed_digits, propagate
+from .propagation import candidates, fixed_digits, probe, propagate
 from .search import backtrack
 from .symmetry import Symmetry, dihedral, random_symmetries
 
@@ -72,6 +72,7 @@ class SolveConfig:
     on_dead: str = "rewind"
     rewind: int = 2
     learn: bool = True
+    probe: int = 0
     search: bool = True
     search_nodes: int = 2_000_000
 
@@ -140,7 +141,7 @@ def solve_puzzles(
     search_secs = torch.zeros(N, dtype=torch.float64)
 
     t0 = time.perf_counter()
-    cand, dead = propagate(candidates(puzzles))
+    cand, dead = probe(candidates(puzzles), cfg.probe) if cfg.probe else propagate(candidates(puzzles))
     secs += (time.perf_counter() - t0) / max(N, 1)
     for i in torch.nonzero(dead).flatten().tolist():
         note[i] = "no solution: the givens lead to a contradiction"
@@ -169,7 +170,7 @@ def solve_puzzles(
         for sl in _chunks(per, sm.batch_size(cfg.batch_size)):
             out = constrained_sample(sm, allowed[sl], steps=cfg.steps, dilation=cfg.dilation, mode=cfg.mode,
                                      group=owner[sl], on_dead=cfg.on_dead, rewind=cfg.rewind, learn=cfg.learn,
-                                     budget=left[sl], generator=generator)
+                                     probe=cfg.probe, budget=left[sl], generator=generator)
             boards.append(out.boards)
             frames.append(out.frame + sl.start)
             evals.index_add_(0, owner[sl], out.evals)
