@@ -86,7 +86,7 @@ def bench_solving(sm, data: Path, names: list[str], limit: int, cfg: SolveConfig
             "rate_diffusion_only": round(diffusion / n, 4),
             "solved_by_propagation_alone": by.get("propagation", 0),
             "budget": cfg.budget, "particles": cfg.particles, "steps": cfg.steps, "on_dead": cfg.on_dead,
-            "rewind": cfg.rewind, "learn": cfg.learn,
+            "rewind": cfg.rewind, "learn": cfg.learn, "probe": cfg.probe,
             "mean_samples_used": round(float(res.samples_used.float().mean()), 2),
             "mean_seconds": round(float((res.seconds - res.search_seconds).mean()), 4),
         }
@@ -114,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="first N puzzles per collection (0: all)")
     p.add_argument("--budget", type=int, default=16)
     p.add_argument("--particles", type=int, default=1)
-    p.add_argument("--solve-steps", type=int, default=30)
+    p.add_argument("--solve-steps", type=int, default=SolveConfig.steps)
     p.add_argument("--on-dead", default="rewind", choices=ON_DEAD,
                    help="what a particle ruled out by the rules does (ddsm.sudoku.constrained)")
     p.add_argument("--rewind", type=int, default=2, help="steps of a dead particle's first rewind")
     p.add_argument("--no-learn", dest="learn", action="store_false",
                    help="a rewinding particle keeps its table (no failed-literal exclusions)")
+    p.add_argument("--probe", type=int, default=SolveConfig.probe,
+                   help="failed-literal probing of cells with at most this many candidates (0: singles only)")
     p.add_argument("--solve-dilation", type=float, default=1.0)
     p.add_argument("--givens-steps", type=int, default=100)
     p.add_argument("--givens-dilation", type=float, default=1.0)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_solve:
         cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
                           budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
-                          learn=args.learn)
+                          learn=args.learn, probe=args.probe)
         bench_solving(sm, Path(args.data), args.collections.split(","), args.limit, cfg, args.givens_steps,
                       args.givens_dilation, args.seed, args.skip_givens_only)
     return 0

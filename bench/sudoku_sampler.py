@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--budget", type=int, default=16, help="network calls per puzzle, in full runs")
     p.add_argument("--rewind", type=int, default=2)
+    p.add_argument("--probe", type=int, default=SolveConfig.probe,
+                   help="failed-literal probing of cells with at most this many candidates (0: singles only)")
     p.add_argument("--top95", type=int, default=40, help="first N puzzles of norvig_top95")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--seed", type=int, default=1)
@@ -63,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                              n_layers=o["n_layers"], hidden=o["hidden"]).eval()
         sm = dataclasses.replace(sm, net=net)
     print(json.dumps({"puzzles": len(puzzles), "precision": sm.precision, "threads": torch.get_num_threads(),
-                      "budget": args.budget, "rewind": args.rewind, "seed": args.seed,
+                      "budget": args.budget, "rewind": args.rewind, "probe": args.probe, "seed": args.seed,
                       "untrained": args.untrained}), flush=True)
     for text in args.configs:
-        cfg = parse_config(text, args.budget, args.rewind)
+        cfg = parse_config(text, args.budget, args.rewind, args.probe)
         t0 = time.perf_counter()
         res = solve_puzzles(sm, puzzles, cfg, generator=torch.Generator().manual_seed(args.seed))
         print(json.dumps({"config": text, "solved": int(res.valid.sum()), "of": len(puzzles),

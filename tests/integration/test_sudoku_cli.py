@@ -130,7 +130,7 @@ def test_self_conditioned_model_warm_started_from_a_plain_one(tmp_path, tiny_mod
     assert code == 0 and "generated 2 grids" in stdout
 
 
-@pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget"])
+@pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget", "probe"])
 def test_bad_files_and_args(tmp_path, tiny_model, capsys, case):
     src = tmp_path / "p.csv"
     src.write_text(f"puzzle\n{HARD}\n")
@@ -148,6 +148,8 @@ def test_bad_files_and_args(tmp_path, tiny_model, capsys, case):
         args = ["--time-dilation", "0.5"]
     elif case == "budget":
         args = ["--budget", "0"]
+    elif case == "probe":
+        args = ["--probe", "10"]
     out = tmp_path / "out.csv"
     code, _, err = run(capsys, "sudoku", "solve", src, "-o", out, "--model", model, *args, *FAST)
     assert code == 2 and not out.exists()

@@ -453,13 +453,30 @@ def test_solver_keeps_givens_and_reports_solvers(proc):
     torch.manual_seed(0)
     sm = SudokuModel(proc, SudokuDenoiser(d_model=8, n_layers=1, hidden=8).eval(), {}, None)
     puzzles = torch.cat([board(PUZZLE), board(EASY)])
-    res = solve_puzzles(sm, puzzles, SolveConfig(steps=3, particles=2, budget=2),
+    res = solve_puzzles(sm, puzzles, SolveConfig(steps=3, particles=2, budget=2, probe=0),
                         generator=torch.Generator().manual_seed(0))
     assert res.valid.all() and is_solution(res.solutions, puzzles).all()
     assert res.solver[1] == PROPAGATION and res.solver[0] in (CONSTRAINED, SEARCH)
+    # probing (the default) settles this one before any network call
+    probed = solve_puzzles(sm, puzzles[:1], SolveConfig(steps=3), generator=torch.Generator().manual_seed(0))
+    assert probed.solver == [PROPAGATION] and int(probed.samples_used[0]) == 0
+    assert torch.equal(probed.solutions, res.solutions[:1])
     # network calls in full runs: the sampled puzzle within its budget, the propagated one none
     assert 1 <= int(res.samples_used[0]) <= 2 and int(res.samples_used[1]) == 0 and (res.seconds >= 0).all()
-    off = solve_puzzles(sm, puzzles[:1], SolveConfig(steps=3, particles=1, budget=1, search=False),
+    off = solve_puzzles(sm, puzzles[:1], SolveConfig(steps=3, particles=1, budget=1, search=False, probe=0),
                         generator=torch.Generator().manual_seed(0))
     assert keeps_givens(off.solutions.clamp_min(-1), puzzles[:1]).all() or not bool(off.valid[0])
     assert np.isfinite(off.seconds.numpy()).all()
+
+
+def test_probing_sampler_finishes_a_puzzle_that_probing_alone_leaves_open(proc):
+    from ddsm.sudoku.model_io import SudokuModel
+    from ddsm.sudoku.solve import CONSTRAINED, SolveConfig, solve_puzzles
+
+    torch.manual_seed(0)
+    sm = SudokuModel(proc, SudokuDenoiser(d_model=8, n_layers=1, hidden=8).eval(), {}, None)
+    inkala = board("8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4..")
+    assert (probe(candidates(inkala))[0].sum(-1) > 1).any()  # the rules alone leave it open
+    res = solve_puzzles(sm, inkala, SolveConfig(steps=10, budget=8, search=False),
+                        generator=torch.Generator().manual_seed(0))
+    assert res.solver == [CONSTRAINED] and bool(is_solution(res.solutions, inkala)[0])

@@ -52,6 +52,9 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--budget", type=int, default=16,
                    help="most network calls per puzzle, in full sampling runs (then exact search)")
     s.add_argument("--particles", type=int, default=1, help="boards per puzzle per round")
+    s.add_argument("--probe", type=int, default=None,
+                   help="failed-literal probing of cells with at most this many candidates (0-9), before "
+                        "and during sampling; 0: naked and hidden singles only (default 9)")
     s.add_argument("--givens-only", dest="givens_only", action="store_true",
                    help="DDSM's original solver only: one run per puzzle, givens imposed, no rules")
     s.add_argument("--no-search", dest="search", action="store_false",
@@ -102,6 +105,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     if args.budget < 1 or args.particles < 1:
         raise DDSMInputError("--budget and --particles must be at least 1")
+    if args.probe is not None and not 0 <= args.probe <= 9:
+        raise DDSMInputError(f"--probe must be between 0 and 9 candidates, got {args.probe}")
     rows, columns = read_puzzles(args.puzzles)
     sm, gen = _setup(args)
     errors = [describe_problem(r.puzzle) for r in rows]
@@ -120,7 +125,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         used, secs, notes = torch.ones(len(good), dtype=torch.long), torch.full((len(good),), per), [""] * len(good)
     else:
         cfg = SolveConfig(steps=steps, dilation=args.time_dilation, particles=args.particles, budget=args.budget,
-                          batch_size=args.batch_size, search=args.search)
+                          batch_size=args.batch_size, probe=SolveConfig.probe if args.probe is None else args.probe,
+                          search=args.search)
 
         def on_round(drawn: int, left: int) -> None:
             _say(args, f"sampled {drawn} boards; {left} puzzles unsolved")

@@ -11,8 +11,10 @@ proposes an excluded digit. Each board carries a candidate table ``allowed (B, 8
 - ``mode="propagate"`` (default): settled cells are committed to their digit and the table is
   propagated (naked and hidden singles) after every step, so forced cells follow at once. Here a
   cell settles as soon as its local posterior passes 1/2 (the least that names one digit): early
-  commitments surface contradictions early, while they are cheap to undo. A board whose table
-  leaves one digit per cell is finished early (it is then a valid grid);
+  commitments surface contradictions early, while they are cheap to undo. With ``probe`` the
+  propagation also probes failed literals (``propagation.probe``), which finds a wrong commitment
+  at once far more often and fills in more of a right one. A board whose table leaves one digit
+  per cell is finished early (it is then a valid grid);
 - ``mode="static"``: only the starting table.
 
 Excluded digits get posterior zero, so the mixture score drives each cell along the exact reverse
@@ -93,6 +95,57 @@ def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Ten
     if bool(redo.any()):
         narrowed = probe_tables(committed[redo], probe) if probe else propagate(committed[redo])
         table[redo], dead[redo] = narrowed
+        if probe:
+            # a step's commitments can each be sound and still clash together; rather than lose
+            # the board, commit them one at a time, most confident first
+            new = settled & (allowed.sum(-1, keepdim=True) > 1)
+            retry = dead & new.flatten(1).any(-1)
+            if bool(retry.any()):
+                table[retry], dead[retry] = _commit_in_turn(allowed[retry], new[retry], local[retry], probe)
+    return table, dead
+
+
+def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int) -> tuple[Tensor, Tensor]:
+    """Commit a step's new cells one at a time, in order of their local posterior, probing after
+    each; the first that fails is removed from its cell instead, and the board stops committing for
+    this step. Removing it is a deduction from the rules given the commitments before it (the
+    board's table is always conditional on its own commitments), so the board lives on unless its
+    table without any of this step's commitments is already a contradiction.
+
+    Args:
+        allowed: ``(n, 81, 9)`` tables before the step; new: ``(n, 81, 9)`` one-hot rows of the
+            step's new commitments; local: ``(n, 81, 9)`` local posteriors (the order).
+    Returns:
+        ``(table, dead)`` as ``propagate``.
+    """
+    n = allowed.shape[0]
+    table, dead = probe_tables(allowed, probe)
+    has = new.any(-1)  # (n, 81)
+    order = (local * new).amax(-1).masked_fill(~has, -1.0).argsort(-1, descending=True)
+    count = has.sum(-1)
+    active = ~dead
+    for i in range(int(count.max())):
+        rows = torch.nonzero(active & (count > i)).flatten()
+        if len(rows) == 0:
+            break
+        cells = order[rows, i]
+        digits = new[rows, cells].float().argmax(-1)
+        open_ = table[rows, cells, digits] & (table[rows, cells].sum(-1) > 1)  # else nothing to commit
+        rows, cells, digits = rows[open_], cells[open_], digits[open_]
+        if len(rows) == 0:
+            continue
+        ar = torch.arange(len(rows), device=table.device)
+        trial = table[rows].clone()
+        trial[ar, cells] = False
+        trial[ar, cells, digits] = True
+        after, bad = probe_tables(trial, probe)
+        table[rows[~bad]] = after[~bad]
+        if bool(bad.any()):
+            r = rows[bad]
+            out = table[r].clone()
+            out[torch.arange(len(r), device=table.device), cells[bad], digits[bad]] = False
+            table[r], dead[r] = probe_tables(out, probe)
+            active[r] = False
     return table, dead
 
 
@@ -134,6 +187,7 @@ def constrained_sample(
     budget: Optional[Union[int, Tensor]] = None,
     learn: bool = True,
     probe: int = 0,
+    batch_size: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
 ) -> ConstrainedSamples:
     """Sample boards under candidate tables ``allowed (B, 81, 9)`` bool.
@@ -153,6 +207,9 @@ def constrained_sample(
             its group's); None: as many as its boards would spend without rewinds.
         probe: with ``mode="propagate"``, also probe failed literals (``propagation.probe``) in
             cells with at most this many candidates whenever a table is propagated (0: never).
+        batch_size: most boards per network call (None: all live boards in one call). Boards
+            finish and pause at different times, so the live set shrinks during a run; sampling a
+            pool of several batches together keeps the calls full for longer.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -272,7 +329,9 @@ def constrained_sample(
         spent.index_add_(0, gid[idx], torch.ones_like(idx))
         sub = {n: x[go] for n, x in stats.items()}
         e = None if est is None else est[go]
-        logits = net(proc.network_input(feats[go], e), t_b[go].float()).double()
+        x_in, t_in = proc.network_input(feats[go], e), t_b[go].float()
+        step = len(go) if batch_size is None else int(batch_size)
+        logits = torch.cat([net(x_in[i : i + step], t_in[i : i + step]) for i in range(0, len(go), step)]).double()
         logits = logits.masked_fill(~allowed[idx], float("-inf"))
         probs = torch.softmax(logits, -1)
         if est is not None:

@@ -103,10 +103,15 @@ def propagate(cand: Tensor, max_rounds: int = 81) -> tuple[Tensor, Tensor]:
         if len(idx) == 0:
             break
         new, died = _round(x)
-        moving = ~died & (new != x).any(-1).any(0)  # before the write below: x may be a view of out
+        moving = ~died & (new != x).any(-1).any(0)
         dead[idx[died]] = True
-        out[:, idx] = new
+        if bool(moving.all()):
+            x = new
+            continue
+        out[:, idx[~moving]] = new[:, ~moving]  # boards leaving the batch keep their table
         x, idx = new[:, moving], idx[moving]
+    if len(idx):  # out of rounds
+        out[:, idx] = x
     return out.permute(1, 0, 2).bool(), dead
 
 
