@@ -70,7 +70,7 @@ class SolveConfig:
         search_nodes: node limit of that search per puzzle.
     """
 
-    steps: int = 30
+    steps: int = 20
     dilation: float = 1.0
     particles: int = 1
     budget: int = 16
