@@ -230,3 +230,20 @@ def test_forward_step_rejects_misuse():
     _, cache = causal.forward_step(x[:, :1], 0)
     with pytest.raises(ValueError, match="pos"):
         causal.forward_step(x[:, 1:2], 5, cache)
+
+
+@pytest.mark.parametrize("name,kwargs", VARIANTS, ids=IDS)
+def test_a_drifted_output_constant_survives_bf16_autocast(name, kwargs):
+    """Logits are defined up to a constant, which training does not hold; once it drifts to
+    hundreds, a bf16 head would round the differences between outputs to steps of 1-2. The head
+    runs in float32, so under autocast the outputs keep their differences to bf16-body accuracy."""
+    model = _make(name, kwargs)
+    x, t = _inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        base = model(x, t)
+        with torch.no_grad():
+            model.out_proj.bias += 400.0
+        drifted = model(x, t)
+    assert drifted.dtype == torch.float32
+    diff = (drifted - base) - 400.0
+    assert diff.abs().max() < 1e-3, float(diff.abs().max())

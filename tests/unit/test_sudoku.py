@@ -480,3 +480,39 @@ def test_probing_sampler_finishes_a_puzzle_that_probing_alone_leaves_open(proc):
     res = solve_puzzles(sm, inkala, SolveConfig(steps=10, budget=8, search=False),
                         generator=torch.Generator().manual_seed(0))
     assert res.solver == [CONSTRAINED] and bool(is_solution(res.solutions, inkala)[0])
+
+
+def test_clashing_commitments_are_committed_in_turn_not_fatal():
+    from ddsm.sudoku.board import units
+    from ddsm.sudoku.constrained import _commit_in_turn, _narrow
+
+    inkala = board("8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4..")
+    table, _ = probe(candidates(inkala))
+    # two open cells of one row, both allowing digit d, and d in the first alone survives probing
+    found = None
+    for row in units()[:9].tolist():
+        for a in row:
+            for b in row:
+                for d in range(9):
+                    if a < b and found is None and table[0, a, d] and table[0, b, d] and table[0, b].sum() > 1:
+                        trial = table.clone()
+                        trial[0, a] = False
+                        trial[0, a, d] = True
+                        if not bool(probe(trial)[1][0]):
+                            found = (a, b, d)
+    assert found is not None
+    a, b, d = found
+    new = torch.zeros_like(table)
+    new[0, a, d] = new[0, b, d] = True
+    local = new.float() * 0.6
+    local[0, a, d] = 0.9  # the first is the more confident
+    # together they clash: the plain step would kill the board
+    both = torch.where(new.any(-1, keepdim=True), new, table)
+    assert bool(probe(both)[1][0])
+    out, dead = _commit_in_turn(table, new, local, 9)
+    assert not bool(dead[0])
+    assert out[0, a].tolist() == [i == d for i in range(9)] and not bool(out[0, b, d])
+    assert bool((out <= table).all())
+    # and the sampler's narrowing step does the same
+    narrowed, gone = _narrow(table, local, "propagate", 0.5, torch.zeros(1, dtype=torch.bool), probe=9)
+    assert not bool(gone[0]) and torch.equal(narrowed, out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar, Optional
 
+import torch
 from torch import Tensor, nn
 
 
@@ -18,6 +19,12 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def upcast(x: Tensor) -> Tensor:
+    """``x`` in float32 if autocast left it in a 16-bit type, else unchanged (a float64 model stays
+    float64): for output layers that run with autocast disabled."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class Denoiser(nn.Module):

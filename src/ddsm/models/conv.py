@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Denoiser
+from .base import Denoiser, upcast
 from .embeddings import ConditionEmbedding
 
 
@@ -70,4 +71,5 @@ class ConvDenoiser(Denoiser):
         h = self.in_proj(x)
         for block in self.blocks:
             h = block(h, c)
-        return self.out_proj(self.out_norm(h))
+        with torch.autocast(h.device.type, enabled=False):  # float32 head: see TransformerDenoiser._head
+            return self.out_proj(self.out_norm(upcast(h)))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Denoiser
+from .base import Denoiser, upcast
 from .embeddings import ConditionEmbedding
 
 
@@ -33,4 +33,5 @@ class MLPDenoiser(Denoiser):
         h = F.gelu(self.in_proj(x))  # (B, L, hidden)
         pooled = h.mean(dim=1, keepdim=True).expand_as(h)
         h = self.mix(torch.cat([h, pooled], dim=-1)) + self.embed(t, cond)[:, None, :]
-        return self.out_proj(F.gelu(h))
+        with torch.autocast(h.device.type, enabled=False):  # float32 head: see TransformerDenoiser._head
+            return self.out_proj(F.gelu(upcast(h)))

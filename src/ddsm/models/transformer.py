@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Denoiser
+from .base import Denoiser, upcast
 from .embeddings import ConditionEmbedding
 
 _ATTN_BIASES = (None, "alibi")
@@ -191,8 +191,12 @@ class TransformerDenoiser(Denoiser):
             raise ValueError(f"sequence length {end} exceeds max_len={self.max_len}")
 
     def _head(self, h: Tensor, c: Tensor) -> Tensor:
-        shift, scale = self.out_ada(c)[:, None, :].chunk(2, dim=-1)
-        return self.out_proj(_modulate(self.out_norm(h), shift, scale))
+        # float32 under bf16 autocast too: logits carry a free constant per position that training
+        # does not hold, and once it drifts a bf16 head rounds the differences that matter
+        # (docs/design.md, "Precision")
+        with torch.autocast(h.device.type, enabled=False):
+            shift, scale = self.out_ada(upcast(c))[:, None, :].chunk(2, dim=-1)
+            return self.out_proj(_modulate(self.out_norm(upcast(h)), shift, scale))
 
     # -- public API --------------------------------------------------------------------------
 
