@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import statistics
 import sys
@@ -33,6 +34,7 @@ import torch
 from ddsm.sudoku.board import is_valid_grid, parse_board
 from ddsm.sudoku.constrained import ON_DEAD
 from ddsm.sudoku.generate import generate_grids
+from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.sudoku.precision import PRECISIONS
 from ddsm.sudoku.solve import SolveConfig, solve_givens_only, solve_puzzles
@@ -55,6 +57,16 @@ def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Opti
                "valid": round(float(is_valid_grid(grids).float().mean()), 4),
                "valid_rows_cols_only": round(float(is_valid_grid(grids, check_boxes=False).float().mean()), 4),
                "seconds_per_grid": round(sec, 4)})
+
+
+def untrained(sm, seed: int):
+    """Control: ``sm`` with its network freshly initialised (same shape; its posterior is each
+    cell's own evidence), to show what the trained network adds to the rules."""
+    o = sm.config["model"]["options"]
+    torch.manual_seed(seed)
+    net = SudokuDenoiser(o["in_channels"], o["out_channels"], o["n_classes"], d_model=o["d_model"],
+                         n_layers=o["n_layers"], hidden=o["hidden"]).eval()
+    return dataclasses.replace(sm, net=net.to(sm.device))
 
 
 def load_collection(path: Path, limit: int) -> torch.Tensor:
@@ -130,14 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-givens-only", action="store_true")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network; the compilation is timed apart, by one warm-up call")
+    p.add_argument("--untrained", action="store_true",
+                   help="control: the network freshly initialised (seeded by --seed), to show what the "
+                        "trained network adds")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     sm = load_sudoku_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
+    if args.untrained:
+        sm = untrained(sm, args.seed)
     compile_s = _warm_up(sm, args.batch_size) if args.compile else 0.0
     _emit({"model": str(sm.path), "model_options": sm.config["model"]["options"], "step": sm.config.get("step"),
            "device": args.device, "precision": sm.precision, "threads": torch.get_num_threads(),
-           "compiled": sm.compiled, "compile_seconds": round(compile_s, 1)})
+           "compiled": sm.compiled, "compile_seconds": round(compile_s, 1), "untrained": args.untrained})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
                          args.batch_size, args.seed)

@@ -12,7 +12,6 @@ seconds per puzzle, mean runs' worth of network calls used.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import torch
 
-from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.sudoku.solve import SolveConfig, solve_puzzles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sudoku import DEFAULT_DATA, load_collection  # noqa: E402
+from sudoku import DEFAULT_DATA, load_collection, untrained  # noqa: E402
 
 
 def parse_config(text: str, budget: int, rewind: int, probe: int = 0) -> SolveConfig:
@@ -59,11 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                          load_collection(data / "norvig_top95.csv", args.top95)])
     sm = load_sudoku_model(args.model)
     if args.untrained:
-        o = sm.config["model"]["options"]
-        torch.manual_seed(args.seed)
-        net = SudokuDenoiser(o["in_channels"], o["out_channels"], o["n_classes"], d_model=o["d_model"],
-                             n_layers=o["n_layers"], hidden=o["hidden"]).eval()
-        sm = dataclasses.replace(sm, net=net)
+        sm = untrained(sm, args.seed)
     print(json.dumps({"puzzles": len(puzzles), "precision": sm.precision, "threads": torch.get_num_threads(),
                       "budget": args.budget, "rewind": args.rewind, "probe": args.probe, "seed": args.seed,
                       "untrained": args.untrained}), flush=True)
