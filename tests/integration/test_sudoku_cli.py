@@ -199,3 +199,18 @@ def test_compiled_network_computes_what_the_eager_one_does(tmp_path, tiny_model,
     code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", tmp_path / "g.csv", "--model",
                           tmp_path / "ckpt", "--compile", *FAST)
     assert code == 0 and "generated 2 grids" in stdout and wrapped == ["SudokuDenoiser"] * 2
+
+
+def test_demo_shows_first_the_puzzles_the_rules_leave_open(tmp_path):
+    from ddsm.sudoku.demo import solve_demo
+    from ddsm.sudoku.model_io import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "config.json").is_file():
+        pytest.skip("no bundled Sudoku model in this checkout")
+    said: list[str] = []
+    solve_demo(tmp_path, seed=0, quiet=True, say=said.append, n=3)
+    rows = (tmp_path / "sudoku_solutions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(r.split(",")[2] == "True" for r in rows)
+    # 2 of the 11 are left open by propagation with probing: they come first, and need the sampler
+    assert [r.split(",")[3] != "propagation" for r in rows] == [True, True, False]
+    assert "2 of 11 are left open" in said[0]

@@ -16,13 +16,19 @@ def solve_demo(out: Path, *, seed: int, quiet: bool, say: Callable[[str], None],
     from .board import format_board, is_solution, parse_board
     from .csvio import read_puzzles
     from .model_io import load_sudoku_model
+    from .propagation import candidates, probe
     from .solve import SolveConfig, solve_puzzles
 
     rows, _ = read_puzzles(str(bundled_path("sudoku_puzzles/norvig_hardest11.csv")))
-    rows = rows[:n]
+    # the rules alone (propagation with probing) settle most of this set before any network call:
+    # show first the ones they leave open, where the sampler does the work
+    cand, _ = probe(candidates(torch.stack([parse_board(r.puzzle) for r in rows])))
+    still_open = (cand.sum(-1) > 1).any(-1).tolist()
+    rows = [rows[i] for i in sorted(range(len(rows)), key=lambda i: not still_open[i])[:n]]
     puzzles = torch.stack([parse_board(r.puzzle) for r in rows])
     sm = load_sudoku_model()
-    say(f"\n== sudoku: {len(rows)} of Norvig's hardest puzzles, bundled DDSM model, constraint-aware sampler")
+    say(f"\n== sudoku: {len(rows)} of Norvig's hardest puzzles ({sum(still_open)} of {len(still_open)} are "
+        "left open by the rules alone, shown first), bundled DDSM model, constraint-aware sampler")
     t0 = time.time()
     res = solve_puzzles(sm, puzzles, SolveConfig(), generator=torch.Generator().manual_seed(seed))
     ok = is_solution(res.solutions, puzzles)
