@@ -41,7 +41,8 @@ A board whose table becomes contradictory cannot end valid. What it does then (`
   solving comes from the rules and the search, not from the bundled model
   (``bench/sudoku_sampler.py --untrained``). (Those numbers are without probing. With it, tables
   are already free of failed literals, so ``learn`` rarely finds anything, and boards die far less
-  often: on the first 100 of forum_hardest_1905_dev1000 a puzzle takes about 11 network calls.);
+  often: on the first 100 of forum_hardest_1905_dev1000 a puzzle takes 1.07 runs' worth of network
+  calls on average.);
 - ``"copy"``: it becomes a copy of a random living board of its group (state, table, step and
   frame), which then diverges through the SDE's own noise, as in sequential Monte Carlo with a 0/1
   weight;
@@ -123,7 +124,6 @@ def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int) -> 
     Returns:
         ``(table, dead)`` as ``propagate``.
     """
-    n = allowed.shape[0]
     table, dead = probe_tables(allowed, probe)
     has = new.any(-1)  # (n, 81)
     order = (local * new).amax(-1).masked_fill(~has, -1.0).argsort(-1, descending=True)

@@ -11,9 +11,10 @@ contradiction: no completion of it obeys the rules.
 
 ``probe`` adds failed-literal probing on top: a candidate whose placement alone propagates to a
 contradiction is removed. It is what separates "hard" from "hardest" puzzles: probing every cell
-to a fixed point solves all of norvig_top95 and 9 of norvig_hardest11 outright, and none of the
-first 100 of forum_hardest_1905_dev1000, whose depth-first search it cuts from a median of 82 nodes
-(singles only) to 4 (every cell probed) or 14 (two-candidate cells only; first 30 puzzles).
+to a fixed point solves all of norvig_top95 and 9 of norvig_hardest11 outright, and none of
+forum_hardest_1905_dev1000, but cuts a depth-first search on its first 30 puzzles from a median of
+80.5 nodes (singles only) to 3.5 (every cell probed), 5 (cells with up to three candidates) or 13.5
+(two; ``bench/sudoku_probe.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _round(x: Tensor) -> tuple[Tensor, Tensor]:
     """One round of naked then hidden singles on cell-major tables ``x (81, b, 9)`` float 0/1.
 
     Cell-major so that each deduction is one matrix product over all boards, ``(81, 81) @ (81,
-    b * 9)``, rather than ``b`` small ones: 1.5x faster on a CPU at a few hundred boards.
+    b * 9)``, rather than ``b`` small ones, which a CPU runs far less efficiently.
 
     Returns:
         ``(x, contradiction (b,))``.
@@ -122,8 +123,9 @@ def probe(cand: Tensor, max_candidates: int = 9, max_rounds: int = 81) -> tuple[
     deduction from the rules, so no solution is lost.
 
     All probes of all boards run as one batch of tables, so a board with ``n`` open candidates costs
-    one :func:`propagate` of ``n`` tables per round: small ``max_candidates`` (2: the two-candidate
-    cells) is several times cheaper and keeps most of the pruning.
+    one :func:`propagate` of ``n`` tables per round. A smaller ``max_candidates`` (2: the
+    two-candidate cells) probes fewer tables but prunes less; in the solver that costs more than it
+    saves (README, Sudoku).
 
     Args:
         cand: ``(B, 81, 9)`` bool (not modified).
