@@ -68,7 +68,7 @@ from ..sampling.loop import dilated_pairs
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
-from .propagation import eliminate, probe as probe_tables, propagate
+from .propagation import eliminate, place, probe as probe_tables, propagate
 
 MODES = ("static", "peers", "propagate")
 ON_DEAD = ("rewind", "copy", "drop")
@@ -107,11 +107,13 @@ def _narrow(allowed: Tensor, local: Tensor, mode: str, settle: float, stale: Ten
             new = settled & (allowed.sum(-1, keepdim=True) > 1)
             retry = dead & new.flatten(1).any(-1)
             if bool(retry.any()):
-                table[retry], dead[retry] = _commit_in_turn(allowed[retry], new[retry], local[retry], probe)
+                table[retry], dead[retry] = _commit_in_turn(allowed[retry], new[retry], local[retry], probe,
+                                                            stale[retry])
     return table, dead
 
 
-def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int) -> tuple[Tensor, Tensor]:
+def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int,
+                    stale: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Commit a step's new cells one at a time, in order of their local posterior, probing after
     each; the first that fails is removed from its cell instead, and the board stops committing for
     this step. Removing it is a deduction from the rules given the commitments before it (the
@@ -120,11 +122,17 @@ def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int) -> 
 
     Args:
         allowed: ``(n, 81, 9)`` tables before the step; new: ``(n, 81, 9)`` one-hot rows of the
-            step's new commitments; local: ``(n, 81, 9)`` local posteriors (the order).
+            step's new commitments; local: ``(n, 81, 9)`` local posteriors (the order);
+            stale: ``(n,)`` bool, tables not yet probed (None: all). The others are at the probing
+            fixed point already (the sampler keeps them there), so they are not probed again.
     Returns:
         ``(table, dead)`` as ``propagate``.
     """
-    table, dead = probe_tables(allowed, probe)
+    table = allowed.clone()
+    dead = torch.zeros(allowed.shape[0], dtype=torch.bool, device=allowed.device)
+    redo = torch.ones_like(dead) if stale is None else stale
+    if bool(redo.any()):
+        table[redo], dead[redo] = probe_tables(allowed[redo], probe)
     has = new.any(-1)  # (n, 81)
     order = (local * new).amax(-1).masked_fill(~has, -1.0).argsort(-1, descending=True)
     count = has.sum(-1)
@@ -139,11 +147,7 @@ def _commit_in_turn(allowed: Tensor, new: Tensor, local: Tensor, probe: int) -> 
         rows, cells, digits = rows[open_], cells[open_], digits[open_]
         if len(rows) == 0:
             continue
-        ar = torch.arange(len(rows), device=table.device)
-        trial = table[rows].clone()
-        trial[ar, cells] = False
-        trial[ar, cells, digits] = True
-        after, bad = probe_tables(trial, probe)
+        after, bad = probe_tables(place(table, rows, cells, digits), probe)
         table[rows[~bad]] = after[~bad]
         if bool(bad.any()):
             r = rows[bad]

@@ -116,6 +116,16 @@ def propagate(cand: Tensor, max_rounds: int = 81) -> tuple[Tensor, Tensor]:
     return out.permute(1, 0, 2).bool(), dead
 
 
+def place(cand: Tensor, board: Tensor, cell: Tensor, digit: Tensor) -> Tensor:
+    """Copies of tables ``cand[board]`` with ``digit[i]`` placed alone in ``cell[i]``: ``cand (B, 81,
+    9)`` bool and ``(n,)`` long indices -> ``(n, 81, 9)`` bool (a probe, or a commitment)."""
+    out = cand[board].clone()
+    i = torch.arange(len(board), device=cand.device)
+    out[i, cell] = False
+    out[i, cell, digit] = True
+    return out
+
+
 def probe(cand: Tensor, max_candidates: int = 9, max_rounds: int = 81) -> tuple[Tensor, Tensor]:
     """Failed-literal probing to a fixed point: place each candidate of every open cell with at most
     ``max_candidates`` candidates alone, propagate, and remove the placements that contradict; then
@@ -139,10 +149,7 @@ def probe(cand: Tensor, max_candidates: int = 9, max_rounds: int = 81) -> tuple[
         board, cell, digit = torch.nonzero(cand & open_[..., None], as_tuple=True)
         if len(board) == 0:
             break
-        trial = cand[board].clone()  # (probes, 81, 9): one candidate placed alone in each
-        trial[torch.arange(len(board), device=cand.device), cell] = False
-        trial[torch.arange(len(board), device=cand.device), cell, digit] = True
-        _, bad = propagate(trial)
+        _, bad = propagate(place(cand, board, cell, digit))
         if not bool(bad.any()):
             break
         cand = cand.clone()
