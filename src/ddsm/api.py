@@ -208,7 +208,8 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     if missing:
         raise DDSMInputError(f"{path}/config.json lacks {', '.join(missing)}; is it a ddsm run?")
     try:
-        proc = PROCESSES[pcfg["name"]](**pcfg.get("options", {}))
+        cls = PROCESSES[pcfg["name"]]
+        proc = cls(**cls.upgrade_options(pcfg.get("options", {})))
         net = build_model(mcfg["name"], **dict(mcfg.get("options", {})))
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"{path}/config.json has invalid process/model options: {e}") from None

@@ -186,11 +186,12 @@ def _train(args: argparse.Namespace, ctx) -> int:
     _check_positive(steps=tc.steps)
     seed_everything(tc.seed)
     process_name = args.process or cfg.get("process", {}).get("name") or saved_proc.get("name") or "jacobi"
-    process_options = ({k: v for k, v in saved_proc.get("options", {}).items() if k != "K"}
-                       if process_name == saved_proc.get("name") else {})
+    from .processes import PROCESSES as _P
+
+    process_options = ({k: v for k, v in _P[process_name].upgrade_options(saved_proc.get("options", {})).items()
+                        if k != "K"} if process_name == saved_proc.get("name") and process_name in _P else {})
     process_options.update(cfg.get("process", {}).get("options", {}))
     process_options.update(_set_options(args.process_set))
-    from .processes import PROCESSES as _P
 
     default_model = "transformer" if (process_name in _P and _P[process_name].causal) else "conv"
     model_name = args.model or cfg.get("model", {}).get("name") or saved_model.get("name") or default_model

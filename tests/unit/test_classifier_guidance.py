@@ -72,6 +72,8 @@ class ExactJacobi(nn.Module):
         p = self.p
         tau = p.native_time(t)
         B, n, _ = v.shape
+        if p.output == "posterior":  # the exact posterior of uniform letters is the local one
+            return p.conditional_logpdf_all(v, tau)
         post = torch.softmax(p.conditional_logpdf_all(v, tau), -1)
         score = sum(post[..., k : k + 1] * p.conditional_score(torch.full((B, n), k, dtype=torch.long), v, tau)
                     for k in range(K))
@@ -88,8 +90,18 @@ def _exact_run(process_name: str) -> Run:
 
 
 # ------------------------------------------------------------------ the form of each process
-def test_jacobi_form_is_the_classifier_score_in_stick_space():
+def test_jacobi_posterior_form_adds_w_grad_at_the_posterior_mean():
     p = build_process("jacobi", K)
+    out = torch.randn(2, L, K, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = torch.rand(2, L, K - 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.9 + 0.05
+    guided = ClassifierGuidance(p, a_vs_t, 1, 0.5)(out, v, torch.tensor([0.5, 0.5]))
+    grad = grad_log_prob(a_vs_t, torch.softmax(out, -1), 1)
+    torch.testing.assert_close(guided, out + 0.5 * grad, rtol=1e-6, atol=1e-6)
+    assert (guided[..., A] > out[..., A]).all() and (guided[..., T] < out[..., T]).all()
+
+
+def test_jacobi_score_form_is_the_classifier_score_in_stick_space():
+    p = build_process("jacobi", K, output="score")
     g = torch.Generator().manual_seed(0)
     v = torch.rand(3, L, K - 1, generator=g, dtype=torch.float64) * 0.9 + 0.05
     t = torch.tensor([0.3, 0.6, 0.9])
@@ -135,9 +147,10 @@ def target_fraction(tokens: Tensor) -> float:
     return float(((tokens == A).sum(-1) > (tokens == T).sum(-1)).double().mean())
 
 
-@pytest.mark.parametrize("process_name", ["jacobi", "dirichlet-fm", "bits"])
+@pytest.mark.parametrize("process_name", ["jacobi", "jacobi-score", "dirichlet-fm", "bits"])
 def test_guidance_raises_the_target_class_fraction(process_name):
-    p = build_process(process_name, K)
+    p = build_process("jacobi", K, output="score") if process_name == "jacobi-score" else build_process(process_name, K)
+    process_name = p.name
     model = EXACT[process_name](p)
     frac = {}
     for w in (0.0, 1.0):

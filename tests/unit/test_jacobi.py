@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from ddsm.processes import JacobiProcess
+from ddsm.processes import JacobiProcess, JacobiScoreProcess
 from ddsm.sampling import sample
 from ddsm.special.stickbreaking import (
     log_det_dx_dv,
@@ -73,7 +73,7 @@ def test_largest_time_is_flat_dirichlet(K):
 
 
 def test_normalised_targets_have_unit_scale():
-    p = JacobiProcess(4)
+    p = JacobiScoreProcess(4)
     g = torch.Generator().manual_seed(2)
     for t in (0.05, 0.3, 0.9):
         x0 = torch.randint(0, 4, (200, 50), generator=g)
@@ -127,8 +127,8 @@ def test_ode_log_density_of_exact_score_equals_transition_density():
 def test_training_time_grid_gives_the_exact_law_of_its_times(K):
     """Tabulated grid windows are a cache, not an approximation: for the same on-grid times and seed,
     the noisy sticks and score targets equal those computed from the times themselves, bit for bit."""
-    gridded = JacobiProcess(K, n_train_times=64)
-    free = JacobiProcess(K, n_train_times=0)
+    gridded = JacobiScoreProcess(K, n_train_times=64)
+    free = JacobiScoreProcess(K, n_train_times=0)
     x0 = torch.randint(0, K, (16, 12), generator=torch.Generator().manual_seed(0))
     t = gridded.sample_time(16, generator=torch.Generator().manual_seed(1))
     assert gridded._grid_rows(t) is not None and len(torch.unique(t)) > 4
@@ -146,7 +146,7 @@ def test_training_time_grid_gives_the_exact_law_of_its_times(K):
     c = gridded.sample_noisy(x0, t + 1e-3, generator=torch.Generator().manual_seed(2))
     assert torch.isfinite(c.target).all()
     with pytest.raises(ValueError):
-        JacobiProcess(K, n_train_times=-1)
+        JacobiScoreProcess(K, n_train_times=-1)
 
 
 class _MixtureOracle:
@@ -171,7 +171,7 @@ def test_ode_bound_of_the_exact_mixture_score_is_the_entropy():
     """Not a delta: for iid uniform tokens the exact marginal score makes the ODE bound log2 K bits
     (the likelihood machinery, divergence included, is right beyond single-sequence data)."""
     K = 4
-    p = JacobiProcess(K, t_min=0.1, n_train_times=0)
+    p = JacobiScoreProcess(K, t_min=0.1, n_train_times=0)
     x0 = torch.randint(0, K, (8, 4), generator=torch.Generator().manual_seed(0))
     bits = p.bits_per_token(_MixtureOracle(p), x0, generator=torch.Generator().manual_seed(1), steps=100,
                             divergence="exact")
@@ -182,7 +182,7 @@ def test_ode_bound_can_start_later_and_stays_exact_for_the_exact_score():
     """For iid uniform tokens and the exact marginal score the bound is log2 K at every start time
     (the decoder term and the density cancel exactly), so a later start must print 2 bits too."""
     K = 4
-    p = JacobiProcess(K, t_min=0.1, n_train_times=0)
+    p = JacobiScoreProcess(K, t_min=0.1, n_train_times=0)
     x0 = torch.randint(0, K, (8, 4), generator=torch.Generator().manual_seed(0))
     bits = p.bits_per_token(_MixtureOracle(p), x0, generator=torch.Generator().manual_seed(1), steps=60,
                             divergence="exact", t_start=1.0)

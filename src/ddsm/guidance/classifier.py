@@ -8,7 +8,13 @@ output *after* any classifier-free-guidance wrapper, so the two compose. Every f
 w g in the process's own output space, with g the gradient of log p(y | x_hat) at the process's
 current estimate x_hat; w = 0 installs no hook, so it reproduces unguided samples byte for byte.
 
-jacobi (network output: the normalised stick score o_i = sqrt(v_i (1 - v_i) / lambda_i(tau)) s_i,
+jacobi (default, output="posterior": network output = logits of the per-position clean-token
+posterior p(x0 | v), from which the reverse SDE's score follows by the mixture identity). The
+posterior is what conditioning on y reweights, p(x0 | v, y) ~ p(x0 | v) p(y | x0)^w, exactly as for
+dirichlet-fm below: l' = l + w g with g at the posterior mean; the guided posterior then gives the
+guided mixture score.
+
+jacobi with output="score" (network output: the normalised stick score o_i = sqrt(v_i (1 - v_i) / lambda_i(tau)) s_i,
 s = d/dv log p_tau(v)). Guidance in score space (Dhariwal & Nichol): the score of
 p_tau(v | y) ~ p_tau(v) p(y | v)^w is s + w d/dv log p(y | v). There is no denoised estimate to
 read off a score network, so the clean classifier sees the current simplex point x = SB(v) (the
@@ -66,6 +72,7 @@ from ..processes.base import Process
 from ..processes.bits import BitsProcess
 from ..processes.dirichlet_fm import DirichletFMProcess
 from ..processes.jacobi import JacobiProcess
+from ..processes.jacobi_score import JacobiScoreProcess
 from ..special.stickbreaking import pullback_x_to_v, sticks_to_simplex
 
 if TYPE_CHECKING:
@@ -133,15 +140,15 @@ def bits_probabilities(process: BitsProcess, x0_hat: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ per-process forms
-def _jacobi(p: JacobiProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, v: Tensor, t: Tensor) -> Tensor:
+def _jacobi_score(p: JacobiScoreProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, v: Tensor, t: Tensor) -> Tensor:
     v = v.double()
     g_x = grad_log_prob(clf, sticks_to_simplex(v), y)
     g_v = pullback_x_to_v(g_x, v)  # chain rule through stick-breaking
     return (out.double() + w * p.output_from_score(g_v, v, p.native_time(t))).to(out.dtype)
 
 
-def _dirichlet_fm(p: DirichletFMProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, x: Tensor,
-                  t: Tensor) -> Tensor:
+def _posterior_logits(p: Process, clf: ClassifierFn, y: int, w: float, out: Tensor, x: Tensor,
+                      t: Tensor) -> Tensor:
     g = grad_log_prob(clf, torch.softmax(out.double(), dim=-1), y)  # at the posterior mean
     return (out.double() + w * g).to(out.dtype)
 
@@ -153,8 +160,9 @@ def _bits(p: BitsProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, stat
 
 
 _FORMS: tuple[tuple[type, Callable[..., Tensor]], ...] = (
-    (JacobiProcess, _jacobi),
-    (DirichletFMProcess, _dirichlet_fm),
+    (JacobiScoreProcess, _jacobi_score),  # before JacobiProcess, its base class
+    (JacobiProcess, _posterior_logits),
+    (DirichletFMProcess, _posterior_logits),
     (BitsProcess, _bits),
 )
 #: process names classifier guidance supports (for messages)

@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import LossOutput, NoisySample, Process
 from .jacobi import JacobiProcess
+from .jacobi_score import JacobiScoreProcess
 from .masked import MaskedProcess
 from .discrete_fm import DiscreteFMProcess
 from .uniform import UniformProcess
@@ -32,4 +33,4 @@ def build_process(name: str, K: int, **options: Any) -> Process:
     return PROCESSES[name](K=K, **options)
 
 
-__all__ = ["PROCESSES", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess"]
+__all__ = ["PROCESSES", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess", "JacobiScoreProcess"]

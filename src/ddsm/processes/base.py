@@ -90,6 +90,11 @@ class Process(ABC):
         return {name: getattr(self, name) for name in sig.parameters if name != "self"}
 
     @classmethod
+    def upgrade_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Saved options of an older version -> options of this one (default: unchanged)."""
+        return dict(options)
+
+    @classmethod
     def options(cls) -> dict[str, Any]:
         """Constructor options other than K, with their defaults (for help texts)."""
         sig = inspect.signature(cls.__init__)

@@ -26,7 +26,7 @@ estimate (zeros: none). As for analog bits, the state carries it, ``concat(stick
 ``(B, L, K - 1 + K)``, and the model output carries the new one, ``concat(score, posterior)``
 ``(B, L, K - 1 + K)``, so ``step`` stays a pure function of (output, state). Training feeds, on a
 random half of the batch, the stop-gradient posterior of a first pass made with no estimate. Per-stick statistics come from
-:mod:`ddsm.sudoku.tables` (exact values tabulated per time).
+:mod:`ddsm.special.stick_tables` (exact values tabulated per time).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from torch import Tensor
 from .. import rng as _rng
 from ..processes.base import LossOutput, ModelFn, NoisySample, reduce_terms
 from ..processes.jacobi import JacobiProcess
-from .tables import LineageQuantiles, StickTables, TableCache, draw_sticks
+from ..special.stick_tables import LineageQuantiles, StickTables, TableCache, draw_sticks
 
 
 class PosteriorJacobiProcess(JacobiProcess):
