@@ -1,17 +1,28 @@
-"""Train the bundled class-conditional DDSM models (``src/ddsm/resources/models/<name>``).
+"""Long, resumable training of the bundled class-conditional DDSM models, on a CPU or a GPU.
 
-    python bench/train_bundled.py --name dhs4 --minutes 6 --device cuda
-    python bench/train_bundled.py --name epd_promoters --minutes 6 --device cuda
+    # start (or continue: the same command with --resume) in the background, one core:
+    nohup python bench/train_bundled.py --name dhs4 --out runs/dhs4 --steps 40000 --threads 1 \
+        > runs/dhs4.log 2>&1 &
+    nohup python bench/train_bundled.py --name dhs4 --out runs/dhs4 --steps 40000 --threads 1 --resume \
+        >> runs/dhs4.log 2>&1 &
 
-Equivalent CLI (what this script runs, with the step count fixed up front):
+What it runs is ``ddsm train`` with these settings (the CLI equivalent, minus the snapshots):
 
     ddsm train --data ../shared/data/dhs4/train.fasta --valid ../shared/data/dhs4/valid.fasta \
         --label-key cell_type --process jacobi --model conv --set-model hidden=128 \
-        --set-model n_blocks=8 --batch-size 128 --steps N --out src/ddsm/resources/models/dhs4
+        --set-model n_blocks=8 --batch-size 64 --lr 1e-3 --steps N --out runs/dhs4
 
-The script sizes the run by wall-clock (a short timing probe, then N steps), trains with label
-dropout 0.1 (so classifier-free guidance works), and writes the checkpoint folder with only the
-EMA weights and config (the training state is dropped to keep the package small).
+- Learning rate: linear warm-up, then constant (``schedule="constant"``), so a run can be extended
+  to any number of steps by resuming with a larger ``--steps``; EMA weights (decay 0.999) are what
+  is evaluated and shipped.
+- The checkpoint (EMA weights, optimiser, data order, RNG state) is written every
+  ``--checkpoint-every`` steps; SIGTERM/SIGINT write one before exiting. ``--resume`` continues
+  bit-for-bit from it.
+- Every ``--snapshot-every`` steps the EMA weights and config are copied to
+  ``OUT/snapshots/step_NNNNNN`` for model selection by design quality (``bench/select_bundled.py``),
+  since the best snapshot by the oracle need not be the last or the lowest-loss one.
+- The validation loss (cross-entropy on x0 over the validation split) is recorded every
+  ``--eval-every`` steps in the checkpoint's history and, after each snapshot, in ``OUT/curve.json``.
 """
 
 from __future__ import annotations
@@ -20,13 +31,12 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from ddsm.api import fit, resolve_model
+from ddsm.api import fit
 from ddsm.data import encode_records, read_fasta
 from ddsm.seeding import seed_everything
 from ddsm.train import TrainConfig
@@ -37,60 +47,66 @@ SETS = {"dhs4": "cell_type", "epd_promoters": "species"}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--name", choices=sorted(SETS), required=True)
-    ap.add_argument("--minutes", type=float, default=6.0)
+    ap.add_argument("--out", required=True, help="run folder (checkpoint, snapshots, curve)")
+    ap.add_argument("--steps", type=int, default=40000, help="total optimiser steps (raise it and --resume to extend)")
+    ap.add_argument("--resume", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--blocks", type=int, default=8)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", default=None, help="warm-start from this checkpoint folder or bundled model name")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--max-steps", type=int, default=0, help="cap on steps (0: only the time budget)")
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--checkpoint-every", type=int, default=250)
+    ap.add_argument("--snapshot-every", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--process-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="process options, e.g. output=score (JSON values)")
     ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
     args = ap.parse_args()
-    data = Path(args.data_dir)
-    key = SETS[args.name]
-    out = Path(args.out or ROOT / "src" / "ddsm" / "resources" / "models" / args.name)
-    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data, key, out = Path(args.data_dir), SETS[args.name], Path(args.out)
     train_ds = encode_records(read_fasta(data / args.name / "train.fasta"), label_key=key)
     valid_ds = encode_records(read_fasta(data / args.name / "valid.fasta"), train_ds.alphabet, label_key=key,
                               classes=train_ds.classes)
-    model_options = {"hidden": args.hidden, "n_blocks": args.blocks}
+    process_options = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.process_set)}
     seed_everything(args.seed)
-    probe = TrainConfig(steps=8, batch_size=args.batch_size, warmup_steps=1, eval_every=0, checkpoint_every=0,
-                        log_every=0, seed=args.seed)
-    fit(train_ds.subset(range(4096)), None, model_options=model_options, train_config=probe, device=device)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                      eval_every=args.eval_every, eval_batches=8, checkpoint_every=args.checkpoint_every,
+                      seed=args.seed, schedule="constant", ema_decay=args.ema, label_dropout=0.1,
+                      log_every=50)
+    snaps = out / "snapshots"
     t0 = time.time()
-    fit(train_ds.subset(range(4096)), None, model_options=model_options, train_config=probe, device=device)
-    per_step = (time.time() - t0) / 8
-    steps = max(100, int(args.minutes * 60 / per_step))
-    if args.max_steps:
-        steps = min(steps, args.max_steps)
+
+    def on_step(step: int, info: dict) -> None:
+        if step % args.snapshot_every and step != args.steps:
+            return
+        # the checkpoint of this step is on disk (checkpoint_every divides snapshot_every)
+        dest = snaps / f"step_{step:06d}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ("model.safetensors", "config.json"):
+            shutil.copy2(out / f, dest / f)
+        hist = json.loads((out / "train_state.json").read_text())["state"]["history"]
+        (out / "curve.json").write_text(json.dumps(hist, indent=0))
+        print(f"step {step}: snapshot {dest} ({time.time() - t0:.0f} s this session)", flush=True)
+
+    if args.snapshot_every % args.checkpoint_every:
+        raise SystemExit("--snapshot-every must be a multiple of --checkpoint-every")
     print(f"{args.name}: {len(train_ds)} train / {len(valid_ds)} valid, classes {train_ds.classes}; "
-          f"{per_step:.3f} s/step on {device} -> {steps} steps", flush=True)
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=200, eval_every=max(steps // 8, 1),
-                      eval_batches=8, checkpoint_every=max(steps // 4, 1), seed=args.seed, schedule="cosine",
-                      ema_decay=0.999, label_dropout=0.1, log_every=max(steps // 20, 1))
-    init = args.init
-    if init and resolve_model(init).resolve() == out.resolve():  # we are about to replace it: copy first
-        init = Path(tempfile.mkdtemp()) / args.name
-        shutil.copytree(out, init)
-    if out.exists():
-        shutil.rmtree(out)
-    t0 = time.time()
-    run, summary = fit(train_ds, out, model_options=model_options, train_config=cfg, valid=valid_ds, device=device,
-                       extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
-                                   "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])},
-                       init_from=init)
-    print(f"trained {steps} steps in {time.time() - t0:.0f} s; final train {summary['final_train_loss']:.4f} "
-          f"valid {summary['final_valid_loss']:.4f}", flush=True)
-    for f in ("model_raw.safetensors", "optimizer.safetensors", "train_state.json"):
-        (out / f).unlink(missing_ok=True)
-    (out / "history.json").write_text(json.dumps(summary["history"], indent=1))
-    print(f"wrote {out}: " + ", ".join(f"{p.name} {p.stat().st_size // 1024} KiB" for p in sorted(out.iterdir())))
+          f"{'resuming' if args.resume else 'starting'} towards step {args.steps} on {args.device} "
+          f"({torch.get_num_threads()} threads)", flush=True)
+    _, summary = fit(train_ds, out, process_options=process_options,
+                     model_options={"hidden": args.hidden, "n_blocks": args.blocks}, train_config=cfg,
+                     valid=valid_ds, device=torch.device(args.device), resume=args.resume, on_step=on_step,
+                     extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
+                                 "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])})
+    print(f"done: step {summary['step']}, {summary['seconds']:.0f} s in all; final train "
+          f"{summary['final_train_loss']:.4f} valid {summary['final_valid_loss']:.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,23 @@ _FEATURE_FLOOR, _FEATURE_SCALE = -30.0, 10.0
 _TABLE_BYTES = 1 << 28
 
 
+class _FlushTinyGrad(torch.autograd.Function):
+    """Identity whose backward zeroes gradient entries below 1e-30 in magnitude.
+
+    Near the data the posterior is decided to within e^-1000, so the cross-entropy's float64
+    gradient has entries far below float32's smallest normal number; cast into the network they are
+    subnormal, and subnormal arithmetic made the CPU backward pass 1.8x slower (0.28 s vs 0.15 s per
+    step, 64 x 64 conv, measured with torch.set_flush_denormal). Such entries move no weight."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        return g.masked_fill(g.abs() < 1e-30, 0.0)
+
+
 class JacobiProcess(Process):
     """Dirichlet diffusion score model: Jacobi diffusions on stick-broken simplex coordinates,
     with a posterior-parameterised network (``output="score"`` builds the paper's score network,
@@ -201,7 +218,7 @@ class JacobiProcess(Process):
     @staticmethod
     def posterior_logits(loglik: Tensor, correction: Tensor) -> Tensor:
         """Residual logits ``(B, L, K)`` float64: local evidence plus the centred correction."""
-        c = correction.double()
+        c = _FlushTinyGrad.apply(correction).double()
         return loglik - loglik.amax(-1, keepdim=True) + (c - c.mean(-1, keepdim=True))
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
