@@ -59,10 +59,15 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--datasets", default="dhs4,shakespeare")
     ap.add_argument("--processes", default="all")
-    ap.add_argument("--eval-steps", type=int, default=20)
+    ap.add_argument("--eval-steps", type=int, default=20, help="steps of the ELBO estimates")
+    ap.add_argument("--ode-steps", type=int, default=200,
+                    help="Heun steps of DDSM's ODE bound (fewer bias it low: docs/design.md)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--sample-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = sorted(PROCESSES) if args.processes == "all" else args.processes.split(",")
     print(f"torch threads {torch.get_num_threads()}; budget {args.minutes:g} min per process and dataset")
     for dname in args.datasets.split(","):
@@ -94,7 +99,8 @@ def main() -> None:
             for i in range(0, 128, 32):
                 try:
                     with torch.no_grad():
-                        bits.append(proc.bits_per_token(net, x_va[i : i + 32], generator=g, steps=args.eval_steps))
+                        n_eval = args.ode_steps if name == "jacobi" else args.eval_steps
+                        bits.append(proc.bits_per_token(net, x_va[i : i + 32], generator=g, steps=n_eval))
                 except NotImplementedError:
                     break
             b = torch.cat(bits).mean().item() if bits else float("nan")

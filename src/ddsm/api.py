@@ -62,6 +62,12 @@ class Run:
         """The signal track the network is conditioned on (None: no track)."""
         return TrackSpec.from_config(self.config.get("track"))
 
+    @property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """Recorded sampling defaults (``steps``, ``guidance``), e.g. chosen on validation data for a
+        bundled model by ``bench/select_bundled.py``; empty when none were recorded."""
+        return dict(self.config.get("sampling", {}))
+
     def class_index(self, name: Optional[str]) -> Optional[int]:
         """Label id of a class name (None -> None); an unknown name lists the valid ones."""
         if name is None:
@@ -397,11 +403,19 @@ def generate(run: Run, n: int, **kwargs: Any) -> list[str]:
     return [s for s in result.sequences if s is not None]
 
 
+def score_steps(process: Process, steps: Optional[int] = None) -> int:
+    """``steps`` or, if None, the default of ``process.bits_per_token`` (200 ODE steps for jacobi:
+    fewer bias its bound low)."""
+    if steps is not None:
+        return int(steps)
+    return int(inspect.signature(process.bits_per_token).parameters["steps"].default)
+
+
 def score(
     run: Run,
     dataset: SequenceDataset,
     *,
-    steps: int = 50,
+    steps: Optional[int] = None,
     batch_size: int = 32,
     repeats: int = 1,
     track: Optional[Any] = None,
@@ -415,8 +429,9 @@ def score(
 
     ``track``: raw signal tracks of a track-conditioned model, ``(N, L[, S])`` one per sequence or
     ``(L[, S])`` for all (default: ``dataset.track``). ``t_start``: native time where DDSM's ODE
-    bound starts (jacobi only; see ``JacobiProcess.bits_per_token``)."""
-    extra: dict[str, Any] = {}
+    bound starts (jacobi only; see ``JacobiProcess.bits_per_token``). ``steps``: ODE / Monte-Carlo
+    steps (None: the process's default, see :func:`score_steps`)."""
+    extra: dict[str, Any] = {"steps": score_steps(run.process, steps)}
     if t_start is not None:
         if "t_start" not in inspect.signature(run.process.bits_per_token).parameters:
             raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
@@ -443,7 +458,7 @@ def score(
             rows = tracks[start : start + len(xb)] if len(tracks) > 1 else np.repeat(tracks, len(xb), axis=0)
             binding = TrackBinding(run.model, torch.as_tensor(rows, device=device), cond)
             net, cond = binding, binding.rows()
-        vals = [run.process.bits_per_token(net, xb, cond=cond, generator=generator, steps=steps, **extra)
+        vals = [run.process.bits_per_token(net, xb, cond=cond, generator=generator, **extra)
                 for _ in range(repeats)]
         result[start : start + len(xb)] = torch.stack(vals).mean(0).cpu().numpy()
     return result

@@ -69,9 +69,9 @@ def _check_seed(seed: int) -> None:
 
 
 def _check_positive(**values: Any) -> None:
-    """``--name`` values that must be at least 1 (keyword names use _ for -)."""
+    """``--name`` values that must be at least 1 (keyword names use _ for -; None = not given)."""
     for name, value in values.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise DDSMInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
@@ -317,6 +317,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise DDSMInputError("--dilation-after must be in [0, 1]")
     device = _device(args.device)
     run = load_run(args.model, device=device)
+    defaults = run.sampling_defaults
+    if args.steps is None:
+        args.steps = int(defaults.get("steps", 100))
+    if args.guidance is None:
+        args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
     gen = seed_everything(args.seed)
     fixed = parse_fixed(args.fixed, run.alphabet.letters, run.seq_len) if args.fixed else None
     if args.time_dilation > 1 and not run.process.supports_dilation:
@@ -390,10 +395,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     if ds.length != run.seq_len:
         raise DDSMInputError(f"sequences have length {ds.length}; the model was trained on length {run.seq_len} (use --crop)")
     t0 = time.time()
-    bits = score(run, ds, steps=args.steps, batch_size=args.batch_size, repeats=args.repeats, t_start=args.t_start,
+    from .api import score_steps
+
+    steps = score_steps(run.process, args.steps)
+    bits = score(run, ds, steps=steps, batch_size=args.batch_size, repeats=args.repeats, t_start=args.t_start,
                  generator=gen, device=device, progress=_progress("score", args.quiet))
     rows = [{"id": i, "length": ds.length, "bits_per_token": f"{b:.5f}", "process": run.process.name,
-             "seed": args.seed, "steps": args.steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
+             "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
             for i, b in zip(ds.ids, bits)]
     write_tsv(out, rows, force=args.force)
     print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: mean {float(np.mean(bits)):.4f} bits/token -> {out}")
@@ -568,13 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="checkpoint folder")
     s.add_argument("-n", type=int, default=100, help="number of sequences")
     s.add_argument("-o", "--output", required=True, help="output FASTA")
-    s.add_argument("--steps", type=int, default=100)
+    s.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the model's recorded default, else 100)")
     s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0)
     s.add_argument("--dilation-after", dest="dilation_after", type=float, default=1.0,
                    help="apply dilation only once public time drops below this (1 = whole run)")
     s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
     s.add_argument("--fixed", default=None, help="pattern of the sequence length (N = free) or a file holding it")
-    s.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w (with --class)")
+    s.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight w (with --class; default: the model's recorded default, "
+                        "chosen on validation data for the bundled models, else 0)")
     s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=0.0, metavar="W",
                    help="classifier (oracle) guidance weight toward --class: adds W * grad log p(class | x) to "
                         "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance)")
@@ -597,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="checkpoint folder")
     c.add_argument("sequences", help="FASTA or TSV")
     c.add_argument("-o", "--output", required=True, help="output TSV")
-    c.add_argument("--steps", type=int, default=50, help="ODE / Monte-Carlo steps")
+    c.add_argument("--steps", type=int, default=None,
+                   help="ODE / Monte-Carlo steps (default: the process's own, 200 ODE steps for jacobi, 100 otherwise)")
     c.add_argument("--repeats", type=int, default=1, help="independent estimates to average")
     c.add_argument("--t-start", dest="t_start", type=float, default=None, metavar="TAU",
                    help="jacobi: native time where the ODE bound starts (default: the model's t_min). Any start "
@@ -616,9 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="design DNA for every class of the bundled models, evaluate against real "
                        "sequences, write reports, solve Sudoku puzzles")
     d.add_argument("--out", default="ddsm_demo", help="output folder")
-    d.add_argument("--steps", type=int, default=50, help="sampling steps")
+    d.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: each bundled model's recorded default, else 50)")
     d.add_argument("-n", type=int, default=48, help="designs per class")
-    d.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight")
+    d.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight (default: each bundled model's recorded default, else 1)")
     d.add_argument("--force", action="store_true")
     common(d)
     d.set_defaults(func=cmd_demo)

@@ -38,11 +38,13 @@ def _progress(quiet: bool, desc: str):
     return lambda it: tqdm(it, desc=desc, leave=False, file=sys.stderr)
 
 
-def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: bool = False,
-             quiet: bool = False, device: Optional[torch.device] = None, guidance: float = 1.0,
+def run_demo(out: Path, *, steps: Optional[int] = None, seed: int = 0, n: int = 48, force: bool = False,
+             quiet: bool = False, device: Optional[torch.device] = None, guidance: Optional[float] = None,
              say: Callable[[str], None] = _silent) -> int:
     """Run the demo into folder ``out``; ``say`` receives the summary lines (tables, paths) that
-    ``ddsm demo`` prints, ``quiet`` silences the progress bars. Returns the exit code (0)."""
+    ``ddsm demo`` prints, ``quiet`` silences the progress bars. ``steps`` / ``guidance``: None uses
+    each bundled model's recorded sampling defaults (else 50 steps, guidance 1). Returns the exit
+    code (0)."""
     from .api import BUNDLED_MODELS, resolve_model
 
     if out.exists() and any(out.iterdir()) and not force:
@@ -67,8 +69,9 @@ def run_demo(out: Path, *, steps: int = 50, seed: int = 0, n: int = 48, force: b
     return 0
 
 
-def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int, quiet: bool,
-                         device: Optional[torch.device], guidance: float, say: Callable[[str], None]) -> None:
+def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: int, n: int, quiet: bool,
+                         device: Optional[torch.device], guidance: Optional[float],
+                         say: Callable[[str], None]) -> None:
     from .api import design, load_run
     from .data import Record, bundled_path, read_fasta, write_fasta
     from .data.io import atomic_write_text
@@ -77,6 +80,9 @@ def _design_and_evaluate(name: str, out: Path, *, steps: int, seed: int, n: int,
     from .seeding import seed_everything
 
     run = load_run(name, device=device)
+    defaults = run.sampling_defaults
+    steps = int(defaults.get("steps", 50)) if steps is None else steps
+    guidance = float(defaults.get("guidance", 1.0)) if guidance is None else guidance
     ref_file, key = BUNDLED_REFERENCE[name]
     reference = read_fasta(bundled_path(ref_file))
     say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "

@@ -1,0 +1,135 @@
+"""Choose a bundled model's snapshot, guidance weight and step count by design quality on valid.fasta.
+
+    python bench/select_bundled.py --name dhs4 --run runs/dhs4 [--last 3] [--guidance 0,1,2,3] \
+        [--steps 50,100] [--n-per-class 64] [--ship]
+
+For every snapshot in ``RUN/snapshots`` (the last ``--last`` of them) and every guidance weight and
+step count: design ``--n-per-class`` sequences per class (classifier-free guidance; seed fixed, so
+every candidate sees the same noise), then evaluate them against the same number of ``valid.fasta``
+sequences per class with the bundled oracle, k-mer spectra, the real-vs-designed discriminator and
+diversity. Only train/valid are read; the test splits stay unseen.
+
+Selection score (higher is better), one number per candidate so the choice is reproducible:
+
+    oracle_target_frac / real_rate - 0.5 * max(0, kmer4_js / real_js4 - 1) - max(0, disc_auroc - 0.5)
+
+i.e. the target-class rate relative to real sequences', penalised for 4-mer spectra further from
+valid than real-vs-real and for discriminability. The table and the choice go to
+``RUN/selection.json``; ``--ship`` copies the chosen snapshot to
+``src/ddsm/resources/models/NAME`` with its sampling defaults (``sampling`` in config.json) and the
+run's curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ddsm.api import design, load_run
+from ddsm.data import Record, read_sequences
+from ddsm.evaluate import evaluate_detailed
+from ddsm.seeding import seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SETS = {"dhs4": "cell_type", "epd_promoters": "species"}
+METRICS = ("oracle_target_frac", "kmer3_js", "kmer4_js", "kmer5_js", "kmer6_js", "disc_auroc", "diversity",
+           "diversity_reference", "nearest_train_identity", "memorised_frac")
+
+
+def per_class_subset(records: list, key: str, n: int, seed: int) -> list:
+    """``n`` records of every class (seeded), in a stable order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls in sorted({r.meta[key] for r in records}):
+        rows = [r for r in records if r.meta[key] == cls]
+        out += [rows[i] for i in np.sort(rng.choice(len(rows), min(n, len(rows)), replace=False))]
+    return out
+
+
+def row_of(ev) -> dict:
+    return {m: float(ev.table.loc["all", m]) for m in METRICS}
+
+
+def selection_score(m: dict, real: dict) -> float:
+    return (m["oracle_target_frac"] / real["oracle_target_frac"]
+            - 0.5 * max(0.0, m["kmer4_js"] / real["kmer4_js"] - 1.0) - max(0.0, m["disc_auroc"] - 0.5))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--name", choices=sorted(SETS), required=True)
+    ap.add_argument("--run", required=True, help="run folder of bench/train_bundled.py")
+    ap.add_argument("--last", type=int, default=3, help="how many of the latest snapshots to compare")
+    ap.add_argument("--guidance", default="0,1,2,3")
+    ap.add_argument("--steps", default="100")
+    ap.add_argument("--n-per-class", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ship", action="store_true", help="copy the chosen snapshot into the package")
+    ap.add_argument("--data-dir", default=str(DATA))
+    args = ap.parse_args()
+    key, data, run_dir = SETS[args.name], Path(args.data_dir) / args.name, Path(args.run)
+    train = read_sequences(data / "train.fasta")
+    valid = per_class_subset(read_sequences(data / "valid.fasta"), key, args.n_per_class, args.seed)
+    taken = {r.id for r in valid}
+    real_pool = [r for r in read_sequences(data / "valid.fasta") if r.id not in taken]
+    real = per_class_subset(real_pool, key, args.n_per_class, args.seed + 1)
+    t0 = time.time()
+    base = row_of(evaluate_detailed(real, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
+    print(f"{args.name}: real held-out vs valid, {args.n_per_class} per class ({time.time() - t0:.0f} s): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in base.items()), flush=True)
+    snaps = sorted((run_dir / "snapshots").glob("step_*"))[-args.last:]
+    if not snaps:
+        raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
+    rows = []
+    print(f"{'snapshot':>12s} {'w':>4s} {'steps':>5s} {'oracle':>7s} {'4-mer JS':>8s} {'AUROC':>6s} "
+          f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
+    for snap in snaps:
+        run = load_run(snap)
+        for steps in (int(s) for s in args.steps.split(",")):
+            for w in (float(x) for x in args.guidance.split(",")):
+                gen = seed_everything(args.seed)
+                t0 = time.time()
+                recs = []
+                for cls in run.classes:
+                    res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen)
+                    recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
+                t_design = time.time() - t0
+                m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
+                sc = selection_score(m, base)
+                rows.append({"snapshot": snap.name, "guidance": w, "steps": steps, **m, "score": sc,
+                             "design_seconds": t_design})
+                print(f"{snap.name:>12s} {w:4g} {steps:5d} {m['oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
+                      f"{m['disc_auroc']:6.3f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
+                      f"{t_design:5.0f}", flush=True)
+    best = max(rows, key=lambda r: r["score"])
+    print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} steps {best['steps']} (score {best['score']:.3f})")
+    (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
+    if args.ship:
+        dest = ROOT / "src" / "ddsm" / "resources" / "models" / args.name
+        src = run_dir / "snapshots" / best["snapshot"]
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"],
+                           "selected_by": "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}"
+                                                                                 for k, v in vars(args).items()
+                                                                                 if k != "ship")}
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / "model.safetensors", dest / "model.safetensors")
+        (dest / "config.json").write_text(json.dumps(cfg, indent=1))
+        curve = run_dir / "curve.json"
+        if curve.exists():
+            shutil.copy2(curve, dest / "history.json")
+        (dest / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
+        print(f"shipped {src} -> {dest}")
+    if not math.isfinite(best["score"]):
+        raise SystemExit("no candidate could be scored")
+
+
+if __name__ == "__main__":
+    main()
