@@ -199,11 +199,9 @@ def _normal(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
     sd = np.sqrt(var)
     lo, hi = _window(t, theta)
     width = int((hi - lo).max())
-    m = lo[:, None] + np.arange(width)[None, :]
-    z_hi = (m + 0.5 - mean[:, None]) / sd[:, None]
-    z_lo = (m - 0.5 - mean[:, None]) / sd[:, None]
-    w = ndtr(z_hi) - ndtr(z_lo)
-    return lo, w
+    edges = lo[:, None] + np.arange(width + 1)[None, :] - 0.5  # m - 1/2 for m = lo .. lo + width
+    cdf = ndtr((edges - mean[:, None]) / sd[:, None])  # one normal CDF per edge, not two per cell
+    return lo, np.diff(cdf, axis=1)
 
 
 def lineage_weights(t: np.ndarray | float, theta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -137,7 +137,7 @@ def _trimmed_weights(uniq: np.ndarray, theta: float) -> tuple[np.ndarray, np.nda
     packed = np.take_along_axis(w, np.minimum(cols, w.shape[1] - 1), axis=1)
     packed[cols >= last[:, None]] = 0.0
     packed /= packed.sum(axis=1, keepdims=True)
-    if len(_CACHE) >= 8:
+    if len(_CACHE) >= 64:  # a draw and the score of the same draw meet again (one entry per time bucket)
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (start + first, packed)
     return _CACHE[key]
@@ -145,6 +145,23 @@ def _trimmed_weights(uniq: np.ndarray, theta: float) -> tuple[np.ndarray, np.nda
 
 def _log_beta_fn(p: Tensor, q: Tensor) -> Tensor:
     return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
+
+
+#: times within this factor share a bucket when windows are computed from the times (window widths
+#: scale like t^(-1/2), so a bucket's widths differ by about sqrt(_TIME_RATIO))
+_TIME_RATIO = 1.5
+
+
+def _time_buckets(t: Tensor) -> list[Tensor]:
+    """Element indices grouped by time bucket (log t in steps of ``_TIME_RATIO``), on the CPU.
+
+    Elements at many distinct times (one per element) otherwise share one window table padded to
+    the widest window of all of them (t = 1e-3 needs thousands of lineage counts, t = 4 a few), so
+    nearly all of the arithmetic was padding."""
+    key = torch.floor(torch.log(t.detach().double().cpu()) / np.log(_TIME_RATIO)).long()
+    order = torch.argsort(key, stable=True)
+    counts = torch.unique_consecutive(key[order], return_counts=True)[1].tolist()
+    return list(torch.split(order.to(t.device), counts))
 
 
 def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
@@ -158,6 +175,14 @@ def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
     Returns:
         ``logp (N,)`` and ``mean_m (N,)``; the score is (a - 1 + mean_m) / y - (b - 1) / (1 - y).
     """
+    if windows is None:
+        buckets = _time_buckets(t)
+        if len(buckets) > 1:
+            logp, mean_m = torch.empty_like(y), torch.empty_like(y)
+            for idx in buckets:
+                logp[idx], mean_m[idx] = stats_at_one(y[idx], t[idx], a, b,
+                                                      windows=LineageWindows.of_times(t[idx], a + b))
+            return logp, mean_m
     win = windows if windows is not None else LineageWindows.of_times(t, a + b)
     # log q_m - log B(a + m, b): per unique time, independent of y
     const = win.derived(("const", a, b), lambda: win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b)))
@@ -206,15 +231,29 @@ def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Gene
     """Exact draws of x_t | x0 = 1 for element times ``t (N,)`` native: ``(N,)`` float64.
 
     ``windows``: as in :func:`stats_at_one`."""
+    if windows is None:
+        buckets = _time_buckets(t)
+        if len(buckets) > 1:
+            # one uniform per element in element order first, so the draws do not depend on the bucketing
+            out = torch.empty(t.shape[0], dtype=torch.float64, device=t.device)
+            u = _uniform(t.shape[0], t.device, generator)
+            M = torch.empty_like(out)
+            for idx in buckets:
+                M[idx] = _lineage_count(LineageWindows.of_times(t[idx], a + b), u[idx])
+            return beta_sample(a + M, torch.full_like(M, b), generator=generator)
     win = windows if windows is not None else LineageWindows.of_times(t, a + b)
+    M = _lineage_count(win, _uniform(t.shape[0], t.device, generator))
+    return beta_sample(a + M, torch.full_like(M, b), generator=generator)
+
+
+def _lineage_count(win: LineageWindows, u: Tensor) -> Tensor:
+    """Inverse-CDF draws of the lineage count of every element of ``win`` from uniforms ``u (N,)``."""
     U, W = win.m.shape
-    u = _uniform(t.shape[0], t.device, generator)
     # One searchsorted over all rows: row r's CDF is shifted into [2r, 2r + 1].
-    offsets = 2.0 * torch.arange(U, device=t.device, dtype=torch.float64)
+    offsets = 2.0 * torch.arange(U, device=u.device, dtype=torch.float64)
     pos = torch.searchsorted(win.derived(("cdf",), lambda: _shifted_cdf(win.w, offsets)), u + offsets[win.inv])
     col = (pos - win.inv * W).clamp(0, W - 1)
-    M = win.m[win.inv, col]
-    return beta_sample(a + M, torch.full_like(M, b), generator=generator)
+    return win.m[win.inv, col]
 
 
 def _shifted_cdf(w: Tensor, offsets: Tensor) -> Tensor:
