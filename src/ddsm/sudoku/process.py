@@ -43,6 +43,7 @@ from torch import Tensor
 from .. import rng as _rng
 from ..processes.base import LossOutput, ModelFn, NoisySample, reduce_terms
 from ..processes.jacobi import JacobiProcess
+from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stick_tables import LineageQuantiles, StickTables, TableCache, draw_sticks
 
 
@@ -178,29 +179,10 @@ class PosteriorJacobiProcess(JacobiProcess):
         """Tabulate the statistics of many public times ``t`` at once (e.g. a sampling grid)."""
         self._tables.prepare(self.native_time(t.double().cpu()).numpy())
 
-    @staticmethod
-    def category_loglik(stats: dict[str, Tensor]) -> Tensor:
-        """log q(v_l | k) for every category: ``(B, L, K)`` float64.
-
-        Category k: sticks i < k at vertex 0, stick k at vertex 1, sticks i > k stationary.
-        """
-        zero, one, stat = stats["logp_zero"], stats["logp_one"], stats["logp_stat"]
-        pad = torch.zeros_like(zero[..., :1])
-        zero_before = torch.cat([pad, torch.cumsum(zero, -1)], -1)
-        stat_from = torch.cat([torch.flip(torch.cumsum(torch.flip(stat, [-1]), -1), [-1]), pad], -1)
-        return zero_before + torch.cat([one, pad], -1) + torch.cat([stat_from[..., 1:], pad], -1)
-
-    @staticmethod
-    def mixture_score(probs: Tensor, stats: dict[str, Tensor]) -> Tensor:
-        """Stick score ``(B, L, K-1)`` from the clean-token posterior ``probs (B, L, K)``.
-
-        Stick i: P(k < i) * stationary score + P(k = i) * vertex-1 score + P(k > i) * vertex-0 score.
-        """
-        p = probs.double()
-        K1 = p.shape[-1] - 1
-        below = torch.cumsum(p, -1)[..., :K1] - p[..., :K1]  # P(k < i)
-        above = 1.0 - below - p[..., :K1]  # P(k > i)
-        return below * stats["score_stat"] + p[..., :K1] * stats["score_one"] + above.clamp_min(0.0) * stats["score_zero"]
+    #: log q(v_l | k) for every category, ``(B, L, K)``, from per-stick statistics (shared maths)
+    category_loglik = staticmethod(category_loglik)
+    #: stick score ``(B, L, K-1)`` from the clean-token posterior ``(B, L, K)`` (shared maths)
+    mixture_score = staticmethod(mixture_score)
 
     # ------------------------------------------------------------------ network calls
     def features(self, stats: dict[str, Tensor]) -> Tensor:
