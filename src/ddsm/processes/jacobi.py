@@ -248,13 +248,20 @@ class JacobiProcess(Process):
             raise ValueError("the posterior jacobi process trains on a time grid (n_train_times >= 1)")
         u = super().sample_time(batch, generator=generator).double()
         rows = (u * G).long().clamp_max(G - 1)
-        if self.focus > 0:
-            tau = self.native_time(self.train_times)
-            window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
-            if len(window):
-                pick = window[_rng.randint(0, len(window), (batch,), generator=generator)]
-                rows = torch.where(_rng.rand(batch, generator=generator) < self.focus, pick, rows)
-        return self.train_times[rows].to(device)
+        return self.train_times[self.focused_rows(rows, generator=generator)].to(device)
+
+    def focused_rows(self, rows: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Training-grid rows ``(B,)`` with a random fraction ``focus`` replaced by rows drawn
+        uniformly from the focus window [focus_tau_min, focus_tau_max] (native time)."""
+        if self.focus <= 0:
+            return rows
+        tau = self.native_time(self.train_times)
+        window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
+        if not len(window):
+            return rows
+        batch = rows.shape[0]
+        pick = window[_rng.randint(0, len(window), (batch,), generator=generator)]
+        return torch.where(_rng.rand(batch, generator=generator) < self.focus, pick, rows)
 
     def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
         """Exact draw of the sticks ``(B, L, K-1)`` given ``x0 (B, L)``: lineage counts of every

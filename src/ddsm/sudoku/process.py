@@ -143,13 +143,7 @@ class PosteriorJacobiProcess(JacobiProcess):
         """``(B,)`` float64 public times from ``train_times``: uniformly, except that a fraction
         ``focus`` is drawn uniformly from the focus window."""
         rows = torch.randint(0, self.n_train_times, (batch,), generator=generator)
-        if self.focus > 0:
-            tau = self.native_time(self.train_times)
-            window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
-            if len(window):
-                pick = window[torch.randint(0, len(window), (batch,), generator=generator)]
-                rows = torch.where(torch.rand(batch, generator=generator) < self.focus, pick, rows)
-        return self.train_times[rows].to(device)
+        return self.train_times[self.focused_rows(rows, generator=generator)].to(device)
 
     def _train_rows(self, t: Tensor) -> Optional[Tensor]:
         """Rows of ``train_times`` equal to ``t (B,)``, or None if some t is off the grid."""
