@@ -92,13 +92,13 @@ def test_exact_score_sampler_recovers_the_sequence(dilation, after):
 
 
 def test_explicit_time_grid_replaces_the_process_grid():
-    p = JacobiProcess(4)
+    p = JacobiScoreProcess(4)  # its final state is the SDE's (the posterior output ends on a drawn vertex)
     x0 = torch.randint(0, 4, (6, 40), generator=torch.Generator().manual_seed(3))
     run = lambda **kw: sample(p, Oracle(p, x0), (6, 40), generator=torch.Generator().manual_seed(4),  # noqa: E731
                               return_state=True, **kw)
     assert torch.equal(run(steps=40), run(steps=7, times=p.time_grid(40)))  # times wins over steps
     assert not torch.equal(run(steps=40), run(times=p.time_grid(20)))
-    for bad in (p.time_grid(5).flip(0), torch.ones(3), p.time_grid(1)[:1]):
+    for bad in (p.time_grid(5).flip(0), torch.ones(3), p.time_grid(1)[:1]):  # noqa: B007
         with pytest.raises(ValueError, match="decreasing"):
             run(times=bad)
 

@@ -179,3 +179,21 @@ def test_saved_options_without_output_load_the_score_network():
     with pytest.raises(ValueError):
         JacobiProcess(4, output="logits")
     assert math.isfinite(q.focus)
+
+
+def test_last_step_draws_tokens_from_the_posterior():
+    """The final reverse step ends on the vertex of a token drawn from the output posterior."""
+    K = 4
+    p = build_process("jacobi", K)
+    g = torch.Generator().manual_seed(3)
+    v = p.prior((2000, 1), generator=g)
+    grid = p.time_grid(10)
+    t, s = grid[-2].expand(2000), grid[-1].expand(2000)
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    out = probs.log().expand(2000, 1, K)
+    end = p.step(out, v, t, s, generator=g)
+    assert p.is_valid(end)
+    freq = torch.bincount(p.decode(end).reshape(-1), minlength=K).double() / 2000
+    assert float((freq - probs).abs().max()) < 0.04, freq
+    mid = p.step(out, v, grid[2].expand(2000), grid[3].expand(2000), generator=g)  # not the last: SDE only
+    assert not bool(((mid < 2 * p.eps) | (mid > 1 - 2 * p.eps)).all())

@@ -40,7 +40,7 @@ from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stick_tables import LineageDraws, StickTables, draw_sticks
 from ..special.stickbreaking import sticks_to_simplex
 from ..special.transition import LineageWindows, beta_sample, stats_at_one
-from .base import ModelFn, NoisySample, Process
+from .base import ModelFn, NoisySample, Process, sample_categorical
 
 #: log-posterior features are clamped here (nats) and scaled by 1 / _FEATURE_SCALE
 _FEATURE_FLOOR, _FEATURE_SCALE = -30.0, 10.0
@@ -75,6 +75,8 @@ class JacobiProcess(Process):
                    "network = residual posterior on the local evidence (output=score: the paper's score)")
     state_kind = "sticks"
     supports_dilation = True
+    #: the last reverse step draws x0 from the network's posterior (posterior output only)
+    final_draw = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "JacobiProcess":
         if cls is JacobiProcess and kwargs.get("output", "posterior") == "score":
@@ -358,8 +360,26 @@ class JacobiProcess(Process):
         score = self.score_from_output(output, v, tau)
         drift = sp * (0.5 * (a * (1 - v) - b * v) - (1 - 2 * v) - v * (1 - v) * score)
         noise = _rng.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
-        v = v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise
-        return v.clamp(self.eps, 1 - self.eps)
+        v = (v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise).clamp(self.eps, 1 - self.eps)
+        if self.final_draw and bool((s.double() <= self._t_end + 1e-12).all()):
+            # The reverse process ends with x0 ~ p(x0 | v_{t_min}): draw the tokens from the
+            # posterior (float64) instead of reading the argmax of a nearly-decided simplex point.
+            # The output is the posterior at (xt, t), one step before t_min; that step moves it by
+            # less than the posterior's own uncertainty at t_min.
+            tokens = sample_categorical(torch.softmax(output.double(), -1), generator=generator)
+            v = self.vertex_sticks(tokens, like=v)
+        return v
+
+    @property
+    def _t_end(self) -> float:
+        return math.sqrt(self.t_min / self.T)
+
+    def vertex_sticks(self, tokens: Tensor, *, like: Tensor) -> Tensor:
+        """Sticks ``(B, L, K-1)`` (within eps of the vertex) that decode to ``tokens (B, L)``."""
+        i = torch.arange(self.K - 1, device=tokens.device)
+        k = tokens[..., None]
+        v = torch.where(i < k, self.eps, torch.where(i == k, 1.0 - self.eps, 0.5))
+        return v.to(like.dtype)
 
     def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
                generator: Optional[torch.Generator] = None) -> Tensor:

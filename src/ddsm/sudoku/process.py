@@ -51,6 +51,7 @@ class PosteriorJacobiProcess(JacobiProcess):
     """Jacobi diffusion (DDSM) whose network predicts p(x0 | x_t) from local log-likelihoods."""
 
     name = "jacobi_posterior"
+    final_draw = False  # its model output is the stick score (constraint-aware samplers decode themselves)
     description = ("DDSM Jacobi diffusion; the network maps local log-likelihoods to the clean-token "
                    "posterior, and the exact score follows by the mixture identity")
 
