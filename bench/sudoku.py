@@ -36,7 +36,7 @@ from ddsm.sudoku.constrained import ON_DEAD
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.sudoku.precision import PRECISIONS
+from ddsm.precision import PRECISIONS
 from ddsm.sudoku.solve import SolveConfig, solve_givens_only, solve_puzzles
 
 COLLECTIONS = ("norvig_top95", "norvig_hardest11", "forum_hardest_1905_dev1000")

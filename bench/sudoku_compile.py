@@ -22,7 +22,7 @@ from ddsm.compiling import compile_or_eager
 from ddsm.sudoku.generator import GridStream, base_grids
 from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.sudoku.precision import native_bf16
+from ddsm.precision import native_bf16
 from ddsm.sudoku.process import PosteriorJacobiProcess
 
 

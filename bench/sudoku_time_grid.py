@@ -27,7 +27,7 @@ import torch
 from ddsm.sudoku.board import is_valid_grid
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.sudoku.precision import PRECISIONS
+from ddsm.precision import PRECISIONS
 
 
 def public_grid(spec: str, proc, steps: int) -> torch.Tensor:

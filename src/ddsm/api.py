@@ -22,6 +22,7 @@ from .conditioning.track import TrackBinding, TrackSpec, design_track
 from .data import Alphabet, SequenceDataset, data_hash
 from .errors import DDSMInputError
 from .models import build_model
+from .precision import resolve_precision
 from .processes import PROCESSES, Process, build_process
 from .sampling import FixedPositions, sample
 from .train import TrainConfig, train
@@ -232,16 +233,21 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
 def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], guidance: float, dilation: float,
              dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
              progress: Optional[Callable[[Iterable], Iterable]], track: Optional[np.ndarray] = None,
-             output_hook: Optional[Callable[..., torch.Tensor]] = None):
+             output_hook: Optional[Callable[..., torch.Tensor]] = None, precision: str = "fp32"):
     """A ``DrawFn`` for ``constrained_design``: rows (with their design ids) with per-row fixed
     tokens/masks -> strings.
 
     ``track``: ``(1, L, S)`` shared or ``(n, L, S)`` per design, already transformed;
-    ``output_hook``: classifier guidance (applied after classifier-free guidance).
+    ``output_hook``: classifier guidance (applied after classifier-free guidance); ``precision``:
+    ``"fp32"`` or ``"bf16"`` (autocast of the network only; the process's maths stays float64).
     """
     from .guidance import ClassifierFreeGuidance
 
     model: nn.Module = run.model
+    if precision == "bf16":
+        from .precision import Autocast
+
+        model = Autocast(model, device)
     if guidance > 0:
         if not run.classes or label is None:
             raise DDSMInputError("--guidance needs a class-conditional model and --class")
@@ -345,6 +351,7 @@ def design(
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
+    precision: str = "fp32",
 ):
     """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
@@ -352,6 +359,8 @@ def design(
         class_name: class to design for (conditional models); ``guidance``: classifier-free
             guidance weight w (0 = plain conditional sampling).
         fixed: ``(tokens (L,), mask (L,))`` positions to keep.
+        precision: the network's precision, ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16
+            where it is native: GPUs, CPUs with AMX or AVX512-BF16).
         forbid: motifs (IUPAC, both strands) that may not occur; ``gc``: (min, max) GC fraction.
         rounds: sampling rounds before giving up on the designs still failing.
         track: raw signal track for a track-conditioned model: ``(L,)`` / ``(L, S)`` for every
@@ -387,7 +396,7 @@ def design(
     tracks = _run_track(run, track, n)
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
-                    track=tracks, output_hook=hook)
+                    track=tracks, output_hook=hook, precision=resolve_precision(precision, device))
     fm = ForbiddenMotifs.parse(forbid) if forbid else None
     gw = GCWindow(*gc) if gc is not None else None
     return constrained_design(draw, n, run.seq_len, run.alphabet.letters, fixed=fixed, forbid=fm, gc=gw,

@@ -343,14 +343,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         w = GCWindow.parse(args.gc)
         gc = (w.lo, w.hi)
+    from .precision import resolve_precision
+
+    precision = resolve_precision(args.precision, device)
     t0 = time.time()
     result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
                     guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
                     dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
                     classifier_guidance=args.classifier_guidance, classifier=args.classifier,
-                    generator=gen, device=device, progress=_progress("sample", args.quiet))
+                    generator=gen, device=device, progress=_progress("sample", args.quiet),
+                    precision=precision)
     meta = {"model": run.path.resolve().name if run.path else str(args.model), "process": run.process.name, "seed": str(args.seed),
-            "steps": str(args.steps), "dilation": f"{args.time_dilation:g}"}
+            "steps": str(args.steps), "dilation": f"{args.time_dilation:g}", "precision": precision}
     if args.class_name:
         meta["class"] = args.class_name
     if args.guidance:
@@ -600,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60")
     s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="network precision: bf16 autocast is ~4x faster on CPUs with AMX (auto: bf16 where "
+                        "native); the sampler's maths stays float64; recorded in the headers")
     s.add_argument("--force", action="store_true")
     common(s)
     s.set_defaults(func=cmd_sample)

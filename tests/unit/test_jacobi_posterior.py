@@ -197,3 +197,21 @@ def test_last_step_draws_tokens_from_the_posterior():
     assert float((freq - probs).abs().max()) < 0.04, freq
     mid = p.step(out, v, grid[2].expand(2000), grid[3].expand(2000), generator=g)  # not the last: SDE only
     assert not bool(((mid < 2 * p.eps) | (mid > 1 - 2 * p.eps)).all())
+
+
+def test_bf16_autocast_wrapper_keeps_a_float32_head_close_to_fp32():
+    from ddsm.api import build_network
+    from ddsm.precision import Autocast, resolve_precision
+
+    p = build_process("jacobi", 4)
+    torch.manual_seed(0)
+    net = build_network(p, "conv", 2, {"hidden": 16, "n_blocks": 2}).eval()
+    x = torch.randn(3, 20, p.in_channels)
+    t, c = torch.rand(3), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        ref, low = net(x, t, c), Autocast(net, torch.device("cpu"))(x, t, c)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, ref, rtol=0.05, atol=0.05)
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError):
+        resolve_precision("fp8", torch.device("cpu"))

@@ -9,7 +9,7 @@ from ddsm.sampling import sample
 from ddsm.sudoku.board import is_solution, keeps_givens, parse_board
 from ddsm.sudoku.generator import base_grids
 from ddsm.sudoku.model import SudokuDenoiser, add_self_conditioning
-from ddsm.sudoku.precision import native_bf16, resolve_precision
+from ddsm.precision import native_bf16, resolve_precision
 from ddsm.sudoku.process import PosteriorJacobiProcess
 from ddsm.sudoku.propagation import candidates, propagate
 

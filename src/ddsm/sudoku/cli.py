@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DDSMInputError
-from .precision import PRECISIONS
+from ..precision import PRECISIONS
 
 
 def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:

@@ -18,7 +18,7 @@ from ..checkpoint import load_config, load_model_weights
 from ..compiling import compile_or_eager
 from ..errors import DDSMInputError
 from .model import SudokuDenoiser
-from .precision import PRECISIONS, resolve_precision
+from ..precision import PRECISIONS, resolve_precision
 from .process import PosteriorJacobiProcess
 from .training import MODEL_NAME
 
@@ -69,7 +69,7 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
 
     Args:
         precision: "fp32", "bf16" (autocast) or "auto": bf16 where it is native
-            (:func:`ddsm.sudoku.precision.native_bf16`).
+            (:func:`ddsm.precision.native_bf16`).
         compile: run the network through ``torch.compile`` (one graph for all batch sizes). Worth
             it for long jobs only: the first call compiles (seconds to a minute on a CPU), then
             each call is about 1.35x faster on this 2-core CPU (``bench/sudoku_compile.py``). Falls

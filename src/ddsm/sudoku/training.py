@@ -24,7 +24,7 @@ from ..compiling import compile_or_eager
 from ..ema import EMA
 from .generator import GridStream, base_grids
 from .model import SudokuDenoiser, add_self_conditioning, deepen
-from .precision import native_bf16
+from ..precision import native_bf16
 from .process import PosteriorJacobiProcess
 
 logger = logging.getLogger(__name__)

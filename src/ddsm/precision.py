@@ -1,4 +1,4 @@
-"""Which precision the Sudoku network runs in: fp32, or bf16 autocast where bf16 is native.
+"""Which precision a network runs in: fp32, or bf16 autocast where bf16 is native.
 
 The bundled model was trained under bf16 autocast (its exact-evidence residual is added in
 float32 either way), so bf16 inference is the regime it was trained in. On a CPU, bf16 matrix
@@ -33,3 +33,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+class Autocast(torch.nn.Module):
+    """Runs ``model`` under bf16 autocast on its device (the backbones keep their output layers in
+    float32, ``models.base.upcast``); other attributes are the wrapped model's."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.model, self.device_type = model, torch.device(device).type
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(*args, **kwargs)
