@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--last", type=int, default=3, help="how many of the latest snapshots to compare")
     ap.add_argument("--guidance", default="0,1,2,3")
     ap.add_argument("--steps", default="100")
+    ap.add_argument("--precision", default="fp32", help="comma-separated network precisions to compare (fp32, bf16)")
     ap.add_argument("--n-per-class", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ship", action="store_true", help="copy the chosen snapshot into the package")
@@ -88,34 +89,36 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'steps':>5s} {'oracle':>7s} {'4-mer JS':>8s} {'AUROC':>6s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'4-mer JS':>8s} {'AUROC':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
     for snap in snaps:
         run = load_run(snap)
-        for steps in (int(s) for s in args.steps.split(",")):
-            for w in (float(x) for x in args.guidance.split(",")):
-                gen = seed_everything(args.seed)
-                t0 = time.time()
-                recs = []
-                for cls in run.classes:
-                    res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen)
-                    recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
-                t_design = time.time() - t0
-                m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
-                sc = selection_score(m, base)
-                rows.append({"snapshot": snap.name, "guidance": w, "steps": steps, **m, "score": sc,
-                             "design_seconds": t_design})
-                print(f"{snap.name:>12s} {w:4g} {steps:5d} {m['oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
-                      f"{m['disc_auroc']:6.3f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
-                      f"{t_design:5.0f}", flush=True)
+        for steps, prec, w in [(int(s), p, float(x)) for s in args.steps.split(",")
+                               for p in args.precision.split(",") for x in args.guidance.split(",")]:
+            gen = seed_everything(args.seed)
+            t0 = time.time()
+            recs = []
+            for cls in run.classes:
+                res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen,
+                                 batch_size=args.n_per_class, precision=prec)
+                recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
+            t_design = time.time() - t0
+            m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
+            sc = selection_score(m, base)
+            rows.append({"snapshot": snap.name, "guidance": w, "steps": steps, "precision": prec, **m, "score": sc,
+                         "design_seconds": t_design})
+            print(f"{snap.name:>12s} {w:4g} {steps:5d} {prec:>4s} {m['oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
+                  f"{m['disc_auroc']:6.3f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
+                  f"{t_design:5.0f}", flush=True)
     best = max(rows, key=lambda r: r["score"])
-    print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} steps {best['steps']} (score {best['score']:.3f})")
+    print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} steps {best['steps']} {best['precision']} "
+          f"(score {best['score']:.3f})")
     (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
     if args.ship:
         dest = ROOT / "src" / "ddsm" / "resources" / "models" / args.name
         src = run_dir / "snapshots" / best["snapshot"]
         cfg = json.loads((src / "config.json").read_text())
-        cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"],
+        cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
                            "selected_by": "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}"
                                                                                  for k, v in vars(args).items()
                                                                                  if k != "ship")}

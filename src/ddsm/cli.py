@@ -345,7 +345,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         gc = (w.lo, w.hi)
     from .precision import resolve_precision
 
-    precision = resolve_precision(args.precision, device)
+    precision = resolve_precision(args.precision or str(defaults.get("precision", "fp32")), device)
     t0 = time.time()
     result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
                     guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
@@ -604,9 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60")
     s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+    s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="network precision: bf16 autocast is ~4x faster on CPUs with AMX (auto: bf16 where "
-                        "native); the sampler's maths stays float64; recorded in the headers")
+                        "native); the sampler's maths stays float64; recorded in the headers (default: the "
+                        "model's recorded default, else fp32)")
     s.add_argument("--force", action="store_true")
     common(s)
     s.set_defaults(func=cmd_sample)

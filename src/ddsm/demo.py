@@ -92,6 +92,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
     t0 = time.time()
     for cls in run.classes:
         res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
+                     precision=str(defaults.get("precision", "fp32")),
                      progress=_progress(quiet, cls))
         for i, s in enumerate(res.sequences):
             if s is not None:
