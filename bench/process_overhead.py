@@ -23,7 +23,7 @@ import time
 import torch
 
 from ddsm.api import DEFAULT_MODEL_OPTIONS, build_network
-from ddsm.processes import PROCESSES, JacobiProcess, build_process
+from ddsm.processes import PROCESSES, JacobiProcess, build_process  # noqa: F401
 
 
 def timed(fn, reps: int) -> float:
@@ -60,11 +60,15 @@ def main() -> None:
     args = ap.parse_args()
     B, L, K = args.batch, args.length, args.K
     g = torch.Generator().manual_seed(0)
-    jac = JacobiProcess(4)
+    jac = JacobiProcess(4, output="score")
     jac._lambda_table  # one-off per configuration
     x0 = torch.randint(0, 4, (500, 200), generator=g)
     t = timed(lambda: jac.sample_noisy(x0, jac.sample_time(500, generator=g), generator=g), args.reps)
-    print(f"torch threads {torch.get_num_threads()}; DDSM exact noisy draws + score targets, 1e5 positions, K=4: {t:.3f} s")
+    post = JacobiProcess(K)
+    xk = torch.randint(0, K, (500, 200), generator=g)
+    tp = timed(lambda: post.sample_noisy(xk, post.sample_time(500, generator=g), generator=g), args.reps)
+    print(f"torch threads {torch.get_num_threads()}; DDSM exact noisy draws, 1e5 positions: with score targets "
+          f"(output=score), K=4: {t:.3f} s; posterior output (no targets), K={K}: {tp:.3f} s")
     print(f"{'process':20s} {'fwd+bwd':>8s} {'loss step':>9s} {'overhead':>9s} | {'forward':>8s} {'sample step':>11s} {'overhead':>9s}")
     names = [n for n in args.processes.split(",") if n] or sorted(PROCESSES)
     rows = [(n, {}) for n in names]

@@ -102,20 +102,23 @@ class StickTables:
         self._on: dict[torch.device, Tensor] = {}
 
     def _table(self, device: torch.device) -> Tensor:
+        """The values as ``(n_tau * 2 * (K-1) * n_r, 4)`` rows on ``device`` (one gather per lookup)."""
         if device not in self._on:
-            self._on[device] = self.values.to(device)
+            self._on[device] = self.values.reshape(-1, 4).to(device)
         return self._on[device]
 
     def _lookup(self, rows: Tensor, vertex: int, r: Tensor) -> tuple[Tensor, Tensor]:
         """G and E[M | y] at ``r (N, K-1)`` for time rows ``rows (N,)``: two ``(N, K-1)``."""
         vals = self._table(r.device)
+        K1 = r.shape[1]
         x0, h = float(self.log_r[0]), float(self.log_r[1] - self.log_r[0])
         f = ((torch.log(r) - x0) / h).clamp(0.0, _N_R - 1.0)
         i = f.floor().long().clamp(0, _N_R - 2)
         s = f - i
-        sticks = torch.arange(r.shape[1], device=r.device)[None, :].expand_as(i)
-        rr = rows[:, None].expand_as(i)
-        lo, hi = vals[rr, vertex, sticks, i], vals[rr, vertex, sticks, i + 1]  # (N, K-1, 3)
+        # flat row of (time, vertex, stick, log r cell): one index_select for both cell ends
+        cell = ((rows[:, None] * 2 + vertex) * K1 + torch.arange(K1, device=r.device)[None, :]) * _N_R + i
+        both = vals.index_select(0, torch.cat([cell.reshape(-1), cell.reshape(-1) + 1]))
+        lo, hi = both.view(2, *cell.shape, 4).unbind(0)  # (N, K-1, 4) each
         # cubic Hermite basis: values and exact slopes at both ends
         s2, s3 = s * s, s * s * s
         h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, (s3 - 2 * s2 + s) * h, -2 * s3 + 3 * s2, (s3 - s2) * h
