@@ -251,7 +251,7 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
     if guidance > 0:
         if not run.classes or label is None:
             raise DDSMInputError("--guidance needs a class-conditional model and --class")
-        model = ClassifierFreeGuidance(run.model, guidance, null_class=len(run.classes))
+        model = ClassifierFreeGuidance(model, guidance, null_class=len(run.classes))
     L = run.seq_len
     track_t = None if track is None else torch.as_tensor(track, device=device)
 
