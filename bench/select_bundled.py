@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--name", choices=sorted(SETS), required=True)
     ap.add_argument("--run", required=True, help="run folder of bench/train_bundled.py")
     ap.add_argument("--last", type=int, default=3, help="how many of the latest snapshots to compare")
+    ap.add_argument("--snapshots", default="", help="comma-separated snapshot names instead of --last")
     ap.add_argument("--guidance", default="0,1,2,3")
     ap.add_argument("--steps", default="100")
     ap.add_argument("--precision", default="fp32", help="comma-separated network precisions to compare (fp32, bf16)")
@@ -85,7 +86,8 @@ def main() -> None:
     base = row_of(evaluate_detailed(real, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
     print(f"{args.name}: real held-out vs valid, {args.n_per_class} per class ({time.time() - t0:.0f} s): "
           + ", ".join(f"{k} {v:.4f}" for k, v in base.items()), flush=True)
-    snaps = sorted((run_dir / "snapshots").glob("step_*"))[-args.last:]
+    snaps = ([run_dir / "snapshots" / n for n in args.snapshots.split(",")] if args.snapshots
+             else sorted((run_dir / "snapshots").glob("step_*"))[-args.last:])
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
@@ -121,7 +123,8 @@ def main() -> None:
         cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
                            "selected_by": "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}"
                                                                                  for k, v in vars(args).items()
-                                                                                 if k != "ship")}
+                                                                                 if k not in ("ship", "snapshots"))
+                           + (f" --snapshots {args.snapshots}" if args.snapshots else "")}
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / "model.safetensors", dest / "model.safetensors")
         (dest / "config.json").write_text(json.dumps(cfg, indent=1))
