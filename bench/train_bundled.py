@@ -39,7 +39,7 @@ import torch
 from ddsm.api import fit
 from ddsm.data import encode_records, read_fasta
 from ddsm.seeding import seed_everything
-from ddsm.train import TrainConfig
+from ddsm.train import TrainConfig, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -100,11 +100,15 @@ def main() -> None:
     print(f"{args.name}: {len(train_ds)} train / {len(valid_ds)} valid, classes {train_ds.classes}; "
           f"{'resuming' if args.resume else 'starting'} towards step {args.steps} on {args.device} "
           f"({torch.get_num_threads()} threads)", flush=True)
-    _, summary = fit(train_ds, out, process_options=process_options,
-                     model_options={"hidden": args.hidden, "n_blocks": args.blocks}, train_config=cfg,
-                     valid=valid_ds, device=torch.device(args.device), resume=args.resume, on_step=on_step,
-                     extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
-                                 "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])})
+    try:
+        _, summary = fit(train_ds, out, process_options=process_options,
+                         model_options={"hidden": args.hidden, "n_blocks": args.blocks}, train_config=cfg,
+                         valid=valid_ds, device=torch.device(args.device), resume=args.resume, on_step=on_step,
+                         extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
+                                     "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])})
+    except TrainingInterrupted as e:  # SIGTERM / SIGINT: the checkpoint is on disk
+        print(f"{e}", flush=True)
+        return
     print(f"done: step {summary['step']}, {summary['seconds']:.0f} s in all; final train "
           f"{summary['final_train_loss']:.4f} valid {summary['final_valid_loss']:.4f}", flush=True)
 
