@@ -1,7 +1,8 @@
 """Which precision a network runs in: fp32, or bf16 autocast where bf16 is native.
 
-The bundled model was trained under bf16 autocast (its exact-evidence residual is added in
-float32 either way), so bf16 inference is the regime it was trained in. On a CPU, bf16 matrix
+The bundled Sudoku model was trained under bf16 autocast (its exact-evidence residual is added in
+float32 either way), so bf16 inference is the regime it was trained in; the DNA models sample in
+bf16 when their recorded defaults say so (``design(precision=...)``). On a CPU, bf16 matrix
 products only pay off with hardware support (AMX tiles or AVX512-BF16); elsewhere oneDNN emulates
 them and fp32 is faster. Measured on this project's 2-core AMX Xeon (bundled model, 32 boards, 2
 threads, ``python bench/sudoku.py --precision fp32|bf16``): see the README's Sudoku section.

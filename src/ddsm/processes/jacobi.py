@@ -378,8 +378,8 @@ class JacobiProcess(Process):
         """Sticks ``(B, L, K-1)`` (within eps of the vertex) that decode to ``tokens (B, L)``."""
         i = torch.arange(self.K - 1, device=tokens.device)
         k = tokens[..., None]
-        v = torch.where(i < k, self.eps, torch.where(i == k, 1.0 - self.eps, 0.5))
-        return v.to(like.dtype)
+        fill = lambda x: torch.full((), x, dtype=like.dtype, device=like.device)  # noqa: E731  (no float32 rounding of eps)
+        return torch.where(i < k, fill(self.eps), torch.where(i == k, fill(1.0 - self.eps), fill(0.5)))
 
     def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
                generator: Optional[torch.Generator] = None) -> Tensor:

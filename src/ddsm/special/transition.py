@@ -235,9 +235,8 @@ def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Gene
         buckets = _time_buckets(t)
         if len(buckets) > 1:
             # one uniform per element in element order first, so the draws do not depend on the bucketing
-            out = torch.empty(t.shape[0], dtype=torch.float64, device=t.device)
             u = _uniform(t.shape[0], t.device, generator)
-            M = torch.empty_like(out)
+            M = torch.empty(t.shape[0], dtype=torch.float64, device=t.device)
             for idx in buckets:
                 M[idx] = _lineage_count(LineageWindows.of_times(t[idx], a + b), u[idx])
             return beta_sample(a + M, torch.full_like(M, b), generator=generator)

@@ -31,7 +31,6 @@ random half of the batch, the stop-gradient posterior of a first pass made with 
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from functools import cached_property
 from typing import Optional, Union
@@ -124,12 +123,7 @@ class PosteriorJacobiProcess(JacobiProcess):
         return super().is_valid(self.sticks(xt))
 
     # ------------------------------------------------------------------ training times
-    @cached_property
-    def train_times(self) -> Tensor:
-        """``(G,)`` float64 public training times."""
-        lo = math.sqrt(self.t_train_min / self.T)
-        g = torch.arange(self.n_train_times, dtype=torch.float64)
-        return lo + (1.0 - lo) * (g + 0.5) / self.n_train_times
+    # ``train_times`` (the grid's float64 public times) is JacobiProcess's.
 
     @cached_property
     def _train_tables(self) -> StickTables:
