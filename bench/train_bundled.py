@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--checkpoint-every", type=int, default=250)
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="network forward under bf16 autocast (fp32 weights)")
     ap.add_argument("--process-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="process options, e.g. output=score (JSON values)")
     ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
@@ -79,7 +80,7 @@ def main() -> None:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                       eval_every=args.eval_every, eval_batches=8, checkpoint_every=args.checkpoint_every,
                       seed=args.seed, schedule="constant", ema_decay=args.ema, label_dropout=0.1,
-                      log_every=50)
+                      log_every=50, bf16=args.bf16)
     snaps = out / "snapshots"
     t0 = time.time()
 

@@ -341,6 +341,7 @@ def design(
     guidance: float = 0.0,
     fixed: Optional[tuple[np.ndarray, np.ndarray]] = None,
     forbid: Optional[Sequence[str]] = None,
+    forbid_revcomp: bool = True,
     gc: Optional[tuple[float, float]] = None,
     rounds: int = 20,
     dilation: float = 1.0,
@@ -361,7 +362,9 @@ def design(
         fixed: ``(tokens (L,), mask (L,))`` positions to keep.
         precision: the network's precision, ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16
             where it is native: GPUs, CPUs with AMX or AVX512-BF16).
-        forbid: motifs (IUPAC, both strands) that may not occur; ``gc``: (min, max) GC fraction.
+        forbid: motifs that may not occur, read by the model's alphabet: IUPAC codes on both
+            strands for DNA/RNA (``forbid_revcomp=False``: the given strand only), literal letters
+            for proteins and custom alphabets. ``gc``: (min, max) GC fraction (DNA/RNA only).
         rounds: sampling rounds before giving up on the designs still failing.
         track: raw signal track for a track-conditioned model: ``(L,)`` / ``(L, S)`` for every
             design, ``(n, L)`` / ``(n, L, S)`` one per design; required exactly when the model
@@ -397,7 +400,9 @@ def design(
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device))
-    fm = ForbiddenMotifs.parse(forbid) if forbid else None
+    fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
+    if gc is not None and not run.alphabet.has_gc:
+        raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
     gw = GCWindow(*gc) if gc is not None else None
     return constrained_design(draw, n, run.seq_len, run.alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
                               rounds=rounds, indexed_draw=True)

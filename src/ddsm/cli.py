@@ -75,14 +75,26 @@ def _check_positive(**values: Any) -> None:
             raise DDSMInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
-def _load_dataset(path: str, *, alphabet=None, length=None, label_key=None, classes=None,
-                  unknown="error", seed=0, track: Optional[str] = None):
-    """Encode a sequence file; ``track``: a ``.npy`` file with one row per record (attached as
-    ``dataset.track``, rows of skipped records dropped with them)."""
-    from .data import encode_records, read_sequences, read_track
+def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_key=None, classes=None,
+                  unknown="error", seed=0, track: Optional[str] = None, sequence_column: str = "sequence",
+                  notes: Optional[list[str]] = None):
+    """Encode sequence files (``PATH`` or ``LABEL=PATH`` entries, see ``read_labelled``);
+    ``track``: a ``.npy`` file with one row per record (attached as ``dataset.track``, rows of
+    skipped records dropped with them). ``notes`` collects what was inferred (printed once the
+    command's inputs have all been checked, so that a bad input still gets a single error line)."""
+    from .data import encode_records, read_labelled, read_track
 
-    records = read_sequences(path)
+    records, label_key = read_labelled(path, label_key=label_key, sequence_column=sequence_column)
+    path = " ".join(path) if isinstance(path, list) else path
     tracks = read_track(track) if track else None
+    if alphabet is None or isinstance(alphabet, str):  # infer (None, "auto") or "custom" from the data
+        from .data import describe_inference, get_alphabet
+
+        seqs = [r.seq for r in records]
+        spec = alphabet or "auto"
+        alphabet = get_alphabet(spec, seqs)
+        if spec.strip().lower() == "auto" and notes is not None:
+            notes.append(f"ddsm: {path}: {describe_inference(alphabet, seqs)}")
     return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
                           unknown=unknown, rng=np.random.default_rng(seed), track=tracks)
 
@@ -216,6 +228,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
 
         alphabet = Alphabet.from_config(saved["alphabet"])
         classes = saved.get("classes") or None
+    elif args.alphabet and args.alphabet.strip().lower() in ("auto", "custom"):
+        alphabet = args.alphabet  # resolved from the training letters in _load_dataset
     elif args.alphabet:
         from .data import get_alphabet
 
@@ -232,13 +246,19 @@ def _train(args: argparse.Namespace, ctx) -> int:
     track_transform = args.track_transform or saved_track.get("transform") or "none"
     track_names = ([n for n in args.track_names.split(",")] if args.track_names
                    else saved_track.get("names"))
+    from .data import labelled_specs
+
+    if args.label_key is None and labelled_specs(args.data):
+        args.label_key = "class"  # LABEL=PATH entries: the label is stored under "class"
+    notes: list[str] = []
     ds = _load_dataset(args.data, alphabet=alphabet, length=args.length, label_key=args.label_key,
-                       classes=classes, unknown=args.unknown, seed=tc.seed, track=args.track)
+                       classes=classes, unknown=args.unknown, seed=tc.seed, track=args.track,
+                       sequence_column=args.sequence_column, notes=notes)
     valid = None
     if args.valid:
         valid = _load_dataset(args.valid, alphabet=ds.alphabet, length=ds.length, label_key=args.label_key,
                               classes=ds.classes if args.label_key else None, unknown=args.unknown, seed=tc.seed,
-                              track=args.valid_track)
+                              track=args.valid_track, sequence_column=args.sequence_column)
     elif args.valid_fraction > 0 and len(ds) >= 20:
         from .data import split
 
@@ -258,6 +278,9 @@ def _train(args: argparse.Namespace, ctx) -> int:
                       len(ds.classes) if ds.labels is not None else 0, model_options, n_track=n_track)
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
+    if ctx.is_main:
+        for line in notes:
+            print(line, file=sys.stderr)
     device = ctx.device
     bar = None
     if not args.quiet and ctx.is_main:
@@ -280,7 +303,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
                            model_options=model_options, train_config=tc, valid=valid, resume=args.resume,
                            device=device, on_step=on_step, track_transform=track_transform,
                            track_names=track_names,
-                           extra_meta={"data_path": str(args.data), "label_key": args.label_key,
+                           extra_meta={"data_path": " ".join(args.data), "label_key": args.label_key,
                                        "command": " ".join(["ddsm", *args.argv]),
                                        **({"track_path": str(args.track)} if args.track else {})})
     except TypeError as e:
@@ -323,7 +346,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.guidance is None:
         args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
     gen = seed_everything(args.seed)
-    fixed = parse_fixed(args.fixed, run.alphabet.letters, run.seq_len) if args.fixed else None
+    fixed = parse_fixed(args.fixed, run.alphabet, run.seq_len) if args.fixed else None
     if args.time_dilation > 1 and not run.process.supports_dilation:
         raise DDSMInputError(f"process {run.process.name!r} does not support --time-dilation")
     if args.guidance < 0 or not math.isfinite(args.guidance):
@@ -341,6 +364,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.gc:
         from .constraints import GCWindow
 
+        if not run.alphabet.has_gc:
+            raise DDSMInputError(f"--gc needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
         w = GCWindow.parse(args.gc)
         gc = (w.lo, w.hi)
     from .precision import resolve_precision
@@ -349,6 +374,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     t0 = time.time()
     result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
                     guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
+                    forbid_revcomp=not args.no_revcomp,
                     dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
                     classifier_guidance=args.classifier_guidance, classifier=args.classifier,
                     generator=gen, device=device, progress=_progress("sample", args.quiet),
@@ -531,7 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a model on a FASTA/TSV file")
-    t.add_argument("--data", required=True, help="FASTA (optionally gzipped) or TSV/CSV with a 'sequence' column")
+    t.add_argument("--data", required=True, nargs="+", metavar="[LABEL=]PATH",
+                   help="FASTA (optionally gzipped) or TSV/CSV with a sequence column; several files as "
+                        "LABEL=PATH (strong=strong.fa weak=weak.fa) label every record by its file")
+    t.add_argument("--sequence-column", default="sequence", help="TSV/CSV column holding the sequences")
     t.add_argument("--out", required=True, help="checkpoint folder")
     t.add_argument("--process", default=None, help="corruption process (see 'ddsm list processes'); default jacobi")
     t.add_argument("--model", default=None, help="backbone: conv | transformer | mlp; default conv")
@@ -542,11 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="JSON file with 'process', 'model', 'train' sections")
     t.add_argument("--set-process", dest="process_set", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--set-model", dest="model_set", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--valid", default=None, help="validation file (default: a random --valid-fraction of --data)")
+    t.add_argument("--valid", default=None, nargs="+", metavar="[LABEL=]PATH",
+                   help="validation file(s), labelled like --data (default: a random --valid-fraction of --data)")
     t.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.05)
     t.add_argument("--length", type=int, default=None, help="crop/pad sequences to this length")
     t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
-    t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom:LETTERS (default: inferred)")
+    t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom (every distinct letter of the data) | custom:LETTERS (token order); "
+                        "default: inferred among dna, rna, protein (said on stderr)")
     t.add_argument("--unknown", default="error", choices=["error", "random", "skip"], help="letters outside the alphabet (e.g. N)")
     t.add_argument("--track", default=None, metavar="FILE.npy",
                    help="per-position signal track(s), NumPy (N, L) or (N, L, S), one row per --data record "
@@ -601,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(N, L) or (N, L, S) one per design; raw values (the model's transform is applied)")
     s.add_argument("--forbid", nargs="+", default=None, metavar="MOTIF",
                    help="motifs (IUPAC, both strands) that must not occur, e.g. GAATTC")
-    s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60")
+    s.add_argument("--no-revcomp", action="store_true",
+                   help="DNA/RNA: forbid the --forbid motifs on the given strand only (default: both strands)")
+    s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60 (DNA/RNA models)")
     s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,

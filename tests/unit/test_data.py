@@ -28,6 +28,7 @@ from ddsm.data import (
     data_hash,
     dinucleotide_shuffle,
     encode_records,
+    describe_inference,
     get_alphabet,
     infer_alphabet,
     list_bundled,
@@ -134,11 +135,34 @@ def test_get_alphabet():
         (["ACGTN", "ACGT"], DNA),  # N is an unknown base, not asparagine
         (["ACGU"], RNA),
         (["MKV", "WYACGT"], PROTEIN),
-        (["hello", "world"], Alphabet("custom", "dehlorw")),
+        (["ACGTNRYKMSW" + "ACGT" * 20] + ["ACGT" * 50] * 198, DNA),  # IUPAC codes in 1 record: DNA
+        (["ACGU", "ACGUN"], RNA),
+        (["MKVXB", "WYACGT"], PROTEIN),  # protein ambiguity codes
+        (["KKRRKK", "DGHKMNRSTVWY"], PROTEIN),  # IUPAC letters only, but few plain bases: a peptide
     ],
 )
 def test_infer_alphabet(seqs, expected):
     assert infer_alphabet(seqs) == expected
+
+
+def test_letters_of_no_standard_alphabet_need_custom():
+    # ACGTXYZ used to train a silent 7-letter custom model; now it reads as protein with the
+    # ambiguity code X and the unknown Z, which encoding refuses by default
+    assert infer_alphabet(["ACGTXYZ"]) is PROTEIN
+    with raises_input_error("'X' at 1-based position 5"):
+        encode_records(_records("ACGTXYZ"))
+    with raises_input_error("--alphabet custom"):
+        infer_alphabet(["ACGT!?"])
+    with raises_input_error("--alphabet custom"):
+        infer_alphabet(["hello", "world"])
+    assert get_alphabet("custom", ["hello", "world"]) == Alphabet("custom", "dehlorw")
+    assert get_alphabet("custom", ["ACGTXYZ"]) == Alphabet("custom", "ACGTXYZ")
+
+
+def test_describe_inference_names_the_codes():
+    seqs = ["ACGTNRY" + "ACGT" * 10, "ACGT" * 10]
+    line = describe_inference(infer_alphabet(seqs), seqs)
+    assert "dna" in line and "3 letters are ambiguity codes (N, R, Y)" in line
 
 
 def test_infer_alphabet_errors():

@@ -1,61 +1,79 @@
-"""Forbidden motifs (e.g. restriction sites), on both strands."""
+"""Forbidden motifs (e.g. restriction sites), read with the alphabet's own semantics.
+
+DNA/RNA motifs are IUPAC codes and also forbidden on the reverse strand (unless turned off);
+protein and custom motifs are literal strings (``KK`` is two lysines). The alphabet decides,
+see :class:`ddsm.data.Alphabet`.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..data.alphabet import DNA, Alphabet
 from ..errors import DDSMInputError
 
-_COMPLEMENT = str.maketrans("ACGTUN", "TGCAAN")
-_IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "U": "T", "R": "[AG]", "Y": "[CT]", "S": "[CG]",
-          "W": "[AT]", "K": "[GT]", "M": "[AC]", "B": "[CGT]", "D": "[AGT]", "H": "[ACT]", "V": "[ACG]",
-          "N": "[ACGT]"}
-_IUPAC_COMP = str.maketrans("ACGTURYSWKMBDHVN", "TGCAAYRSWMKVHDBN")
 
-
-def reverse_complement(seq: str) -> str:
-    """Reverse complement of a DNA motif (IUPAC codes allowed)."""
-    return seq.upper().translate(_IUPAC_COMP)[::-1]
+def reverse_complement(seq: str, alphabet: Alphabet = DNA) -> str:
+    """Reverse complement of a nucleotide motif (IUPAC codes allowed)."""
+    return alphabet.reverse_complement(seq.upper())
 
 
 @dataclass(frozen=True)
 class ForbiddenMotifs:
-    """Motifs that must not occur in a design (IUPAC DNA codes; reverse complements included).
+    """Motifs that must not occur in a design.
 
     Attributes:
-        motifs: the motifs as given (upper case).
-        both_strands: also forbid each motif's reverse complement.
+        motifs: the motifs as given (upper case for nucleotides).
+        both_strands: also forbid each motif's reverse complement (nucleotide alphabets only).
+        alphabet: whose semantics the motifs follow.
     """
 
     motifs: tuple[str, ...]
     both_strands: bool = True
+    alphabet: Alphabet = DNA
+    _compiled: tuple = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def parse(cls, motifs: Sequence[str], *, both_strands: bool = True) -> "ForbiddenMotifs":
+    def parse(cls, motifs: Sequence[str], *, both_strands: bool = True,
+              alphabet: Alphabet = DNA) -> "ForbiddenMotifs":
+        """Check and compile ``motifs`` for ``alphabet``.
+
+        Raises:
+            DDSMInputError: an empty motif, or a letter the alphabet does not know.
+        """
         clean = []
         for m in motifs:
-            m = m.strip().upper()
-            if not m or any(c not in _IUPAC for c in m):
-                raise DDSMInputError(f"--forbid {m!r}: motifs use IUPAC DNA letters (ACGT, N, R, Y, ...)")
+            m = m.strip()
+            if alphabet.is_nucleotide or all(c.upper() in alphabet.letters and c not in alphabet.letters for c in m):
+                m = m.upper()
+            if not m:
+                raise DDSMInputError("--forbid: empty motif")
+            try:
+                alphabet.motif_regex(m)
+            except DDSMInputError as e:
+                raise DDSMInputError(f"--forbid: {e}") from None
             clean.append(m)
-        return cls(tuple(clean), both_strands)
-
-    def _patterns(self) -> list[re.Pattern]:
-        forms = set(self.motifs)
-        if self.both_strands:
-            forms |= {reverse_complement(m) for m in self.motifs}
+        strands = both_strands and alphabet.has_reverse_complement
+        forms = set(clean) | ({alphabet.reverse_complement(m) for m in clean} if strands else set())
         # lookahead so overlapping occurrences are all found
-        return [re.compile("(?=(" + "".join(_IUPAC[c] for c in m) + "))") for m in sorted(forms)]
+        compiled = tuple(re.compile("(?=(" + alphabet.motif_regex(m) + "))") for m in sorted(forms))
+        return cls(tuple(clean), strands, alphabet, compiled)
+
+    def _patterns(self) -> tuple[re.Pattern, ...]:
+        if self._compiled or not self.motifs:
+            return self._compiled
+        return ForbiddenMotifs.parse(self.motifs, both_strands=self.both_strands, alphabet=self.alphabet)._compiled
 
     def hits(self, seq: str) -> list[tuple[int, int]]:
         """``(start, end)`` of every occurrence (0-based, end exclusive)."""
+        text = seq.upper() if self.alphabet.is_nucleotide else seq
         out = []
         for pat in self._patterns():
-            for m in pat.finditer(seq.upper()):
+            for m in pat.finditer(text):
                 out.append((m.start(), m.start() + len(m.group(1))))
-        return sorted(out)
+        return sorted(set(out))
 
     def ok(self, seq: str) -> bool:
         return not self.hits(seq)

@@ -11,6 +11,7 @@ from ddsm.data.alphabet import (
     RNA,
     Alphabet,
     get_alphabet,
+    describe_inference,
     infer_alphabet,
 )
 from ddsm.data.bundled import bundled_path, list_bundled
@@ -24,7 +25,7 @@ from ddsm.data.dataset import (
 from ddsm.data.fasta import format_fasta, parse_fasta, read_fasta, write_fasta
 from ddsm.data.io import atomic_write_bytes, atomic_write_text, read_text
 from ddsm.data.record import Record
-from ddsm.data.sequences import read_sequences
+from ddsm.data.sequences import labelled_specs, read_labelled, read_sequences
 from ddsm.data.shuffle import dinucleotide_shuffle
 from ddsm.data.table import parse_table, read_table, write_tsv
 from ddsm.data.track import as_track_array, dataset_track, read_track
@@ -36,6 +37,7 @@ __all__ = [
     "PROTEIN",
     "NAMED_ALPHABETS",
     "get_alphabet",
+    "describe_inference",
     "infer_alphabet",
     "Record",
     "read_fasta",
@@ -45,6 +47,8 @@ __all__ = [
     "read_table",
     "parse_table",
     "write_tsv",
+    "labelled_specs",
+    "read_labelled",
     "read_sequences",
     "read_text",
     "atomic_write_text",

@@ -1,12 +1,22 @@
-"""Alphabets: the map between letters and token ids ``0 .. K-1``.
+"""Alphabets: the map between letters and token ids ``0 .. K-1``, and what the letters mean.
 
-An alphabet is just an ordered string of distinct letters; token id ``i`` is ``letters[i]``. It is
+An alphabet is an ordered string of distinct letters; token id ``i`` is ``letters[i]``. It is
 saved beside a checkpoint as ``{"name": ..., "letters": ...}`` so that sampling decodes with exactly
 the alphabet the model was trained on.
+
+The alphabet, not the caller, also decides the semantics that constraints and readers depend on
+(the README's input section has the table):
+
+| alphabet | ambiguity codes | reverse complement | free symbol of ``--fixed`` | ``--forbid`` | ``--gc`` |
+|---|---|---|---|---|---|
+| ``dna`` / ``rna`` | IUPAC (R Y S W K M B D H V N) | yes | ``N`` or ``.`` | IUPAC-expanded, both strands | yes |
+| ``protein`` | B Z J X (for ``--unknown random``) | no | ``.`` ``-`` ``X`` | literal | refused |
+| ``custom`` | none | no | ``.`` ``-`` (those not letters) | literal | refused |
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
@@ -46,6 +56,72 @@ class Alphabet:
     def K(self) -> int:
         """Number of letters (token ids are ``0 .. K-1``)."""
         return len(self.letters)
+
+    @property
+    def is_nucleotide(self) -> bool:
+        """DNA or RNA: IUPAC codes, reverse complements and GC content mean something."""
+        return self.name in _NUCLEOTIDE_NAMES
+
+    @property
+    def has_gc(self) -> bool:
+        """Whether a GC-content window is meaningful (nucleotides only)."""
+        return self.is_nucleotide
+
+    @property
+    def has_reverse_complement(self) -> bool:
+        return self.is_nucleotide
+
+    @cached_property
+    def ambiguity_codes(self) -> dict[str, str]:
+        """Ambiguity letter -> the letters of this alphabet it stands for (its own letters included
+        as themselves). IUPAC for nucleotides (``T`` and ``U`` both read as the alphabet's
+        T/U letter), B/Z/J/X for proteins, nothing for custom alphabets."""
+        if self.is_nucleotide:
+            t = "U" if "U" in self.letters else "T"
+            codes = {k: v.replace("T", t) for k, v in _IUPAC.items()}
+            codes["U"] = codes["T"] = t
+            return codes
+        if self.name == "protein":
+            return {**{c: c for c in self.letters}, **{k: (v if v else self.letters)
+                                                        for k, v in _PROTEIN_AMBIGUITY.items()}}
+        return {c: c for c in self.letters}
+
+    @cached_property
+    def free_symbols(self) -> tuple[str, ...]:
+        """Symbols that mark a free (unconstrained) position in a ``--fixed`` pattern."""
+        wanted = ("N", ".") if self.is_nucleotide else (".", "-", "X")
+        return tuple(c for c in wanted if c not in self.letters)
+
+    def motif_regex(self, motif: str) -> str:
+        """A regular expression matching ``motif`` in this alphabet's sequences.
+
+        Nucleotides: IUPAC codes expand to character classes (``GANTC`` -> ``GA[ACGT]TC``).
+        Proteins and custom alphabets: literal letters (``KK`` is two lysines, not ``[GT][GT]``).
+
+        Raises:
+            DDSMInputError: a letter that is neither a letter of the alphabet nor (nucleotides) an
+                IUPAC code.
+        """
+        codes = self.ambiguity_codes if self.is_nucleotide else {c: c for c in self.letters}
+        parts = []
+        for c in motif:
+            if c not in codes:
+                kind = "IUPAC nucleotide codes" if self.is_nucleotide else f"letters of {self.letters}"
+                raise DDSMInputError(f"motif {motif!r}: letter {c!r} is not allowed; {self.name} motifs use {kind}")
+            allowed = codes[c]
+            parts.append(re.escape(allowed) if len(allowed) == 1 else "[" + re.escape(allowed) + "]")
+        return "".join(parts)
+
+    def reverse_complement(self, motif: str) -> str:
+        """Reverse complement of a nucleotide motif (IUPAC codes map to their complements).
+
+        Raises:
+            DDSMInputError: the alphabet has no complement (proteins, custom alphabets).
+        """
+        if not self.is_nucleotide:
+            raise DDSMInputError(f"alphabet {self.name} has no reverse complement")
+        t = "U" if "U" in self.letters else "T"
+        return motif.translate(_IUPAC_COMPLEMENT).replace("T", t).replace("U", t)[::-1]
 
     @cached_property
     def _table(self) -> np.ndarray:
@@ -160,6 +236,14 @@ def _as_int_array(tokens: Any) -> np.ndarray:
     return ids.astype(np.int64, copy=False)
 
 
+_NUCLEOTIDE_NAMES = ("dna", "rna")
+_IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT",
+          "M": "AC", "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT"}
+_IUPAC_COMPLEMENT = str.maketrans("ACGTURYSWKMBDHVN", "TGCAAYRSWMKVHDBN")
+# B = D/N, Z = E/Q, J = I/L, X = any ("" = every letter); U (selenocysteine) and O (pyrrolysine)
+# have no standard residue to stand for, so they stay unknown letters.
+_PROTEIN_AMBIGUITY = {"B": "DN", "Z": "EQ", "J": "IL", "X": ""}
+
 DNA = Alphabet("dna", "ACGT")
 RNA = Alphabet("rna", "ACGU")
 PROTEIN = Alphabet("protein", "ACDEFGHIKLMNPQRSTVWY")
@@ -167,40 +251,63 @@ PROTEIN = Alphabet("protein", "ACDEFGHIKLMNPQRSTVWY")
 #: name -> alphabet, for ``get_alphabet`` and the CLI's ``--alphabet``
 NAMED_ALPHABETS: dict[str, Alphabet] = {a.name: a for a in (DNA, RNA, PROTEIN)}
 
-# An unknown base is written N; without this, DNA containing N would look like protein (N is
-# asparagine) because every letter of ACGTN is also an amino-acid letter.
-_UNKNOWN_NUCLEOTIDE = "N"
+# The share of plain bases (ACGT / ACGU) from which data whose letters all are IUPAC codes read as
+# nucleotides. A protein written only in letters that are also IUPAC codes (A C D G H K M N R S T V
+# W Y) has far fewer: plain bases are ~30 % of residues in natural proteins.
+_MIN_PLAIN_BASES = 0.75
+
+
+def _letter_counts(seqs: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for seq in seqs:
+        for c in set(seq):
+            counts[c] = counts.get(c, 0) + seq.count(c)
+    return counts
 
 
 def infer_alphabet(seqs: Sequence[str]) -> Alphabet:
-    """Guess the alphabet from the letters used.
+    """Infer a standard alphabet from the letters used; never guesses a custom one.
 
-    DNA if every letter is in ACGT, else RNA if in ACGU, else protein if in the 20 amino acids,
-    else a ``custom`` alphabet of the sorted distinct characters. ``N`` (unknown base) is ignored
-    when every other letter is a nucleotide, so DNA with a few N still reads as DNA; encoding then
-    decides what to do with the N (see ``encode_records(unknown=...)``).
+    - DNA (RNA) when every letter is a base or an IUPAC ambiguity code (``N``, ``R``, ``Y``...)
+      and at least 75 % of the letters are plain bases ACGT (ACGU): a few ambiguous bases do not
+      turn DNA into protein. Encoding decides what happens to the codes (``--unknown``).
+    - protein when every letter is one of the 20 amino acids or B/Z/J/X/U/O.
+    - anything else is an error: pass ``custom`` (the sorted distinct letters) or
+      ``custom:LETTERS`` to :func:`get_alphabet` to model arbitrary symbols.
 
     Raises:
-        DDSMInputError: if there are no sequences, or fewer than two distinct letters in a
-            non-biological alphabet.
+        DDSMInputError: no sequences, or letters that fit no standard alphabet.
     """
     if not seqs:
         raise DDSMInputError("cannot infer an alphabet from zero sequences")
-    used: set[str] = set()
-    for seq in seqs:
-        used.update(seq)
-    nucleotides = used - {_UNKNOWN_NUCLEOTIDE}
+    counts = _letter_counts(seqs)
+    used = set(counts)
+    total = sum(counts.values())
     for alphabet in (DNA, RNA):
-        if nucleotides <= set(alphabet.letters):
-            return alphabet
-    if used <= set(PROTEIN.letters):
+        other = "U" if alphabet is DNA else "T"
+        if used <= set(alphabet.ambiguity_codes) and other not in used:
+            plain = sum(counts.get(c, 0) for c in alphabet.letters)
+            if plain >= _MIN_PLAIN_BASES * total:
+                return alphabet
+    if used <= set(PROTEIN.letters) | set("BZJXUO"):
         return PROTEIN
-    if len(used) < 2:
-        raise DDSMInputError(
-            f"cannot infer an alphabet: the sequences use only {sorted(used)!r}; "
-            "pass an alphabet such as custom:LETTERS"
-        )
-    return Alphabet("custom", "".join(sorted(used)))
+    odd = sorted(used - set(PROTEIN.letters) - set(_IUPAC) - set("BZJXUO"))
+    raise DDSMInputError(
+        f"the sequences use letters that fit no standard alphabet ({', '.join(map(repr, odd[:8]))}); "
+        "pass --alphabet custom to model every distinct letter, or --alphabet custom:LETTERS"
+    )
+
+
+def describe_inference(alphabet: Alphabet, seqs: Sequence[str]) -> str:
+    """One line for stderr saying what was inferred and which letters are not in it."""
+    counts = _letter_counts(seqs)
+    extra = sorted(c for c in counts if c not in alphabet.letters)
+    line = f"inferred alphabet {alphabet.name} ({alphabet.letters}) from the letters used"
+    if extra:
+        n = sum(counts[c] for c in extra)
+        kind = "ambiguity codes" if all(c in alphabet.ambiguity_codes for c in extra) else "unknown letters"
+        line += f"; {n} letters are {kind} ({', '.join(extra)}), handled by --unknown"
+    return line + "; pass --alphabet to choose another"
 
 
 def get_alphabet(spec: str, sequences: Sequence[str] | None = None) -> Alphabet:
@@ -208,8 +315,9 @@ def get_alphabet(spec: str, sequences: Sequence[str] | None = None) -> Alphabet:
 
     Args:
         spec: a name (``dna``, ``rna``, ``protein``; case-insensitive), ``custom:LETTERS`` (token
-            order = letter order), or ``auto`` (infer from ``sequences``).
-        sequences: the data, needed only for ``auto``.
+            order = letter order), ``custom`` (the sorted distinct letters of ``sequences``), or
+            ``auto`` (infer a standard alphabet from ``sequences``).
+        sequences: the data, needed only for ``auto`` and ``custom``.
 
     Raises:
         DDSMInputError: for an unknown name, bad custom letters, or ``auto`` without sequences.
@@ -221,9 +329,14 @@ def get_alphabet(spec: str, sequences: Sequence[str] | None = None) -> Alphabet:
     key = spec.strip().lower()
     if key in NAMED_ALPHABETS:
         return NAMED_ALPHABETS[key]
-    if key == "auto":
+    if key in ("auto", "custom"):
         if sequences is None:
-            raise DDSMInputError("alphabet 'auto' needs sequences to infer the letters from")
-        return infer_alphabet(sequences)
-    choices = ", ".join([*NAMED_ALPHABETS, "auto", "custom:LETTERS"])
+            raise DDSMInputError(f"alphabet {key!r} needs sequences to infer the letters from")
+        if key == "auto":
+            return infer_alphabet(sequences)
+        letters = "".join(sorted(_letter_counts(sequences)))
+        if len(letters) < 2:
+            raise DDSMInputError(f"alphabet 'custom': the sequences use only {letters!r}; a model needs 2 letters")
+        return Alphabet("custom", letters)
+    choices = ", ".join([*NAMED_ALPHABETS, "auto", "custom", "custom:LETTERS"])
     raise DDSMInputError(f"unknown alphabet {spec!r}; choose one of {choices}")

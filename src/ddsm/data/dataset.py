@@ -111,7 +111,9 @@ def encode_records(
         label_key: read each record's label from ``meta[label_key]``.
         classes: the class names in label order; default: the sorted distinct labels.
         unknown: letters outside the alphabet (e.g. ``N`` in DNA): ``"error"``, ``"random"``
-            (replace by a uniform random letter drawn from ``rng``) or ``"skip"`` (drop the record).
+            (replace by a random letter drawn from ``rng``: uniform among the letters an ambiguity
+            code stands for, ``R`` -> A or G in DNA, else among all letters) or ``"skip"`` (drop
+            the record).
         rng: the source of randomness for ``unknown="random"``.
         track: per-position signal tracks, one row per record in ``records`` order: ``(N, L)`` or
             ``(N, L, S)`` with L the encoded length; rows of skipped records are dropped with them.
@@ -138,7 +140,8 @@ def encode_records(
         i = int(np.flatnonzero(sizes == 0)[0])
         raise DDSMInputError(f"record {i + 1} ({records[i].id!r}) has an empty sequence")
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    flat = alphabet.to_indices("".join(r.seq for r in records))
+    text = "".join(r.seq for r in records)
+    flat = alphabet.to_indices(text)
     bad = np.flatnonzero(flat < 0)
     keep = np.arange(len(records))
     if bad.size:
@@ -156,7 +159,7 @@ def encode_records(
         elif unknown == "random":
             if rng is None:
                 raise ValueError('unknown="random" needs rng=np.random.Generator')
-            flat[bad] = rng.integers(0, alphabet.K, size=bad.size)
+            flat[bad] = _draw_for_unknown(alphabet, text, bad, rng)
         else:
             keep = np.setdiff1d(keep, owners)
             logger.warning(
@@ -190,6 +193,22 @@ def encode_records(
         raise DDSMInputError(f"track has {arr.shape[0]} rows but the sequence file has {len(records)} records; "
                              "tracks must hold one row per record, in file order")
     return ds.with_track(arr[keep])
+
+
+def _draw_for_unknown(alphabet: Alphabet, text: str, where: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Token ids ``(len(where),)`` replacing the unknown letters ``text[where]``: uniform over the
+    letters each ambiguity code allows (all letters for an unknown symbol)."""
+    codes = alphabet.ambiguity_codes
+    out = rng.integers(0, alphabet.K, size=where.size)
+    chars = np.array([text[i] for i in where.tolist()])
+    for code in set(chars.tolist()):
+        allowed = codes.get(code, "")
+        if not allowed or len(allowed) == alphabet.K:
+            continue
+        sel = np.flatnonzero(chars == code)
+        ids = np.array([alphabet.letters.index(c) for c in allowed], dtype=np.int64)
+        out[sel] = ids[rng.integers(0, ids.size, size=sel.size)]
+    return out
 
 
 def _raise_unknown(
@@ -256,6 +275,8 @@ def _labels(
                 f"record {number + 1} ({record.id!r}) has no {label_key!r} label "
                 f"(its annotations: {present})"
             )
+        if not record.meta[label_key].strip():
+            raise DDSMInputError(f"record {number + 1} ({record.id!r}) has an empty {label_key!r} label")
         values.append(record.meta[label_key])
     class_list = sorted(set(values)) if classes is None else list(classes)
     index = {name: i for i, name in enumerate(class_list)}

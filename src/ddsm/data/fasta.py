@@ -2,7 +2,8 @@
 
 Header convention: ``>id key=value key=value ...``. The ``key=value`` words become
 ``Record.meta`` (e.g. ``>chr1_100_300 cell_type=K562`` gives ``meta == {"cell_type": "K562"}``);
-other words are kept as ``Record.description``.
+other words are kept as ``Record.description``. A word with a second ``=`` (``class==strong``) or
+a key given twice with different values is an error naming the record.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def _parse_header(
     for word in words[1:]:
         key, sep, value = word.partition("=")
         if sep and key:
+            # class==strong or class=weak=strong used to become singleton classes "=strong" and
+            # "weak=strong": refuse what cannot be one key and one value
+            if "=" in value:
+                raise DDSMInputError(
+                    f"{source} line {line_number} (record {words[0]!r}): malformed annotation {word[:_SNIPPET]!r}; "
+                    "write key=value with a single '='"
+                )
+            if key in meta and meta[key] != value:
+                raise DDSMInputError(
+                    f"{source} line {line_number} (record {words[0]!r}): {key!r} is given twice "
+                    f"({meta[key]!r} and {value!r})"
+                )
             meta[key] = value
         else:
             free.append(word)
