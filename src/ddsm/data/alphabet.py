@@ -89,7 +89,7 @@ class Alphabet:
     @cached_property
     def free_symbols(self) -> tuple[str, ...]:
         """Symbols that mark a free (unconstrained) position in a ``--fixed`` pattern."""
-        wanted = ("N", ".") if self.is_nucleotide else (".", "-", "X")
+        wanted = ("N", ".") if self.is_nucleotide else (".", "-", "X") if self.name == "protein" else (".", "-")
         return tuple(c for c in wanted if c not in self.letters)
 
     def motif_regex(self, motif: str) -> str:
