@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import load_file, save_file
 
 from ddsm.api import design, load_run
+from ddsm.checkpoint import BOUND_KEY, bound_fields
 from ddsm.data import Record, read_sequences
 from ddsm.evaluate import evaluate_detailed
 from ddsm.seeding import seed_everything
@@ -136,7 +138,12 @@ def main() -> None:
                                                                                  if k not in ("ship", "snapshots"))
                            + (f" --snapshots {args.snapshots}" if args.snapshots else "")}
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / "model.safetensors", dest / "model.safetensors")
+        # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
+        # snapshots of runs started before that record existed lack
+        weights = load_file(str(src / "model.safetensors"))
+        save_file(weights, str(dest / "model.safetensors"),
+                  metadata={"format": "pt", "ddsm_format_version": str(cfg["format_version"]),
+                            BOUND_KEY: json.dumps(bound_fields(cfg), sort_keys=True)})
         (dest / "config.json").write_text(json.dumps(cfg, indent=1))
         curve = run_dir / "curve.json"
         if curve.exists():

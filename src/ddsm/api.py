@@ -225,9 +225,36 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     if getattr(net, "in_channels", want) != want:
         raise DDSMInputError(f"{path}/config.json: the network takes {net.in_channels} input channels, but "
                              f"process {proc.name!r} with {spec.n_track if spec else 0} track channel(s) needs {want}")
+    _check_implied(cfg, proc, net, path)
     load_model_weights(path, net)
     net.to(device or torch.device("cpu")).eval()
     return Run(proc, net, cfg, path)
+
+
+def _check_implied(cfg: dict[str, Any], proc: Process, net: nn.Module, path: Path) -> None:
+    """Config fields the weights imply must agree with them (one error line naming the field):
+    the record of the training config inside the weights file, then structural checks that also
+    hold for checkpoints older than that record."""
+    from .checkpoint import check_bound_fields
+
+    check_bound_fields(path, cfg)
+    where = f"{path}/config.json"
+    K = Alphabet.from_config(cfg["alphabet"]).K
+    if getattr(proc, "K", K) != K:
+        raise DDSMInputError(f"{where}: field 'alphabet' has {K} letters but the process models {proc.K}")
+    if getattr(net, "out_channels", proc.out_channels) != proc.out_channels:
+        raise DDSMInputError(f"{where}: the network outputs {net.out_channels} channels but process "
+                             f"{proc.name!r} needs {proc.out_channels}")
+    n_classes = len(cfg.get("classes") or [])
+    if getattr(net, "n_classes", n_classes) != n_classes:
+        raise DDSMInputError(f"{where}: field 'classes' lists {n_classes} classes but the network was built "
+                             f"for {net.n_classes}")
+    seq_len = cfg["seq_len"]
+    if not isinstance(seq_len, int) or seq_len < 1:
+        raise DDSMInputError(f"{where}: field 'seq_len' must be a positive integer, got {seq_len!r}")
+    max_len = getattr(net, "max_len", None)
+    if max_len is not None and seq_len > max_len:
+        raise DDSMInputError(f"{where}: field 'seq_len' is {seq_len} but the network's positions stop at {max_len}")
 
 
 def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], guidance: float, dilation: float,

@@ -237,7 +237,8 @@ def save_checkpoint(
     }
     # Serialise everything before touching the disk, so a JSON error leaves the folder as it was.
     config_text = _dumps(config)
-    weights_meta = {"format": "pt", "ddsm_format_version": str(FORMAT_VERSION)}
+    weights_meta = {"format": "pt", "ddsm_format_version": str(FORMAT_VERSION),
+                    BOUND_KEY: json.dumps(bound_fields(config), sort_keys=True)}
     source = ema.shadow if ema is not None else model.state_dict()
     staged: list[tuple[Path, Callable[[Path], None]]] = [
         (out / MODEL_FILE, _write_tensors({k: _cpu_tensor(v) for k, v in source.items()}, weights_meta))
@@ -281,6 +282,53 @@ def save_checkpoint(
             _tmp_path(path).unlink(missing_ok=True)
     logger.debug("saved checkpoint %s (step %d)", out, step)
     return out
+
+
+# The config.json fields that the weights were trained for. They are copied into the weights file's
+# safetensors metadata at save time, so a hand-edited config.json (seq_len 300 on a 200-bp model,
+# classes cut from 3 to 2) is caught at load instead of silently used.
+BOUND_KEY = "ddsm_bound_config"
+BOUND_FIELDS = ("process", "model", "alphabet", "seq_len", "classes", "label_key", "track")
+
+
+def bound_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``config`` that the weights imply (see ``BOUND_FIELDS``), JSON-normalised."""
+    return json.loads(_dumps({k: config[k] for k in BOUND_FIELDS if k in config}))
+
+
+def check_bound_fields(ckpt_dir: PathLike, config: dict[str, Any]) -> None:
+    """Compare ``config`` with the fields recorded in the weights file at save time.
+
+    Checkpoints written before the record existed pass (only the structural checks of
+    ``ddsm.api.load_run`` apply to them).
+
+    Raises:
+        DDSMInputError: one line naming the first field that differs.
+    """
+    from safetensors import safe_open
+
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return  # unreadable files are reported by the weight loader, with its own message
+    if BOUND_KEY not in meta:
+        return
+    try:
+        saved = json.loads(meta[BOUND_KEY])
+    except json.JSONDecodeError:
+        raise DDSMInputError(f"{path}: its record of the training config is corrupt") from None
+    now = bound_fields(config)
+    for key in BOUND_FIELDS:
+        if saved.get(key) != now.get(key):
+            def show(v: Any) -> str:
+                text = json.dumps(v, sort_keys=True)
+                return text if len(text) <= 60 else text[:57] + "..."
+            raise DDSMInputError(
+                f"{Path(ckpt_dir) / CONFIG_FILE}: field {key!r} is {show(now.get(key))} but the weights were trained "
+                f"with {show(saved.get(key))}; config.json was edited or belongs to another model"
+            )
 
 
 # ---------------------------------------------------------------------------------- load

@@ -378,6 +378,10 @@ def test_model_missing(cli, model_cmd, tmp_path):
     (lambda c: c["model"].update(name="nosuch"), "unknown model 'nosuch'"),
     (lambda c: c["process"]["options"].update(bogus=1), "invalid process/model options"),
     (lambda c: c.pop("alphabet"), "lacks alphabet"),
+    # hand edits of fields the weights imply: refused, naming the field
+    (lambda c: c.update(seq_len=300), "field 'seq_len' is 300 but the weights were trained with 24"),
+    (lambda c: c.update(classes=["a", "b"]), "field 'classes'"),
+    (lambda c: c.update(alphabet={"name": "custom", "letters": "ACGU"}), "field 'alphabet'"),
 ])
 def test_model_with_damaged_config(cli, model_cmd, trained_model, tmp_path, edit, pattern):
     ckpt = tmp_path / "ckpt"
@@ -386,6 +390,31 @@ def test_model_with_damaged_config(cli, model_cmd, trained_model, tmp_path, edit
     edit(cfg)
     (ckpt / "config.json").write_text(json.dumps(cfg))
     expect_error_no_output(cli, tmp_path, model_cmd(ckpt, tmp_path / "out.txt"), pattern)
+
+
+def test_old_checkpoint_structural_checks(cli, model_cmd, trained_model, tmp_path):
+    """Without the record in the weights (checkpoints saved before it), classes and alphabet
+    size are still checked against the network."""
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_model, ckpt)
+    save_file(load_file(str(ckpt / "model.safetensors")), str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert main_ok(cli, model_cmd(ckpt, tmp_path / "ok.txt"))
+    cfg["classes"] = ["a", "b", "c"]
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    expect_error_no_output(cli, tmp_path, model_cmd(ckpt, tmp_path / "out.txt"), "lists 3 classes but the network")
+    cfg["classes"] = []
+    cfg["alphabet"] = {"name": "protein", "letters": "ACDEFGHIKLMNPQRSTVWY"}
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    expect_error_no_output(cli, tmp_path, model_cmd(ckpt, tmp_path / "out.txt"), "20 letters but the process models 4")
+
+
+def main_ok(cli, argv) -> bool:
+    res = cli(*argv)
+    assert res.code == 0, res.err
+    return True
 
 
 @pytest.mark.parametrize("extra, pattern", [
