@@ -199,6 +199,18 @@ def resolve_model(name_or_path: Path | str) -> Path:
     return path
 
 
+def bundled_models() -> list[dict[str, Any]]:
+    """The bundled models: name, data, label key, classes, length, process (from their configs)."""
+    out = []
+    for name in BUNDLED_MODELS:
+        cfg = load_config(resolve_model(name))
+        data = str(cfg.get("data_path", "?")).split("/shared/data/")[-1].split("/")[0]
+        out.append({"name": name, "data": data, "label_key": cfg.get("label_key") or "-",
+                    "classes": list(cfg.get("classes") or []), "length": int(cfg["seq_len"]),
+                    "process": cfg["process"]["name"]})
+    return out
+
+
 def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     """Rebuild the process and the network of a checkpoint folder (or bundled model name), with
     its EMA weights."""

@@ -77,7 +77,7 @@ def _check_positive(**values: Any) -> None:
 
 def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_key=None, classes=None,
                   unknown="error", seed=0, track: Optional[str] = None, sequence_column: str = "sequence",
-                  notes: Optional[list[str]] = None):
+                  notes: Optional[list[str]] = None, hints: Optional[dict[str, str]] = None):
     """Encode sequence files (``PATH`` or ``LABEL=PATH`` entries, see ``read_labelled``);
     ``track``: a ``.npy`` file with one row per record (attached as ``dataset.track``, rows of
     skipped records dropped with them). ``notes`` collects what was inferred (printed once the
@@ -95,8 +95,11 @@ def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_
         alphabet = get_alphabet(spec, seqs)
         if spec.strip().lower() == "auto" and notes is not None:
             notes.append(f"ddsm: {path}: {describe_inference(alphabet, seqs)}")
-    return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
-                          unknown=unknown, rng=np.random.default_rng(seed), track=tracks)
+    try:
+        return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
+                              unknown=unknown, rng=np.random.default_rng(seed), track=tracks)
+    except DDSMInputError as e:  # hints name this command's flags
+        raise e.with_hint(hints or {}) from None
 
 
 def _parse_json_file(path: Optional[str]) -> dict[str, Any]:
@@ -419,7 +422,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     ds = _load_dataset(args.sequences, alphabet=run.alphabet, length=run.seq_len if args.crop else None,
                        label_key=label_key if args.use_labels else None,
                        classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown,
-                       track=args.track if (args.track and run.track is not None) else None)
+                       track=args.track if (args.track and run.track is not None) else None,
+                       hints={"length": f"pass --crop to crop/pad them to the model's length {run.seq_len}",
+                              "unknown": "use --unknown random or --unknown skip"})
     if args.track and run.track is None:
         raise DDSMInputError("this model was trained without a signal track; drop --track")
     if ds.length != run.seq_len:
@@ -448,8 +453,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             opts = ", ".join(f"{k}={v!r}" for k, v in cls.options().items())
             print(f"{name:16s} {cls.description}\n{'':16s} options: {opts or '-'}")
     else:
+        if args.what == "models":
+            from .api import bundled_models
+
+            print("bundled models (use the name in place of a checkpoint folder):")
+            for info in bundled_models():
+                print(f"  {info['name']:14s} data {info['data']}, {info['length']} letters, "
+                      f"classes ({info['label_key']}): {', '.join(info['classes']) or '-'}")
+            print("backbones (ddsm train --model):")
         for name in sorted(MODELS):
-            print(f"{name:16s} {getattr(MODELS[name], 'description', '')}")
+            print(f"  {name:14s} {getattr(MODELS[name], 'description', '')}")
     return 0
 
 
@@ -549,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ddsm", description="Dirichlet diffusion score models and other discrete "
                                 "diffusion processes for biological sequences.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    from .checkpoint import ddsm_version
+
+    p.add_argument("--version", action="version", version=f"ddsm {ddsm_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, seed_default: int = 0) -> None:
@@ -564,16 +580,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint folder")
     t.add_argument("--process", default=None, help="corruption process (see 'ddsm list processes'); default jacobi")
     t.add_argument("--model", default=None, help="backbone: conv | transformer | mlp; default conv")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000, or the resumed run's)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="sequences per optimiser step, over all processes (default 64)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-3)")
     t.add_argument("--seed", type=int, default=None, help="seeds every random generator (default 0)")
     t.add_argument("--config", default=None, help="JSON file with 'process', 'model', 'train' sections")
-    t.add_argument("--set-process", dest="process_set", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--set-model", dest="model_set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--set-process", dest="process_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="process option (JSON value), repeatable; 'ddsm list processes' shows them")
+    t.add_argument("--set-model", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="backbone option (JSON value), repeatable, e.g. hidden=128")
     t.add_argument("--valid", default=None, nargs="+", metavar="[LABEL=]PATH",
                    help="validation file(s), labelled like --data (default: a random --valid-fraction of --data)")
-    t.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.05)
+    t.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.05,
+                   help="share of --data held out for validation when --valid is not given (0: none)")
     t.add_argument("--length", type=int, default=None, help="crop/pad sequences to this length")
     t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
     t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom (every distinct letter of the data) | custom:LETTERS (token order); "
@@ -599,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the network (CUDA only; skipped with a warning if it fails)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     t.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate sequences from a trained model",
@@ -613,11 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output FASTA")
     s.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default: the model's recorded default, else 100)")
-    s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0)
+    s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,
+                   help="DDSM's time dilation: run the reverse SDE this many times slower (>= 1)")
     s.add_argument("--dilation-after", dest="dilation_after", type=float, default=1.0,
                    help="apply dilation only once public time drops below this (1 = whole run)")
     s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
-    s.add_argument("--fixed", default=None, help="pattern of the sequence length (N = free) or a file holding it")
+    s.add_argument("--fixed", default=None, help="pattern of the sequence length or a file holding it; free positions are N or . for DNA/RNA, "
+                        ". - X for proteins (N is asparagine), . - for custom alphabets")
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight w (with --class; default: the model's recorded default, "
                         "chosen on validation data for the bundled models, else 0)")
@@ -631,17 +653,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="signal track for a track-conditioned model: (L,) or (L, S) for every design, "
                         "(N, L) or (N, L, S) one per design; raw values (the model's transform is applied)")
     s.add_argument("--forbid", nargs="+", default=None, metavar="MOTIF",
-                   help="motifs (IUPAC, both strands) that must not occur, e.g. GAATTC")
+                   help="motifs that must not occur: IUPAC codes on both strands for DNA/RNA (e.g. GAATTC), literal "
+                        "letters for proteins and custom alphabets (KK = two lysines)")
     s.add_argument("--no-revcomp", action="store_true",
                    help="DNA/RNA: forbid the --forbid motifs on the given strand only (default: both strands)")
     s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60 (DNA/RNA models)")
     s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
-    s.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    s.add_argument("--batch-size", dest="batch_size", type=int, default=64,
+                   help="designs per network batch (recorded; designs depend on it through the noise draws)")
     s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="network precision: bf16 autocast is ~4x faster on CPUs with AMX (auto: bf16 where "
                         "native); the sampler's maths stays float64; recorded in the headers (default: the "
                         "model's recorded default, else fp32)")
-    s.add_argument("--force", action="store_true")
+    s.add_argument("--force", action="store_true", help="overwrite the output file")
     common(s)
     s.set_defaults(func=cmd_sample)
 
@@ -656,13 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jacobi: native time where the ODE bound starts (default: the model's t_min). Any start "
                         "gives a valid bound; a later one can be tighter for briefly trained models. "
                         "Choose it on held-out sequences")
-    c.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    c.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="sequences per network batch")
     c.add_argument("--crop", action="store_true", help="crop/pad sequences to the model's length")
     c.add_argument("--use-labels", dest="use_labels", action="store_true", help="condition on labels in the headers")
     c.add_argument("--track", default=None, metavar="FILE.npy",
                    help="signal tracks of a track-conditioned model, one row per sequence: (N, L) or (N, L, S)")
-    c.add_argument("--unknown", default="error", choices=["error", "random", "skip"])
-    c.add_argument("--force", action="store_true")
+    c.add_argument("--unknown", default="error", choices=["error", "random", "skip"],
+                   help="letters outside the model's alphabet (IUPAC codes: random draws a letter the code allows)")
+    c.add_argument("--force", action="store_true", help="overwrite the output file")
     common(c)
     c.set_defaults(func=cmd_score)
 
@@ -674,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-n", type=int, default=48, help="designs per class")
     d.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight (default: each bundled model's recorded default, else 1)")
-    d.add_argument("--force", action="store_true")
+    d.add_argument("--force", action="store_true", help="write into an existing --out folder")
     common(d)
     d.set_defaults(func=cmd_demo)
 
@@ -683,10 +708,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_sudoku_parser(sub)
     add_evaluate_parser(sub)
 
-    ls = sub.add_parser("list", help="list processes or models")
-    ls.add_argument("what", choices=["processes", "models"])
+    ls = sub.add_parser("list", help="list processes, bundled models and backbones")
+    ls.add_argument("what", choices=["processes", "models", "backbones"],
+                    help="processes: the corruption processes; models: the bundled models (name, data, classes, "
+                         "length) and the backbones; backbones: the networks only")
     ls.set_defaults(func=cmd_list)
+    _show_defaults(p)
     return p
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's --help shows each option's default."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                _show_defaults(sp)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

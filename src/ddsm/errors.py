@@ -15,5 +15,17 @@ class DDSMInputError(Exception):
     newline (e.g. from an echoed file line) would break that.
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).splitlines()))
+    def __init__(self, message: str, *, remedy: str | None = None, hint: str | None = None) -> None:
+        """``remedy`` names what would fix it in terms of a CLI concept (``"length"``,
+        ``"unknown"``) and ``hint`` says it in words; a command replaces the hint with one naming
+        its own flags (``score`` has ``--crop``, ``train`` has ``--length``) through
+        :meth:`with_hint`."""
+        self.base = " ".join(str(message).splitlines())
+        self.remedy, self.hint = remedy, hint
+        super().__init__(self.base + (f"; {hint}" if hint else ""))
+
+    def with_hint(self, hints: dict[str, str]) -> "DDSMInputError":
+        """The same error with the hint for its remedy taken from ``hints`` (if listed there)."""
+        if self.remedy is None or self.remedy not in hints:
+            return self
+        return DDSMInputError(self.base, remedy=self.remedy, hint=hints[self.remedy])

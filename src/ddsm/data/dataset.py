@@ -224,8 +224,8 @@ def _raise_unknown(
     raise DDSMInputError(
         f"record {index + 1} ({record.id!r}): letter {record.seq[pos]!r} at 1-based position "
         f"{pos + 1} is not in alphabet {alphabet.name} ({alphabet.letters}) "
-        f"[{n_letters} such letters in {n_records} records]; "
-        "use --unknown random or --unknown skip, or choose another --alphabet"
+        f"[{n_letters} such letters in {n_records} records]",
+        remedy="unknown", hint="use --unknown random or --unknown skip, or choose another --alphabet",
     )
 
 
@@ -236,7 +236,8 @@ def _fit_length(rows: list[np.ndarray], length: int | None) -> tuple[np.ndarray,
     if length is None:
         if lo != hi:
             raise DDSMInputError(
-                f"sequences have different lengths ({lo}..{hi}); pass --length N to crop/pad"
+                f"sequences have different lengths ({lo}..{hi})", remedy="length",
+                hint="pass --length N to crop/pad",
             )
         length = lo
     if lo == hi == length:
