@@ -77,7 +77,8 @@ def _check_positive(**values: Any) -> None:
 
 def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_key=None, classes=None,
                   unknown="error", seed=0, track: Optional[str] = None, sequence_column: str = "sequence",
-                  notes: Optional[list[str]] = None, hints: Optional[dict[str, str]] = None):
+                  notes: Optional[list[str]] = None, hints: Optional[dict[str, str]] = None,
+                  meta_out: Optional[dict[str, dict[str, str]]] = None):
     """Encode sequence files (``PATH`` or ``LABEL=PATH`` entries, see ``read_labelled``);
     ``track``: a ``.npy`` file with one row per record (attached as ``dataset.track``, rows of
     skipped records dropped with them). ``notes`` collects what was inferred (printed once the
@@ -86,6 +87,8 @@ def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_
 
     records, label_key = read_labelled(path, label_key=label_key, sequence_column=sequence_column)
     path = " ".join(path) if isinstance(path, list) else path
+    if meta_out is not None:  # id -> header annotations, for outputs that carry them on
+        meta_out.update((r.id, r.meta) for r in records)
     tracks = read_track(track) if track else None
     if alphabet is None or isinstance(alphabet, str):  # infer (None, "auto") or "custom" from the data
         from .data import describe_inference, get_alphabet
@@ -282,8 +285,9 @@ def _train(args: argparse.Namespace, ctx) -> int:
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"bad process/model option: {e}") from None
     if ctx.is_main:
-        for line in notes:
-            print(line, file=sys.stderr)
+        for line in notes:  # --quiet keeps only notes about letters outside the inferred alphabet
+            if not args.quiet or "handled by --unknown" in line:
+                print(line, file=sys.stderr)
     device = ctx.device
     bar = None
     if not args.quiet and ctx.is_main:
@@ -325,14 +329,47 @@ def _train(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
+def _sidecar_path(out: Path) -> Path:
+    """Where an output's provenance JSON goes: ``designs.fasta`` -> ``designs.fasta.json``."""
+    return out.with_name(out.name + ".json")
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sample_classes(spec: Optional[str], classes: list[str]) -> list[Optional[str]]:
+    """``--class``: None (unconditional), ``NAME``, ``A,B`` or ``all`` (n designs per class)."""
+    if spec is None:
+        return [None]
+    if spec == "all":
+        if not classes:
+            raise DDSMInputError("--class all needs a class-conditional model; this one has no classes")
+        return list(classes)
+    names = [c.strip() for c in spec.split(",")]
+    if any(not c for c in names) or len(set(names)) != len(names):
+        raise DDSMInputError(f"--class {spec!r}: give NAME, A,B (distinct names) or all")
+    return names
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .api import design, load_run
+    from .checkpoint import ddsm_version
     from .constraints import parse_fixed
     from .data import Record, write_fasta
+    from .data.io import atomic_write_text
     from .seeding import seed_everything
 
     out = Path(args.output)
     _check_output(out, args.force)
+    sidecar = _sidecar_path(out)
+    _check_output(sidecar, args.force, "provenance sidecar")
     if args.n < 1:
         raise DDSMInputError("-n must be at least 1")
     _check_positive(steps=args.steps, batch_size=args.batch_size)
@@ -343,11 +380,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise DDSMInputError("--dilation-after must be in [0, 1]")
     device = _device(args.device)
     run = load_run(args.model, device=device)
+    classes = _sample_classes(args.class_name, list(run.classes))
+    if run.classes or not (args.classifier_guidance or args.classifier):  # else --class names the classifier's target
+        for c in classes:
+            run.class_index(c)  # an unknown name lists the valid ones
     defaults = run.sampling_defaults
     if args.steps is None:
         args.steps = int(defaults.get("steps", 100))
     if args.guidance is None:
         args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
+    name = args.name or out.name.split(".")[0]
+    if not name or any(ch.isspace() for ch in name):
+        raise DDSMInputError(f"--name {name!r}: design ids need a name without whitespace")
     gen = seed_everything(args.seed)
     fixed = parse_fixed(args.fixed, run.alphabet, run.seq_len) if args.fixed else None
     if args.time_dilation > 1 and not run.process.supports_dilation:
@@ -371,21 +415,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise DDSMInputError(f"--gc needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
         w = GCWindow.parse(args.gc)
         gc = (w.lo, w.hi)
+    if args.forbid:  # checked before any sampling
+        from .constraints import ForbiddenMotifs
+
+        ForbiddenMotifs.parse(args.forbid, alphabet=run.alphabet, both_strands=not args.no_revcomp)
     from .precision import resolve_precision
 
     precision = resolve_precision(args.precision or str(defaults.get("precision", "fp32")), device)
     t0 = time.time()
-    result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=args.class_name,
-                    guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
-                    forbid_revcomp=not args.no_revcomp,
-                    dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
-                    classifier_guidance=args.classifier_guidance, classifier=args.classifier,
-                    generator=gen, device=device, progress=_progress("sample", args.quiet),
-                    precision=precision)
-    meta = {"model": run.path.resolve().name if run.path else str(args.model), "process": run.process.name, "seed": str(args.seed),
+    model_name = run.path.resolve().name if run.path else str(args.model)
+    meta = {"model": model_name, "process": run.process.name, "seed": str(args.seed),
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}", "precision": precision}
-    if args.class_name:
-        meta["class"] = args.class_name
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"
     if args.classifier_guidance:
@@ -393,16 +433,70 @@ def cmd_sample(args: argparse.Namespace) -> int:
         meta["classifier"] = Path(args.classifier).name if args.classifier else "bundled"
     if args.track:
         meta["track"] = Path(args.track).name
-    records = [Record(id=f"sample_{i}", seq=s, meta={**meta, "samples_used": str(result.samples_used[i])})
-               for i, s in enumerate(result.sequences) if s is not None]
+    records, failures, designs = [], [], []
+    for class_name in classes:
+        result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,
+                        guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
+                        forbid_revcomp=not args.no_revcomp,
+                        dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
+                        classifier_guidance=args.classifier_guidance, classifier=args.classifier,
+                        generator=gen, device=device, progress=_progress("sample", args.quiet),
+                        precision=precision)
+        for i, s in enumerate(result.sequences):
+            # ids: run name + running index over all classes, unique within and across runs
+            rid = f"{name}_{len(designs)}"
+            entry = {"id": rid, "class": class_name, "samples_used": result.samples_used[i]}
+            if s is None:
+                entry["failed"] = result.failures[i]
+                failures.append((rid, result.failures[i]))
+            else:
+                rec_meta = {**meta, **({"class": class_name} if class_name else {}),
+                            "samples_used": str(result.samples_used[i])}
+                records.append(Record(id=rid, seq=s, meta=rec_meta))
+            designs.append(entry)
     if not records:
         raise DDSMInputError(f"no design satisfied the constraints within {args.rounds} rounds; "
-                             f"first reason: {next(iter(result.failures.values()))}")
+                             f"first reason: {failures[0][1]}")
+    model_file = run.path / "model.safetensors" if run.path else None
+    argv = ["sample", str(args.model), "-n", str(args.n), "-o", str(out), "--name", name,
+            "--steps", str(args.steps), "--guidance", f"{args.guidance!r}", "--seed", str(args.seed),
+            "--batch-size", str(args.batch_size), "--time-dilation", f"{args.time_dilation!r}",
+            "--dilation-after", f"{args.dilation_after!r}", "--precision", precision, "--rounds", str(args.rounds),
+            "--device", args.device]
+    for flag, value in (("--class", args.class_name), ("--fixed", args.fixed), ("--gc", args.gc),
+                        ("--track", args.track), ("--classifier", args.classifier)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.classifier_guidance:
+        argv += ["--classifier-guidance", f"{args.classifier_guidance!r}"]
+    if args.forbid:
+        argv += ["--forbid", *args.forbid]
+    if args.no_revcomp:
+        argv.append("--no-revcomp")
+    provenance = {
+        "ddsm_version": ddsm_version(), "command": "sample", "argv": argv,
+        "model": {"given": str(args.model), "path": str(run.path.resolve()) if run.path else None,
+                  "sha256": _file_sha256(model_file) if model_file and model_file.is_file() else None,
+                  "process": run.process.name, "alphabet": run.alphabet.to_config(), "length": run.seq_len},
+        "settings": {"n_per_class": args.n, "classes": classes, "steps": args.steps, "seed": args.seed,
+                     "batch_size": args.batch_size, "guidance": args.guidance,
+                     "classifier_guidance": args.classifier_guidance, "classifier": args.classifier,
+                     "time_dilation": args.time_dilation, "dilation_after": args.dilation_after,
+                     "precision": precision, "device": str(device), "track": args.track,
+                     "constraints": {"fixed": args.fixed, "forbid": args.forbid,
+                                     "forbid_both_strands": bool(args.forbid) and not args.no_revcomp
+                                     and run.alphabet.has_reverse_complement,
+                                     "gc": list(gc) if gc else None, "rounds": args.rounds}},
+        "note": "the noise of each design depends on the seed and on --batch-size (the batch's draws); "
+                "re-running argv reproduces the file",
+        "designs": designs,
+    }
     write_fasta(out, records, force=args.force)
-    for i, why in sorted(result.failures.items()):
-        print(f"ddsm: sample_{i} not written: {why}", file=sys.stderr)
-    print(f"wrote {len(records)} of {args.n} sequences to {out} in {time.time() - t0:.1f} s"
-          + (f" ({len(result.failures)} failed the constraints, listed above)" if result.failures else ""))
+    atomic_write_text(sidecar, json.dumps(provenance, indent=1) + "\n", force=True)
+    for rid, why in failures:
+        print(f"ddsm: {rid} not written: {why}", file=sys.stderr)
+    print(f"wrote {len(records)} of {args.n * len(classes)} sequences to {out} (settings in {sidecar.name}) in "
+          f"{time.time() - t0:.1f} s" + (f" ({len(failures)} failed the constraints, listed above)" if failures else ""))
     return 0
 
 
@@ -419,12 +513,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     run = load_run(args.model, device=device)
     gen = seed_everything(args.seed)
     label_key = run.config.get("label_key") if run.classes else None
+    annotations: dict[str, dict[str, str]] = {}
     ds = _load_dataset(args.sequences, alphabet=run.alphabet, length=run.seq_len if args.crop else None,
                        label_key=label_key if args.use_labels else None,
                        classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown,
                        track=args.track if (args.track and run.track is not None) else None,
                        hints={"length": f"pass --crop to crop/pad them to the model's length {run.seq_len}",
-                              "unknown": "use --unknown random or --unknown skip"})
+                              "unknown": "use --unknown random or --unknown skip"}, meta_out=annotations)
     if args.track and run.track is None:
         raise DDSMInputError("this model was trained without a signal track; drop --track")
     if ds.length != run.seq_len:
@@ -435,9 +530,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     steps = score_steps(run.process, args.steps)
     bits = score(run, ds, steps=steps, batch_size=args.batch_size, repeats=args.repeats, t_start=args.t_start,
                  generator=gen, device=device, progress=_progress("score", args.quiet))
-    rows = [{"id": i, "length": ds.length, "bits_per_token": f"{b:.5f}", "process": run.process.name,
+    # labels travel with the sequences: the model's label key, else "class" (ddsm sample's designs)
+    keys = [k for k in dict.fromkeys([label_key, "class"]) if k and any(k in m for m in annotations.values())]
+    lengths = ds.pad_mask.sum(axis=1)
+    rows = [{"id": i, "length": int(n), **{k: annotations.get(i, {}).get(k, "") for k in keys[:1]},
+             "bits_per_token": f"{b:.5f}", "process": run.process.name,
              "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
-            for i, b in zip(ds.ids, bits)]
+            for i, n, b in zip(ds.ids, lengths, bits)]
     write_tsv(out, rows, force=args.force)
     print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: mean {float(np.mean(bits)):.4f} bits/token -> {out}")
     return 0
@@ -637,7 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDSM's time dilation: run the reverse SDE this many times slower (>= 1)")
     s.add_argument("--dilation-after", dest="dilation_after", type=float, default=1.0,
                    help="apply dilation only once public time drops below this (1 = whole run)")
-    s.add_argument("--class", dest="class_name", default=None, help="class to design for (conditional models)")
+    s.add_argument("--class", dest="class_name", default=None,
+                   help="class to design for (conditional models): NAME, A,B or all (-n designs per class)")
+    s.add_argument("--name", default=None,
+                   help="run name: design ids are NAME_0, NAME_1, ... (default: the output file's name without "
+                        "extensions)")
     s.add_argument("--fixed", default=None, help="pattern of the sequence length or a file holding it; free positions are N or . for DNA/RNA, "
                         ". - X for proteins (N is asparagine), . - for custom alphabets")
     s.add_argument("--guidance", type=float, default=None,

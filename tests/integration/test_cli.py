@@ -102,8 +102,9 @@ def seed3_sample(trained_model, tmp_path_factory):
     from ddsm.cli import main
 
     d = tmp_path_factory.mktemp("sample3")
-    assert main([str(a) for a in sample_args(trained_model, d / "a.fasta")]) == 0
-    assert main([str(a) for a in sample_args(trained_model, d / "b.fasta")]) == 0
+    # one run name: ids are NAME_i, by default from the output file's name
+    assert main([str(a) for a in sample_args(trained_model, d / "a.fasta", "--name", "s3")]) == 0
+    assert main([str(a) for a in sample_args(trained_model, d / "b.fasta", "--name", "s3")]) == 0
     return d / "a.fasta", d / "b.fasta"
 
 
