@@ -382,6 +382,7 @@ def design(
     forbid: Optional[Sequence[str]] = None,
     forbid_revcomp: bool = True,
     gc: Optional[tuple[float, float]] = None,
+    length_range: Optional[tuple[int, int]] = None,
     rounds: int = 20,
     dilation: float = 1.0,
     dilation_after: float = 1.0,
@@ -404,6 +405,8 @@ def design(
         forbid: motifs that may not occur, read by the model's alphabet: IUPAC codes on both
             strands for DNA/RNA (``forbid_revcomp=False``: the given strand only), literal letters
             for proteins and custom alphabets. ``gc``: (min, max) GC fraction (DNA/RNA only).
+        length_range: ``(lo, hi)`` design lengths for a variable-length model (``lo == hi``: a
+            fixed design length); default: whatever lengths the model draws, up to ``run.seq_len``.
         rounds: sampling rounds before giving up on the designs still failing.
         track: raw signal track for a track-conditioned model: ``(L,)`` / ``(L, S)`` for every
             design, ``(n, L)`` / ``(n, L, S)`` one per design; required exactly when the model
@@ -443,8 +446,23 @@ def design(
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
     gw = GCWindow(*gc) if gc is not None else None
-    return constrained_design(draw, n, run.seq_len, run.alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
-                              rounds=rounds, indexed_draw=True)
+    alphabet = run.alphabet
+    if length_range is not None:
+        lo, hi = length_range
+        if not alphabet.end:
+            raise DDSMInputError("a design length needs a variable-length model (ddsm train --variable-length)")
+        if not 1 <= lo <= hi <= run.seq_len:
+            raise DDSMInputError(f"design lengths {lo}:{hi} must satisfy 1 <= MIN <= MAX <= {run.seq_len} "
+                                 "(the model's maximum length)")
+        if hi < run.seq_len:  # the positions past the maximum are end letters from the start
+            tok = np.zeros(run.seq_len, dtype=np.int64) if fixed is None else fixed[0].copy()
+            mask = np.zeros(run.seq_len, dtype=bool) if fixed is None else fixed[1].copy()
+            if mask[hi:].any():
+                raise DDSMInputError(f"--fixed fixes letters after position {hi}, past the design length")
+            tok[hi:], mask[hi:] = alphabet.end_id, True
+            fixed = (tok, mask)
+    return constrained_design(draw, n, run.seq_len, alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
+                              rounds=rounds, indexed_draw=True, end=alphabet.end, length_range=length_range)
 
 
 def generate(run: Run, n: int, **kwargs: Any) -> list[str]:

@@ -78,7 +78,8 @@ def _check_positive(**values: Any) -> None:
 def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_key=None, classes=None,
                   unknown="error", seed=0, track: Optional[str] = None, sequence_column: str = "sequence",
                   notes: Optional[list[str]] = None, hints: Optional[dict[str, str]] = None,
-                  meta_out: Optional[dict[str, dict[str, str]]] = None):
+                  meta_out: Optional[dict[str, dict[str, str]]] = None, variable_length: bool = False,
+                  max_length: Optional[int] = None):
     """Encode sequence files (``PATH`` or ``LABEL=PATH`` entries, see ``read_labelled``);
     ``track``: a ``.npy`` file with one row per record (attached as ``dataset.track``, rows of
     skipped records dropped with them). ``notes`` collects what was inferred (printed once the
@@ -87,6 +88,12 @@ def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_
 
     records, label_key = read_labelled(path, label_key=label_key, sequence_column=sequence_column)
     path = " ".join(path) if isinstance(path, list) else path
+    if max_length is not None:
+        long = next((r for r in records if len(r.seq) > max_length), None)
+        if long is not None:
+            raise DDSMInputError(f"{path}: record {long.id!r} has {len(long.seq)} letters, more than the model's "
+                                 f"maximum length {max_length}", remedy="length",
+                                 hint="pass --crop to centre-crop such records").with_hint(hints or {})
     if meta_out is not None:  # id -> header annotations, for outputs that carry them on
         meta_out.update((r.id, r.meta) for r in records)
     tracks = read_track(track) if track else None
@@ -100,7 +107,8 @@ def _load_dataset(path: "str | list[str]", *, alphabet=None, length=None, label_
             notes.append(f"ddsm: {path}: {describe_inference(alphabet, seqs)}")
     try:
         return encode_records(records, alphabet, length=length, label_key=label_key, classes=classes,
-                              unknown=unknown, rng=np.random.default_rng(seed), track=tracks)
+                              unknown=unknown, rng=np.random.default_rng(seed), track=tracks,
+                              variable_length=variable_length)
     except DDSMInputError as e:  # hints name this command's flags
         raise e.with_hint(hints or {}) from None
 
@@ -234,6 +242,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
 
         alphabet = Alphabet.from_config(saved["alphabet"])
         classes = saved.get("classes") or None
+        if args.variable_length and not alphabet.end:
+            raise DDSMInputError("--variable-length: the run in --out was trained at a fixed length; start a new run")
     elif args.alphabet and args.alphabet.strip().lower() in ("auto", "custom"):
         alphabet = args.alphabet  # resolved from the training letters in _load_dataset
     elif args.alphabet:
@@ -259,7 +269,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
     notes: list[str] = []
     ds = _load_dataset(args.data, alphabet=alphabet, length=args.length, label_key=args.label_key,
                        classes=classes, unknown=args.unknown, seed=tc.seed, track=args.track,
-                       sequence_column=args.sequence_column, notes=notes)
+                       sequence_column=args.sequence_column, notes=notes, variable_length=args.variable_length,
+                       hints={"length": "pass --length N to crop/pad them, or --variable-length to model the lengths"})
     valid = None
     if args.valid:
         valid = _load_dataset(args.valid, alphabet=ds.alphabet, length=ds.length, label_key=args.label_key,
@@ -415,6 +426,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise DDSMInputError(f"--gc needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
         w = GCWindow.parse(args.gc)
         gc = (w.lo, w.hi)
+    length_range = None
+    if args.length_range or args.design_length:
+        if args.length_range and args.design_length:
+            raise DDSMInputError("give --length-range or --design-length, not both")
+        if not run.alphabet.end:
+            raise DDSMInputError("--length-range / --design-length need a variable-length model "
+                                 "(ddsm train --variable-length); this one generates length "
+                                 f"{run.seq_len} only")
+        if args.design_length:
+            length_range = (args.design_length, args.design_length)
+        else:
+            try:
+                lo_s, hi_s = args.length_range.split(":")
+                length_range = (int(lo_s), int(hi_s))
+            except ValueError:
+                raise DDSMInputError(f"--length-range expects MIN:MAX, e.g. 20:40, got {args.length_range!r}") from None
+        if not 1 <= length_range[0] <= length_range[1] <= run.seq_len:
+            raise DDSMInputError(f"design lengths must lie in 1..{run.seq_len} (the model's maximum) with MIN <= MAX")
     if args.forbid:  # checked before any sampling
         from .constraints import ForbiddenMotifs
 
@@ -437,7 +466,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     for class_name in classes:
         result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,
                         guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
-                        forbid_revcomp=not args.no_revcomp,
+                        forbid_revcomp=not args.no_revcomp, length_range=length_range,
                         dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
                         classifier_guidance=args.classifier_guidance, classifier=args.classifier,
                         generator=gen, device=device, progress=_progress("sample", args.quiet),
@@ -464,6 +493,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "--dilation-after", f"{args.dilation_after!r}", "--precision", precision, "--rounds", str(args.rounds),
             "--device", args.device]
     for flag, value in (("--class", args.class_name), ("--fixed", args.fixed), ("--gc", args.gc),
+                        ("--length-range", args.length_range), ("--design-length", args.design_length),
                         ("--track", args.track), ("--classifier", args.classifier)):
         if value is not None:
             argv += [flag, str(value)]
@@ -486,7 +516,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
                      "constraints": {"fixed": args.fixed, "forbid": args.forbid,
                                      "forbid_both_strands": bool(args.forbid) and not args.no_revcomp
                                      and run.alphabet.has_reverse_complement,
-                                     "gc": list(gc) if gc else None, "rounds": args.rounds}},
+                                     "gc": list(gc) if gc else None, "rounds": args.rounds,
+                                     "length_range": list(length_range) if length_range else None}},
         "note": "the noise of each design depends on the seed and on --batch-size (the batch's draws); "
                 "re-running argv reproduces the file",
         "designs": designs,
@@ -514,7 +545,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     gen = seed_everything(args.seed)
     label_key = run.config.get("label_key") if run.classes else None
     annotations: dict[str, dict[str, str]] = {}
-    ds = _load_dataset(args.sequences, alphabet=run.alphabet, length=run.seq_len if args.crop else None,
+    variable = bool(run.alphabet.end)  # variable-length model: shorter records end with end letters
+    ds = _load_dataset(args.sequences, alphabet=run.alphabet,
+                       length=run.seq_len if (args.crop or variable) else None,
+                       max_length=run.seq_len if (variable and not args.crop) else None,
                        label_key=label_key if args.use_labels else None,
                        classes=run.classes if (label_key and args.use_labels) else None, unknown=args.unknown,
                        track=args.track if (args.track and run.track is not None) else None,
@@ -532,7 +566,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                  generator=gen, device=device, progress=_progress("score", args.quiet))
     # labels travel with the sequences: the model's label key, else "class" (ddsm sample's designs)
     keys = [k for k in dict.fromkeys([label_key, "class"]) if k and any(k in m for m in annotations.values())]
-    lengths = ds.pad_mask.sum(axis=1)
+    lengths = (ds.tokens != run.alphabet.end_id).sum(axis=1) if variable else ds.pad_mask.sum(axis=1)
     rows = [{"id": i, "length": int(n), **{k: annotations.get(i, {}).get(k, "") for k in keys[:1]},
              "bits_per_token": f"{b:.5f}", "process": run.process.name,
              "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
@@ -693,7 +727,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation file(s), labelled like --data (default: a random --valid-fraction of --data)")
     t.add_argument("--valid-fraction", dest="valid_fraction", type=float, default=0.05,
                    help="share of --data held out for validation when --valid is not given (0: none)")
-    t.add_argument("--length", type=int, default=None, help="crop/pad sequences to this length")
+    t.add_argument("--length", type=int, default=None,
+                   help="crop/pad sequences to this length (the maximum length with --variable-length)")
+    t.add_argument("--variable-length", dest="variable_length", action="store_true",
+                   help="model the lengths: sequences end with a learned end-of-sequence letter, so designs "
+                        "follow the training length distribution (padding to --length, default the longest)")
     t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
     t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom (every distinct letter of the data) | custom:LETTERS (token order); "
                         "default: inferred among dna, rna, protein (said on stderr)")
@@ -761,7 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-revcomp", action="store_true",
                    help="DNA/RNA: forbid the --forbid motifs on the given strand only (default: both strands)")
     s.add_argument("--gc", default=None, metavar="MIN:MAX", help="GC-content window, e.g. 0.40:0.60 (DNA/RNA models)")
-    s.add_argument("--rounds", type=int, default=20, help="sampling rounds to satisfy --forbid/--gc before giving up")
+    s.add_argument("--length-range", dest="length_range", default=None, metavar="MIN:MAX",
+                   help="variable-length models: design lengths allowed (default: the model's own length "
+                        "distribution, up to its maximum)")
+    s.add_argument("--design-length", dest="design_length", type=int, default=None, metavar="N",
+                   help="variable-length models: every design has exactly N letters")
+    s.add_argument("--rounds", type=int, default=20,
+                   help="sampling rounds to satisfy --forbid/--gc/--length-range before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64,
                    help="designs per network batch (recorded; designs depend on it through the noise draws)")
     s.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,

@@ -1,6 +1,9 @@
 """Exact constrained design: every returned sequence satisfies every constraint, or is reported.
 
-Fixed positions are imposed inside the sampler (and checked). Forbidden motifs are removed by
+Fixed positions are imposed inside the sampler (and checked). For variable-length models (an
+end letter, see ``Alphabet.end``) a design is its row up to the first end letter; a length window is
+repaired like a motif: a design too long gets end letters fixed from the window's maximum on, one
+too short keeps its letters and has the positions from its end up to the maximum re-sampled. Forbidden motifs are removed by
 *repair*: the positions of each hit (plus a small margin) are freed and re-sampled by the model
 with the rest of the sequence held fixed (inpainting), which keeps the design close to the model's
 distribution instead of throwing it away. A sequence outside the GC window is re-drawn. Rounds
@@ -39,9 +42,11 @@ class DesignResult:
     failures: dict[int, str] = field(default_factory=dict)
 
 
-def _check(seq: str, forbid: Optional[ForbiddenMotifs], gc: Optional[GCWindow]) -> tuple[list[tuple[int, int]], bool]:
-    hits = forbid.hits(seq) if forbid is not None else []
-    gc_ok = gc.ok(seq) if gc is not None else True
+def _check(seq: str, forbid: Optional[ForbiddenMotifs], gc: Optional[GCWindow],
+           end: str = "") -> tuple[list[tuple[int, int]], bool]:
+    body = seq[: seq.find(end)] if end and end in seq else seq
+    hits = forbid.hits(body) if forbid is not None else []
+    gc_ok = gc.ok(body) if gc is not None else True
     return hits, gc_ok
 
 
@@ -57,6 +62,8 @@ def constrained_design(
     rounds: int = 20,
     margin: int = 2,
     indexed_draw: bool = False,
+    end: str = "",
+    length_range: Optional[tuple[int, int]] = None,
 ) -> DesignResult:
     """Draw ``n`` designs of ``length`` letters that satisfy all constraints.
 
@@ -66,7 +73,12 @@ def constrained_design(
         rounds: at most this many sampling rounds (the first draws everything).
         margin: letters freed on each side of a forbidden-motif hit when repairing.
         indexed_draw: also pass ``draw`` the design ids ``(R,)`` of its rows, as a 4th argument.
+        end: the end letter of a variable-length model (last of ``letters``); designs are returned
+            cut at their first end letter.
+        length_range: ``(lo, hi)`` lengths a design may have (needs ``end``).
     """
+    if length_range is not None and not end:
+        raise ValueError("length_range needs a variable-length alphabet (end letter)")
     base_tok = np.zeros(length, dtype=np.int64) if fixed is None else fixed[0].astype(np.int64)
     base_mask = np.zeros(length, dtype=bool) if fixed is None else fixed[1].astype(bool)
     index = {c: i for i, c in enumerate(letters)}
@@ -89,9 +101,23 @@ def constrained_design(
             current[i] = s
             if fixed is not None and any(s[j] != letters[base_tok[j]] for j in np.flatnonzero(base_mask)):
                 raise RuntimeError("sampler did not keep the fixed positions")  # a bug, not user input
-            hits, gc_ok = _check(s, forbid, gc)
-            if not hits and gc_ok:
-                seqs[i] = s
+            hits, gc_ok = _check(s, forbid, gc, end)
+            cut = s.find(end) if end and end in s else length
+            long = length_range is not None and cut > length_range[1]
+            short = length_range is not None and cut < length_range[0]
+            if not hits and gc_ok and not long and not short:
+                seqs[i] = s[:cut]
+                continue
+            if long or short:
+                keep_tok = np.array([index[c] for c in s], dtype=np.int64)
+                keep = np.ones(length, dtype=bool)
+                # end the design at the window's maximum at the latest
+                keep_tok[length_range[1]:] = index[end]
+                if short:  # keep the design, re-draw from its end up to the maximum: a new end there
+                    keep[cut : length_range[1]] = False
+                keep |= base_mask
+                keep_tok = np.where(base_mask, base_tok, keep_tok)
+                todo[i] = (keep_tok, keep)
                 continue
             if not gc_ok:  # composition is global: draw the whole row again
                 todo[i] = (base_tok, base_mask)
@@ -108,11 +134,15 @@ def constrained_design(
             todo[i] = (keep_tok, ~free)
     for i in range(n):
         if seqs[i] is None and i not in failures:
-            hits, gc_ok = _check(current.get(i, ""), forbid, gc) if i in current else ([], False)
+            hits, gc_ok = _check(current.get(i, ""), forbid, gc, end) if i in current else ([], False)
             why = []
             if hits:
                 why.append(f"{len(hits)} forbidden motif hit(s)")
+            if length_range is not None and i in current:
+                cut = current[i].find(end) if end in current[i] else length
+                if not length_range[0] <= cut <= length_range[1]:
+                    why.append(f"length {cut} outside [{length_range[0]}, {length_range[1]}]")
             if not gc_ok and gc is not None and i in current:
-                why.append(f"GC {gc.gc(current[i]):.3f} outside [{gc.lo:g}, {gc.hi:g}]")
+                why.append(f"GC {gc.gc(current[i].split(end)[0] if end else current[i]):.3f} outside [{gc.lo:g}, {gc.hi:g}]")
             failures[i] = "budget of sampling rounds spent: " + (", ".join(why) or "unsatisfied")
     return DesignResult(seqs, used, failures)

@@ -16,7 +16,9 @@ def parse_fixed(pattern: str, alphabet: Union[Alphabet, str], length: int) -> tu
 
     The free symbols are the alphabet's (:attr:`Alphabet.free_symbols`): ``N`` or ``.`` for
     DNA/RNA, ``.``, ``-`` or ``X`` for proteins (``N`` is asparagine there), ``.`` or ``-`` for
-    custom alphabets. Whitespace and FASTA headers in a file are ignored. Nucleotide and protein
+    custom alphabets. A variable-length model's end letter fixes the end of the design there, and
+    its patterns may be shorter than the maximum length (the rest is free). Whitespace and FASTA
+    headers in a file are ignored. Nucleotide and protein
     patterns are read case-insensitively; custom ones exactly.
     """
     if isinstance(alphabet, str):  # letters only: the named alphabet with these letters, else custom
@@ -27,6 +29,8 @@ def parse_fixed(pattern: str, alphabet: Union[Alphabet, str], length: int) -> tu
     pattern = "".join(pattern.split())
     if alphabet.name != "custom":
         pattern = pattern.upper()
+    if alphabet.end and len(pattern) < length:  # variable length: a pattern may cover the start only
+        pattern += alphabet.free_symbols[0] * (length - len(pattern)) if alphabet.free_symbols else ""
     if len(pattern) != length:
         raise DDSMInputError(f"--fixed pattern has length {len(pattern)}; the model generates length {length}")
     free = set(alphabet.free_symbols)

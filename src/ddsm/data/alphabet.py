@@ -38,8 +38,14 @@ class Alphabet:
 
     name: str
     letters: str
+    #: the end-of-sequence letter of variable-length models ("" = fixed length); always the last
+    #: of ``letters``, so token id ``K - 1``: a design ends at its first end letter and the
+    #: positions after it are end letters too (right padding that the model learns)
+    end: str = ""
 
     def __post_init__(self) -> None:
+        if self.end and (len(self.end) != 1 or not self.letters.endswith(self.end)):
+            raise DDSMInputError(f"alphabet {self.name!r}: end letter {self.end!r} must be its last letter")
         if len(self.letters) < 2:
             raise DDSMInputError(
                 f"alphabet {self.name!r} needs at least 2 distinct letters, got {self.letters!r}"
@@ -56,6 +62,31 @@ class Alphabet:
     def K(self) -> int:
         """Number of letters (token ids are ``0 .. K-1``)."""
         return len(self.letters)
+
+    @property
+    def symbols(self) -> str:
+        """The sequence letters, without the end letter."""
+        return self.letters[:-1] if self.end else self.letters
+
+    @property
+    def end_id(self) -> int:
+        """Token id of the end letter (-1 for fixed-length alphabets)."""
+        return self.K - 1 if self.end else -1
+
+    def with_end(self) -> "Alphabet":
+        """The same alphabet plus an end-of-sequence letter (the first of ``- * _ $ ~`` that is not
+        a letter), for variable-length models."""
+        if self.end:
+            return self
+        char = next(c for c in "-*_$~" if c not in self.letters)
+        return Alphabet(self.name, self.letters + char, end=char)
+
+    def strip_end(self, seq: str) -> str:
+        """A decoded row up to its first end letter (the whole row for fixed-length alphabets)."""
+        if not self.end:
+            return seq
+        i = seq.find(self.end)
+        return seq if i < 0 else seq[:i]
 
     @property
     def is_nucleotide(self) -> bool:
@@ -82,9 +113,9 @@ class Alphabet:
             codes["U"] = codes["T"] = t
             return codes
         if self.name == "protein":
-            return {**{c: c for c in self.letters}, **{k: (v if v else self.letters)
+            return {**{c: c for c in self.symbols}, **{k: (v if v else self.symbols)
                                                         for k, v in _PROTEIN_AMBIGUITY.items()}}
-        return {c: c for c in self.letters}
+        return {c: c for c in self.symbols}
 
     @cached_property
     def free_symbols(self) -> tuple[str, ...]:
@@ -102,11 +133,11 @@ class Alphabet:
             DDSMInputError: a letter that is neither a letter of the alphabet nor (nucleotides) an
                 IUPAC code.
         """
-        codes = self.ambiguity_codes if self.is_nucleotide else {c: c for c in self.letters}
+        codes = self.ambiguity_codes if self.is_nucleotide else {c: c for c in self.symbols}
         parts = []
         for c in motif:
             if c not in codes:
-                kind = "IUPAC nucleotide codes" if self.is_nucleotide else f"letters of {self.letters}"
+                kind = "IUPAC nucleotide codes" if self.is_nucleotide else f"letters of {self.symbols}"
                 raise DDSMInputError(f"motif {motif!r}: letter {c!r} is not allowed; {self.name} motifs use {kind}")
             allowed = codes[c]
             parts.append(re.escape(allowed) if len(allowed) == 1 else "[" + re.escape(allowed) + "]")
@@ -211,18 +242,18 @@ class Alphabet:
 
     def to_config(self) -> dict[str, str]:
         """JSON-serialisable description; :meth:`from_config` inverts it."""
-        return {"name": self.name, "letters": self.letters}
+        return {"name": self.name, "letters": self.letters, **({"end": self.end} if self.end else {})}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Alphabet:
         """Rebuild an alphabet saved by :meth:`to_config`."""
-        if not isinstance(config, dict) or set(config) != {"name", "letters"}:
+        if not isinstance(config, dict) or not {"name", "letters"} <= set(config) <= {"name", "letters", "end"}:
             got = sorted(config) if isinstance(config, dict) else type(config).__name__
-            raise DDSMInputError(f"alphabet config needs exactly keys name, letters; got {got}")
-        name, letters = config["name"], config["letters"]
-        if not isinstance(name, str) or not isinstance(letters, str):
-            raise DDSMInputError("alphabet config 'name' and 'letters' must be strings")
-        return cls(name=name, letters=letters)
+            raise DDSMInputError(f"alphabet config needs keys name, letters (and optionally end); got {got}")
+        name, letters, end = config["name"], config["letters"], config.get("end", "")
+        if not all(isinstance(v, str) for v in (name, letters, end)):
+            raise DDSMInputError("alphabet config 'name', 'letters' and 'end' must be strings")
+        return cls(name=name, letters=letters, end=end)
 
 
 def _as_int_array(tokens: Any) -> np.ndarray:

@@ -99,6 +99,7 @@ def encode_records(
     unknown: str = "error",
     rng: np.random.Generator | None = None,
     track: np.ndarray | None = None,
+    variable_length: bool = False,
 ) -> SequenceDataset:
     """Encode records into a :class:`SequenceDataset`.
 
@@ -117,6 +118,10 @@ def encode_records(
         rng: the source of randomness for ``unknown="random"``.
         track: per-position signal tracks, one row per record in ``records`` order: ``(N, L)`` or
             ``(N, L, S)`` with L the encoded length; rows of skipped records are dropped with them.
+        variable_length: model the lengths: the alphabet gets an end letter (``Alphabet.with_end``;
+            kept if ``alphabet`` already has one), every row is right-padded with it to ``length``
+            (default: the longest record) and ``pad_mask`` is all True, so the process learns
+            where sequences end. Longer records are centre-cropped to ``length``.
 
     Raises:
         DDSMInputError: no records, a letter outside the alphabet (with ``unknown="error"``), all
@@ -133,6 +138,12 @@ def encode_records(
         raise DDSMInputError(f"length must be a positive integer, got {length}")
     if alphabet is None:
         alphabet = infer_alphabet([r.seq for r in records])
+    if variable_length:
+        alphabet = alphabet.with_end()
+    if alphabet.end and any(alphabet.end in r.seq for r in records):
+        i = next(i for i, r in enumerate(records) if alphabet.end in r.seq)
+        raise DDSMInputError(f"record {i + 1} ({records[i].id!r}) contains {alphabet.end!r}, the end-of-sequence "
+                             "letter of this model; sequences may not hold it")
 
     # Encode everything in one vectorised pass, then cut the flat array back into records.
     sizes = np.array([len(r.seq) for r in records], dtype=np.int64)
@@ -175,7 +186,12 @@ def encode_records(
                     f"({alphabet.letters}); nothing left after skipping"
                 )
     rows = [flat[starts[i] : starts[i + 1]] for i in keep.tolist()]
+    if alphabet.end and length is None:
+        length = max(r.size for r in rows)
     tokens, pad_mask = _fit_length(rows, length)
+    if alphabet.end:  # padding is the end letter, and it is learned
+        tokens[~pad_mask] = alphabet.end_id
+        pad_mask = np.ones_like(pad_mask)
     kept = [records[i] for i in keep.tolist()]
     labels, class_list = _labels(kept, keep, label_key, classes)
     ds = SequenceDataset(
@@ -199,11 +215,11 @@ def _draw_for_unknown(alphabet: Alphabet, text: str, where: np.ndarray, rng: np.
     """Token ids ``(len(where),)`` replacing the unknown letters ``text[where]``: uniform over the
     letters each ambiguity code allows (all letters for an unknown symbol)."""
     codes = alphabet.ambiguity_codes
-    out = rng.integers(0, alphabet.K, size=where.size)
+    out = rng.integers(0, len(alphabet.symbols), size=where.size)  # never the end letter
     chars = np.array([text[i] for i in where.tolist()])
     for code in set(chars.tolist()):
         allowed = codes.get(code, "")
-        if not allowed or len(allowed) == alphabet.K:
+        if not allowed or len(allowed) == len(alphabet.symbols):
             continue
         sel = np.flatnonzero(chars == code)
         ids = np.array([alphabet.letters.index(c) for c in allowed], dtype=np.int64)
