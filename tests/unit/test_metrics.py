@@ -366,3 +366,16 @@ def test_motifset_subset_labels():
     ms = parse_jaspar(JASPAR_TEXT)
     sub = ms.subset([1])
     assert isinstance(sub, MotifSet) and sub.labels() == ["M2 GGG"]
+
+
+def test_logos_cover_only_shared_positions_and_the_data_letters():
+    from ddsm.report import plots
+
+    designs = ["ACGT" * 3, "ACGT" * 3, "AC"]  # 2 of 3 reach 12 letters
+    reference = ["ACGTAC", "ACGTACGT"]  # half reach 8
+    assert plots.covered_length([designs, reference]) == 8
+    assert plots.covered_length([designs, []]) == 0
+    assert plots.logo_letters(["ACGT", "AC"]) == "ACGT"
+    assert plots.logo_letters(["MKV", "WK"]) == "KMVW"
+    start, stop = plots.logo_window(["ACGT" * 10], 4, stop=6)
+    assert 0 <= start and stop <= 6

@@ -117,13 +117,20 @@ def build_report(
     parts.append("<h2>Metrics</h2>" + _table_html(evaluation))
 
     all_reference = groups["all"][1] if "all" in groups else next(iter(groups.values()))[1]
-    window = plots.logo_window(all_reference, max_logo_len)
+    letters = plots.logo_letters([*all_reference, *(s for d, _ in groups.values() for s in d)])
+    # only positions that designs and references have (variable-length sets): half of each set
+    covered = plots.covered_length([seqs for pair in groups.values() for seqs in pair])
+    window = plots.logo_window(all_reference, max_logo_len, letters, stop=covered)
     parts.append(f"<h2>Sequence logos</h2><p class='note'>Per-position letter probabilities, positions "
-                 f"{window[0] + 1}&ndash;{window[1]} (the most informative window of the reference).</p>")
+                 f"{window[0] + 1}&ndash;{window[1]} (the most informative window of the reference, among "
+                 f"the {covered} leading positions that at least half of every set reaches).</p>")
     for name, (designed, reference) in groups.items():
         if name == "all" and len(groups) > 1:
             continue  # the classes are shown one by one; their union adds little
-        png = plots.logo_png({"reference": reference, "designed": designed}, f"class {name}", window=window)
+        if covered == 0:
+            break
+        png = plots.logo_png({"reference": reference, "designed": designed}, f"class {name}", window=window,
+                             alphabet=letters)
         parts.append(_img(png, f"sequence logo {name}"))
 
     parts.append("<h2>k-mer frequencies</h2><p class='note'>Each point is one k-mer; "

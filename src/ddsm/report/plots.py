@@ -57,13 +57,36 @@ def position_probabilities(seqs: Sequence[str], alphabet: str = "ACGT", max_len:
     return pd.DataFrame(probs, columns=list(alphabet))
 
 
-def logo_window(seqs: Sequence[str], width: int, alphabet: str = "ACGT") -> tuple[int, int]:
+def logo_letters(seqs: Sequence[str]) -> str:
+    """The letters a logo shows: ACGT (or ACGU) for nucleotides, else the sorted distinct letters."""
+    used = set().union(*map(set, seqs)) if seqs else set()
+    for letters in ("ACGT", "ACGU"):
+        if used <= set(letters):
+            return letters
+    return "".join(sorted(used))
+
+
+def covered_length(sets: Sequence[Sequence[str]], min_share: float = 0.5) -> int:
+    """The number of leading positions that at least ``min_share`` of the sequences of *every*
+    set reach: variable-length designs and references are compared only where both have letters."""
+    stops = []
+    for seqs in sets:
+        lengths = np.sort(np.array([len(s) for s in seqs]))[::-1]
+        if lengths.size == 0:
+            return 0
+        stops.append(int(lengths[max(0, int(np.ceil(min_share * lengths.size)) - 1)]))
+    return min(stops)
+
+
+def logo_window(seqs: Sequence[str], width: int, alphabet: str = "ACGT", stop: Optional[int] = None) -> tuple[int, int]:
     """The ``width``-position window ``[start, stop)`` with the most information (bits) in ``seqs``.
 
     Long sequences make unreadable (and slow) logos, so the report shows the most informative part
     of the reference, e.g. the TATA box and TSS of promoters.
     """
-    probs = position_probabilities(seqs, alphabet).to_numpy()
+    probs = position_probabilities(seqs, alphabet, max_len=stop).to_numpy()
+    if stop is not None:
+        probs = probs[:stop]
     L = probs.shape[0]
     if L <= width:
         return 0, L
@@ -74,7 +97,8 @@ def logo_window(seqs: Sequence[str], width: int, alphabet: str = "ACGT") -> tupl
     return start, start + width
 
 
-def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optional[tuple[int, int]] = None) -> bytes:
+def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optional[tuple[int, int]] = None,
+             alphabet: str = "ACGT") -> bytes:
     """Probability sequence logos (logomaker), one panel per set (e.g. reference, designed).
 
     Args:
@@ -90,7 +114,7 @@ def logo_png(seqs_by_set: dict[str, Sequence[str]], title: str, *, window: Optio
     fig = _figure(width, 1.7 * len(seqs_by_set) + 0.9)
     axes = _grid(fig, len(seqs_by_set), 1, top=0.7, hspace=0.6)[:, 0]
     for ax, (name, seqs) in zip(axes, seqs_by_set.items()):
-        df = position_probabilities([s[start:stop] for s in seqs], max_len=stop - start)
+        df = position_probabilities([s[start:stop] for s in seqs], alphabet, max_len=stop - start)
         df.index = df.index + start + 1  # 1-based positions on the axis
         logomaker.Logo(df, ax=ax, color_scheme="classic", show_spines=False)
         ax.set_ylim(0, 1)
