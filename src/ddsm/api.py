@@ -272,13 +272,16 @@ def _check_implied(cfg: dict[str, Any], proc: Process, net: nn.Module, path: Pat
 def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], guidance: float, dilation: float,
              dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
              progress: Optional[Callable[[Iterable], Iterable]], track: Optional[np.ndarray] = None,
-             output_hook: Optional[Callable[..., torch.Tensor]] = None, precision: str = "fp32"):
+             output_hook: Optional[Callable[..., torch.Tensor]] = None, precision: str = "fp32",
+             reward: Optional[Any] = None):
     """A ``DrawFn`` for ``constrained_design``: rows (with their design ids) with per-row fixed
     tokens/masks -> strings.
 
     ``track``: ``(1, L, S)`` shared or ``(n, L, S)`` per design, already transformed;
     ``output_hook``: classifier guidance (applied after classifier-free guidance); ``precision``:
     ``"fp32"`` or ``"bf16"`` (autocast of the network only; the process's maths stays float64).
+    ``reward``: a :class:`ddsm.sampling.RewardGuidance` (SMC / SVDD); each network batch then holds
+    ``batch_size // particles`` designs (at least one) times their particles.
     """
     from .guidance import ClassifierFreeGuidance
 
@@ -294,10 +297,12 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
     L = run.seq_len
     track_t = None if track is None else torch.as_tensor(track, device=device)
 
+    per_call = batch_size if reward is None else max(1, batch_size // reward.particles)
+
     def draw(rows: int, tokens: np.ndarray, mask: np.ndarray, index: Optional[np.ndarray] = None) -> list[str]:
         out: list[str] = []
-        for start in range(0, rows, batch_size):
-            b = min(batch_size, rows - start)
+        for start in range(0, rows, per_call):
+            b = min(per_call, rows - start)
             cond = None
             if run.classes:
                 # an unconditional draw from a conditional model uses the null class
@@ -317,9 +322,16 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
             if m.any():
                 fp = FixedPositions(torch.as_tensor(tokens[start : start + b], device=device),
                                     torch.as_tensor(m, device=device))
-            toks = sample(run.process, net, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
-                          dilation_after=dilation_after, output_hook=output_hook, generator=generator,
-                          device=device, progress=progress)
+            if reward is None:
+                toks = sample(run.process, net, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
+                              dilation_after=dilation_after, output_hook=output_hook, generator=generator,
+                              device=device, progress=progress)
+            else:
+                from .sampling import guided_sample
+
+                toks = guided_sample(run.process, net, (b, L), reward, steps=steps, cond=cond, fixed=fp,
+                                     dilation=dilation, dilation_after=dilation_after, output_hook=output_hook,
+                                     generator=generator, device=device, progress=progress).tokens
             out.extend(run.alphabet.decode(row) for row in toks.cpu().numpy())
         return out
 
@@ -383,6 +395,11 @@ def design(
     forbid_revcomp: bool = True,
     gc: Optional[tuple[float, float]] = None,
     length_range: Optional[tuple[int, int]] = None,
+    reward: Optional[Any] = None,
+    reward_method: str = "smc",
+    particles: int = 8,
+    alpha: float = 1.0,
+    reward_oracle: Optional[Any] = None,
     rounds: int = 20,
     dilation: float = 1.0,
     dilation_after: float = 1.0,
@@ -407,6 +424,14 @@ def design(
             for proteins and custom alphabets. ``gc``: (min, max) GC fraction (DNA/RNA only).
         length_range: ``(lo, hi)`` design lengths for a variable-length model (``lo == hi``: a
             fixed design length); default: whatever lengths the model draws, up to ``run.seq_len``.
+        reward: steer toward a reward with SMC or SVDD (:mod:`ddsm.sampling.smc`), any process:
+            ``"oracle"`` / ``"margin"`` (toward ``class_name`` with ``reward_oracle``, default the
+            bundled oracle of the run's data), ``"gc:0.45"``, ``"motif:TATAAA"``,
+            ``"nomotif:GAATTC"``, or a callable ``fn(list[str]) -> floats`` (see
+            :mod:`ddsm.guidance.reward`). ``reward_method``: ``"smc"`` (``particles`` per design) or
+            ``"svdd"`` (``particles`` candidates per step); ``alpha``: temperature of the tilt
+            exp(r / alpha) (``inf``: no steering, byte-identical to ``reward=None``). The result's
+            ``rewards`` hold each design's reward.
         rounds: sampling rounds before giving up on the designs still failing.
         track: raw signal track for a track-conditioned model: ``(L,)`` / ``(L, S)`` for every
             design, ``(n, L)`` / ``(n, L, S)`` one per design; required exactly when the model
@@ -439,9 +464,30 @@ def design(
         guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance)
         hook = guided if classifier_guidance > 0 else None
     tracks = _run_track(run, track, n)
+    guided = None
+    reward_fn = None
+    if reward is not None:
+        from .guidance.reward import parse_reward
+        from .sampling import RewardGuidance
+
+        if not (alpha > 0):
+            raise DDSMInputError("--alpha must be > 0 (inf: no steering)")
+        if reward_method not in ("smc", "svdd"):
+            raise DDSMInputError(f"--reward-method {reward_method!r}: choose smc or svdd")
+        if particles < 1:
+            raise DDSMInputError("--particles must be at least 1")
+        clf = None
+        if isinstance(reward, str) and reward.partition(":")[0] in ("oracle", "margin"):
+            if class_name is None:
+                raise DDSMInputError(f"--reward {reward} needs --class (the class to steer toward)")
+            clf = resolve_classifier(run, reward_oracle, device=device)
+        reward_fn = parse_reward(reward, run.alphabet, classifier=clf, class_name=class_name)
+        if math.isfinite(alpha):
+            guided = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method, particles=int(particles))
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
-                    track=tracks, output_hook=hook, precision=resolve_precision(precision, device))
+                    track=tracks, output_hook=hook, precision=resolve_precision(precision, device),
+                    reward=guided)
     fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
@@ -461,8 +507,16 @@ def design(
                 raise DDSMInputError(f"--fixed fixes letters after position {hi}, past the design length")
             tok[hi:], mask[hi:] = alphabet.end_id, True
             fixed = (tok, mask)
-    return constrained_design(draw, n, run.seq_len, alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
-                              rounds=rounds, indexed_draw=True, end=alphabet.end, length_range=length_range)
+    result = constrained_design(draw, n, run.seq_len, alphabet.letters, fixed=fixed, forbid=fm, gc=gw,
+                                rounds=rounds, indexed_draw=True, end=alphabet.end, length_range=length_range)
+    if reward_fn is not None:  # each design's reward, on its full row (end letters included)
+        done = [i for i, s in enumerate(result.sequences) if s is not None]
+        rows = [result.sequences[i] + alphabet.end * (run.seq_len - len(result.sequences[i])) for i in done]
+        values = reward_fn(torch.as_tensor(np.stack([alphabet.encode(s) for s in rows]))) if rows else []
+        result.rewards = [None] * n
+        for i, v in zip(done, list(values)):
+            result.rewards[i] = float(v)
+    return result
 
 
 def generate(run: Run, n: int, **kwargs: Any) -> list[str]:

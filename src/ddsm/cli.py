@@ -462,11 +462,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
         meta["classifier"] = Path(args.classifier).name if args.classifier else "bundled"
     if args.track:
         meta["track"] = Path(args.track).name
+    if args.reward:
+        meta.update({"reward_kind": args.reward, "reward_method": args.reward_method,
+                     "particles": str(args.particles), "alpha": f"{args.alpha:g}"})
     records, failures, designs = [], [], []
     for class_name in classes:
         result = design(run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,
                         guidance=args.guidance, fixed=fixed, forbid=args.forbid, gc=gc, rounds=args.rounds,
                         forbid_revcomp=not args.no_revcomp, length_range=length_range,
+                        reward=args.reward, reward_method=args.reward_method, particles=args.particles,
+                        alpha=args.alpha, reward_oracle=args.reward_oracle,
                         dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
                         classifier_guidance=args.classifier_guidance, classifier=args.classifier,
                         generator=gen, device=device, progress=_progress("sample", args.quiet),
@@ -475,12 +480,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
             # ids: run name + running index over all classes, unique within and across runs
             rid = f"{name}_{len(designs)}"
             entry = {"id": rid, "class": class_name, "samples_used": result.samples_used[i]}
+            if result.rewards is not None:
+                entry["reward"] = result.rewards[i]
             if s is None:
                 entry["failed"] = result.failures[i]
                 failures.append((rid, result.failures[i]))
             else:
                 rec_meta = {**meta, **({"class": class_name} if class_name else {}),
-                            "samples_used": str(result.samples_used[i])}
+                            "samples_used": str(result.samples_used[i]),
+                            **({"reward": f"{result.rewards[i]:.4g}"} if result.rewards is not None else {})}
                 records.append(Record(id=rid, seq=s, meta=rec_meta))
             designs.append(entry)
     if not records:
@@ -503,6 +511,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         argv += ["--forbid", *args.forbid]
     if args.no_revcomp:
         argv.append("--no-revcomp")
+    if args.reward:
+        argv += ["--reward", args.reward, "--reward-method", args.reward_method, "--particles", str(args.particles),
+                 "--alpha", f"{args.alpha!r}"] + (["--reward-oracle", args.reward_oracle] if args.reward_oracle else [])
     provenance = {
         "ddsm_version": ddsm_version(), "command": "sample", "argv": argv,
         "model": {"given": str(args.model), "path": str(run.path.resolve()) if run.path else None,
@@ -513,6 +524,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
                      "classifier_guidance": args.classifier_guidance, "classifier": args.classifier,
                      "time_dilation": args.time_dilation, "dilation_after": args.dilation_after,
                      "precision": precision, "device": str(device), "track": args.track,
+                     "reward": None if not args.reward else {"kind": args.reward, "method": args.reward_method,
+                                                             "particles": args.particles, "alpha": args.alpha,
+                                                             "oracle": args.reward_oracle},
                      "constraints": {"fixed": args.fixed, "forbid": args.forbid,
                                      "forbid_both_strands": bool(args.forbid) and not args.no_revcomp
                                      and run.alphabet.has_reverse_complement,
@@ -804,6 +818,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "distribution, up to its maximum)")
     s.add_argument("--design-length", dest="design_length", type=int, default=None, metavar="N",
                    help="variable-length models: every design has exactly N letters")
+    s.add_argument("--reward", default=None, metavar="KIND",
+                   help="steer toward a reward with sequential Monte Carlo or SVDD, any process: oracle "
+                        "(log p(--class) under --reward-oracle), margin (its logit margin), gc:TARGET, "
+                        "motif:MOTIF, nomotif:MOTIF")
+    s.add_argument("--reward-method", dest="reward_method", default="smc", choices=["smc", "svdd"],
+                   help="smc: --particles per design, resampled by reward; svdd: --particles candidate "
+                        "steps, one kept by reward")
+    s.add_argument("--particles", type=int, default=8, help="SMC particles per design / SVDD candidates per step")
+    s.add_argument("--alpha", type=float, default=1.0,
+                   help="temperature of the reward tilt exp(reward / alpha): smaller steers harder; inf = none")
+    s.add_argument("--reward-oracle", dest="reward_oracle", default=None, metavar="DIR",
+                   help="oracle folder or bundled oracle name for --reward oracle/margin (default: the bundled "
+                        "oracle of the model's data set)")
     s.add_argument("--rounds", type=int, default=20,
                    help="sampling rounds to satisfy --forbid/--gc/--length-range before giving up")
     s.add_argument("--batch-size", dest="batch_size", type=int, default=64,

@@ -123,6 +123,18 @@ def test_oracle_round_trip_recovers_data(process):
     assert (tokens == x0).float().mean() >= 0.99
 
 
+def test_predicted_tokens_of_the_oracle_are_the_data(process):
+    """Reward-guided sampling scores a particle by ``predict_tokens``: with the perfect output it
+    must be the data, at any time, whatever the state."""
+    x0 = data(20)
+    for t in (0.9, 0.5, 0.1):
+        t_b = torch.full((B,), t)
+        xt = process.sample_noisy(x0, t_b, generator=gen(21)).xt
+        pred = process.predict_tokens(process.oracle_output(x0, xt, t_b), xt, t_b)
+        assert pred.shape == (B, L) and pred.dtype == torch.long
+        assert torch.equal(pred, x0), (process.name, t)
+
+
 def test_same_seed_same_samples(process):
     x0 = data(12)
     a = sample(process, Oracle(process, x0), (B, L), steps=10, generator=gen(13))

@@ -35,11 +35,14 @@ class DesignResult:
         sequences: one entry per requested design; None where the budget ran out.
         samples_used: sampler calls (full draws or repairs) spent on each design.
         failures: index -> reason, for the designs that are None.
+        rewards: the reward of each design, when sampling was reward-guided.
     """
 
     sequences: list[Optional[str]]
     samples_used: list[int]
     failures: dict[int, str] = field(default_factory=dict)
+    #: with reward-guided sampling, each design's reward (None where it failed)
+    rewards: Optional[list[Optional[float]]] = None
 
 
 def _check(seq: str, forbid: Optional[ForbiddenMotifs], gc: Optional[GCWindow],

@@ -156,6 +156,11 @@ class AutoregressiveProcess(Process):
         ahead. ``step`` never overwrites it."""
         return torch.where(known, x0, xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """The prefix generated so far, completed by the argmax of the network's output at the
+        positions still hidden (a greedy guess: those outputs condition on an incomplete prefix)."""
+        return torch.where(xt == self.K, output.argmax(-1), xt)
+
     def decode(self, xt: Tensor) -> Tensor:
         """Tokens ``(B, L)``; a position not yet generated reads as 0 (a placeholder: the
         sampler fills every position by t = 0)."""

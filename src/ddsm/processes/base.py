@@ -204,6 +204,16 @@ class Process(ABC):
     def decode(self, xt: Tensor) -> Tensor:
         """Read tokens ``(B, L)`` long off a state."""
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """The clean sequence ``(B, L)`` long that the network's ``output`` at ``(xt, t)`` predicts
+        (argmax of its x0 prediction; known tokens of the state as they are). Reward-guided
+        sampling scores particles by it (``ddsm.sampling.smc``).
+
+        Default: the tokens the state reads as (``decode``); processes with an x0 prediction
+        override it.
+        """
+        return self.decode(xt)
+
     @abstractmethod
     def is_valid(self, xt: Tensor) -> bool:
         """Whether ``xt`` is a valid state of this process (shape, dtype, domain)."""

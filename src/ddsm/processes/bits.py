@@ -237,6 +237,10 @@ class BitsProcess(Process):
         fresh = self._with_estimate(z, self.encode(x0))
         return torch.where(known[..., None], fresh.to(xt.dtype), xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """The nearest valid code of the clipped x0 estimate."""
+        return self.decode(self.clip(output.double()))
+
     def decode(self, xt: Tensor) -> Tensor:
         """Nearest valid code of the noisy channels: ``(B, L)`` long."""
         z = xt[..., : self.C]

@@ -276,6 +276,9 @@ class DirichletFMProcess(Process):
         fresh = self.dirichlet_draw(x0.clamp(0, self.K - 1), self.alpha(t), generator=generator)
         return torch.where(known[..., None], fresh.to(xt.dtype), xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        return output.argmax(-1)
+
     def decode(self, xt: Tensor) -> Tensor:
         return xt.argmax(-1)
 

@@ -193,6 +193,11 @@ class DiscreteFMProcess(Process):
         """Known positions hold their clean token (a state the path reaches at every t)."""
         return torch.where(known, x0, xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """Argmax of the predicted data token (with the mask source, unmasked tokens stay)."""
+        pred = output[..., : self.K].argmax(-1)
+        return torch.where(xt == self.mask_id, pred, xt) if self.masked_source else pred
+
     def decode(self, xt: Tensor) -> Tensor:
         """Tokens ``(B, L)``; a masked position (only before the last step) reads as 0."""
         return torch.where(xt >= self.K, torch.zeros_like(xt), xt)

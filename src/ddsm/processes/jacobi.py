@@ -388,6 +388,10 @@ class JacobiProcess(Process):
         fresh = self.sample_noisy(x0.clamp(0, self.K - 1), t, generator=generator).xt
         return torch.where(known[..., None], fresh, xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """Argmax of the posterior logits."""
+        return output.argmax(-1)
+
     def decode(self, xt: Tensor) -> Tensor:
         return sticks_to_simplex(xt).argmax(-1)
 

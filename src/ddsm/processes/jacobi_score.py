@@ -66,6 +66,10 @@ class JacobiScoreProcess(JacobiProcess):
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         return Process.model_output(self, model, xt, t, cond)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """A score has no x0 prediction: the simplex point's argmax (as ``decode``)."""
+        return self.decode(xt)
+
     # ------------------------------------------------------------------ score normalisation
     @property
     def _lambda_table(self) -> tuple[Tensor, Tensor]:

@@ -162,6 +162,10 @@ class MaskedProcess(Process):
         """Unmask the known positions to their tokens; SUBS then copies them to the end."""
         return torch.where(known, x0, xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """Unmasked tokens as they are, masked ones the argmax of the SUBS posterior."""
+        return torch.where(xt == self.mask_id, output.argmax(-1), xt)
+
     def decode(self, xt: Tensor) -> Tensor:
         """Tokens ``(B, L)``; a position still masked (only before the last step) reads as 0."""
         return torch.where(xt == self.mask_id, torch.zeros_like(xt), xt)

@@ -219,6 +219,10 @@ class UniformProcess(Process):
         every t of the uniform process, and it tells the network the most."""
         return torch.where(known, x0.clamp(0, self.K - 1), xt)
 
+    def predict_tokens(self, output: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        """Argmax of p(x0 | xt): the reverse kernel to s = 0."""
+        return self.reverse_probs(output, xt, t, torch.zeros_like(t)).argmax(-1)
+
     def decode(self, xt: Tensor) -> Tensor:
         return xt.long()
 
