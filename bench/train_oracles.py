@@ -42,6 +42,11 @@ def main() -> None:
                     help="torch CPU threads (1 is fastest for this small net on a shared 2-core machine)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval", action="store_true",
+                    help="train the independent *evaluation* oracle instead: another architecture (kernel 9, "
+                         "64 channels, pools 2 and 4), seed 1, and its own split of train.fasta (90/10 by seed 1; "
+                         "valid.fasta unused), written to <out>/eval/<name>; it judges designs steered by the "
+                         "bundled oracle (ddsm evaluate reports both)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -51,19 +56,32 @@ def main() -> None:
         key = spec["label_key"]
         train = read_fasta(DATA / name / "train.fasta")
         valid = read_fasta(DATA / name / "valid.fasta")
+        options = {"channels": args.channels}
+        seed, out_dir = args.seed, Path(args.out) / name
+        if args.eval:
+            import numpy as np
+
+            order = np.random.default_rng(1).permutation(len(train))
+            cut = len(train) // 10
+            train, valid = [train[i] for i in order[cut:]], [train[i] for i in order[:cut]]
+            options = {"channels": 64, "kernel_size": 9, "pools": [2, 4]}
+            seed, out_dir = 1, Path(args.out) / "eval" / name
         cfg = OracleTrainConfig(epochs=args.epochs or spec["epochs"], max_seconds=args.minutes * 60,
-                                rc_augment=spec["rc_augment"], batch_size=args.batch_size, seed=args.seed)
+                                rc_augment=spec["rc_augment"], batch_size=args.batch_size, seed=seed)
         t0 = time.time()
         oracle = train_oracle(
             [r.seq for r in train], [r.meta[key] for r in train],
             [r.seq for r in valid], [r.meta[key] for r in valid],
-            label_key=key, name=name, model_options={"channels": args.channels}, config=cfg,
+            label_key=key, name=name + ("_eval" if args.eval else ""), model_options=options, config=cfg,
             on_epoch=lambda e, row: print(f"  {name} epoch {e}: loss {row['train_loss']:.4f} "
                                           f"valid acc {row['valid_accuracy']:.4f} ({row['seconds']:.0f} s)",
                                           flush=True),
         )
-        oracle.info["data"] = {"source": spec["source"], "train": "train.fasta", "valid": "valid.fasta"}
-        folder = oracle.save(Path(args.out) / name)
+        oracle.info["data"] = ({"source": spec["source"], "train": "train.fasta", "valid": "valid.fasta"}
+                               if not args.eval else
+                               {"source": spec["source"], "train": "90% of train.fasta (permutation seed 1)",
+                                "valid": "the other 10% of train.fasta"})
+        folder = oracle.save(out_dir)
         size = sum(p.stat().st_size for p in folder.iterdir())
         m = oracle.info["metrics"]
         per = ", ".join(f"{c} {a:.3f}" for c, a in m["valid_accuracy_per_class"].items())

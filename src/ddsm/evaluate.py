@@ -61,7 +61,8 @@ MEMORISED_AT = 0.9
 def metric_columns(ks: Sequence[int] = KMER_KS) -> list[str]:
     """Column order of the result table."""
     return (["n_designed", "n_reference"] + [f"kmer{k}_js" for k in ks]
-            + ["gc_w1", "gc_designed", "gc_reference", "motif_corr", "disc_auroc", "oracle_target_frac",
+            + ["kmer3_corr", "gc_w1", "gc_designed", "gc_reference", "motif_corr", "disc_auroc", "oracle_target_frac",
+               "eval_oracle_target_frac",
                "diversity", "diversity_reference", "nearest_train_identity", "memorised_frac"])
 
 
@@ -76,6 +77,9 @@ METRIC_HELP = {
     "motif_corr": "Pearson r of JASPAR motif hits per kb across motifs (1 = same usage)",
     "disc_auroc": "k-mer logistic regression AUROC, designed vs reference (0.5 = indistinguishable)",
     "oracle_target_frac": "fraction of designs the oracle CNN assigns to their target class",
+    "eval_oracle_target_frac": "the same by the independent evaluation oracle (other architecture, seed and "
+                               "split; never used for steering): a gap to oracle_target_frac flags reward hacking",
+    "kmer3_corr": "Pearson r of 3-mer frequencies, designs vs reference (1 = same)",
     "diversity": "mean pairwise Hamming distance / length, designs",
     "diversity_reference": "mean pairwise Hamming distance / length, reference",
     "nearest_train_identity": "mean highest identity of a design to any training sequence",
@@ -219,7 +223,7 @@ def evaluate_detailed(
 
     from .metrics.discriminator import discriminator_auroc
     from .metrics.diversity import mean_pairwise_hamming, nearest_identity
-    from .metrics.kmers import gc_content, gc_distance, kmer_js
+    from .metrics.kmers import gc_content, gc_distance, kmer_js, kmer_spectrum
     from .metrics.motifs import hit_rates, load_jaspar, rate_correlation, scan_counts
 
     des = _as_records(designed, "designs")
@@ -273,6 +277,11 @@ def evaluate_detailed(
         row["n_designed"], row["n_reference"] = len(dc), len(rc)
         for k in ks:
             row[f"kmer{k}_js"] = kmer_js(dc, rc, k)
+        if dc and rc:
+            a, b = kmer_spectrum(dc, 3), kmer_spectrum(rc, 3)
+            row["kmer3_corr"] = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+        else:
+            row["kmer3_corr"] = float("nan")
         row["gc_w1"] = gc_distance(dc, rc)
         row["gc_designed"] = float(np.nanmean(gc_content(dc))) if dc else float("nan")
         row["gc_reference"] = float(np.nanmean(gc_content(rc))) if rc else float("nan")
@@ -339,6 +348,20 @@ def evaluate_detailed(
     else:
         for c in rows:
             table[c]["oracle_target_frac"] = float("nan")
+
+    # ---- the independent evaluation oracle (never steers; bundled under resources/oracles/eval)
+    from .metrics.oracle import load_eval_oracle
+
+    judge = load_eval_oracle(oracle_model.name, device=device) if oracle_model is not None else None
+    for c in rows:
+        table[c]["eval_oracle_target_frac"] = float("nan")
+    if judge is not None and d_lab is not None and set(classes) <= set(judge.classes):
+        pred = np.array(judge.predict(d_seqs), dtype=object)
+        for c in rows:
+            idx = d_idx[c]
+            table[c]["eval_oracle_target_frac"] = float(np.mean(pred[idx] == d_lab[idx])) if len(idx) else float("nan")
+        oracle_info = {**(oracle_info or {}), "eval_oracle": judge.name,
+                       "eval_valid_accuracy": judge.info.get("metrics", {}).get("valid_accuracy")}
 
     # ---- novelty against the training set (every design, whole training set)
     if tr:

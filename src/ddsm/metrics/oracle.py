@@ -269,6 +269,14 @@ def bundled_oracles() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def load_eval_oracle(name: str, *, device: Optional[torch.device] = None) -> Optional[Oracle]:
+    """The independent evaluation oracle bundled for the data set of oracle ``name`` (folder
+    ``resources/oracles/eval/<name>``: another architecture, seed and train/valid split, trained
+    by ``bench/train_oracles.py --eval``), or None. It judges designs and never steers them."""
+    folder = _bundled_root() / "eval" / name
+    return Oracle.load(folder, device=device) if (folder / CONFIG_FILE).is_file() else None
+
+
 def load_oracle(name_or_path: Union[str, Path], *, device: Optional[torch.device] = None) -> Oracle:
     """A bundled oracle by name (``dhs4``, ``epd_promoters``) or an oracle folder by path."""
     bundled = bundled_oracles()

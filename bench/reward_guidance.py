@@ -1,0 +1,95 @@
+"""Reward-guided design on the bundled models, judged by an oracle that never steered.
+
+    OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --n-per-class 32
+
+For every class of the bundled model, designs are drawn with each method (the shipped default
+classifier-free guidance alone; plus classifier guidance with the bundled oracle; plus SMC and
+SVDD toward the bundled oracle's log p(class | x)), and evaluated against valid.fasta: the
+*guiding* oracle's target-class rate, the independent *evaluation* oracle's (other architecture,
+seed and split, ``bench/train_oracles.py --eval``; never used for steering), 4-mer JS, 3-mer
+correlation, JASPAR motif correlation, diversity and nearest-training identity, and CPU seconds per
+design. The first row is real held-out sequences (a per-class subset of valid.fasta, as many as the
+designs, judged against the rest of valid.fasta like the designs).
+A gap between the two oracles, or a fall in naturalness, is what reward hacking looks like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddsm.api import design, load_run
+from ddsm.data import Record, read_fasta
+from ddsm.evaluate import evaluate_detailed
+from ddsm.seeding import seed_everything
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+KEYS = {"dhs4": "cell_type", "epd_promoters": "species"}
+COLS = [("oracle_target_frac", "guide"), ("eval_oracle_target_frac", "judge"), ("kmer4_js", "4mer JS"),
+        ("kmer3_corr", "3mer r"), ("motif_corr", "JASPAR r"), ("diversity", "div"),
+        ("nearest_train_identity", "near id")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--name", choices=sorted(KEYS), default="dhs4")
+    ap.add_argument("--n-per-class", type=int, default=32)
+    ap.add_argument("--methods", default="none,classifier,smc,svdd")
+    ap.add_argument("--particles", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--classifier-weight", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    key = KEYS[args.name]
+    run = load_run(args.name)
+    valid = read_fasta(DATA / args.name / "valid.fasta")
+    train = read_fasta(DATA / args.name / "train.fasta")
+    rng = np.random.default_rng(args.seed)
+    per = {c: [r for r in valid if r.meta[key] == c] for c in run.classes}
+    ref_sub = [r for c in run.classes for r in (per[c][i] for i in rng.permutation(len(per[c]))[: args.n_per_class])]
+    held = {id(r) for r in ref_sub}
+    valid = [r for r in valid if id(r) not in held]  # the reference of every row, the real row's excluded
+    d = run.sampling_defaults
+    steps, cfg = int(d.get("steps", 50)), float(d.get("guidance", 1.0))
+    print(f"{args.name}: {args.n_per_class} designs per class, {steps} steps, CFG {cfg:g}, precision "
+          f"{d.get('precision', 'fp32')}; SMC/SVDD: {args.particles} particles, alpha {args.alpha:g}; "
+          f"reference valid.fasta ({len(valid)}), novelty vs train.fasta ({len(train)})")
+    header = f"{'method':22s} " + " ".join(f"{h:>8s}" for _, h in COLS) + f" {'s/design':>9s}"
+    print(header)
+
+    def report(label: str, recs: list, seconds: float) -> None:
+        ev = evaluate_detailed(recs, valid, label_key=key, train=train, oracle=args.name, seed=args.seed)
+        row = ev.table.loc["all"] if hasattr(ev.table, "loc") else ev.metrics["all"]
+        vals = " ".join(f"{float(row[c]):8.3f}" if row[c] is not None and math.isfinite(float(row[c])) else f"{'-':>8s}"
+                        for c, _ in COLS)
+        print(f"{label:22s} {vals} {seconds:9.2f}", flush=True)
+
+    report("real (valid subset)", ref_sub, float("nan"))
+    for method in args.methods.split(","):
+        gen = seed_everything(args.seed)
+        kw = dict(steps=steps, guidance=cfg, generator=gen, precision=d.get("precision", "fp32"))
+        if method == "classifier":
+            kw["classifier_guidance"] = args.classifier_weight
+        elif method in ("smc", "svdd"):
+            kw.update(reward="oracle", reward_method=method, particles=args.particles, alpha=args.alpha)
+        elif method != "none":
+            raise SystemExit(f"unknown method {method}")
+        t0 = time.time()
+        recs = []
+        for c in run.classes:
+            res = design(run, args.n_per_class, class_name=c, **kw)
+            recs += [Record(f"{c}_{i}", s, {key: c}) for i, s in enumerate(res.sequences) if s is not None]
+        report({"none": f"CFG {cfg:g} (shipped)", "classifier": f"+ classifier w={args.classifier_weight:g}",
+                "smc": f"+ SMC P={args.particles}", "svdd": f"+ SVDD M={args.particles}"}[method], recs,
+               (time.time() - t0) / max(1, len(recs)))
+
+
+if __name__ == "__main__":
+    main()
