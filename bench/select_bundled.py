@@ -9,6 +9,10 @@ every candidate sees the same noise), then evaluate them against the same number
 sequences per class with the bundled oracle, k-mer spectra, the real-vs-designed discriminator and
 diversity. Only train/valid are read; the test splits stay unseen.
 
+Candidates also sweep ``--classifier-guidance`` (the bundled oracle steers); every target-class
+rate below is then the independent evaluation oracle's (``resources/oracles/eval``), never the
+steering one's.
+
 Choice: the best selection score among the candidates that meet every goal of the bundled-model
 issue (target-class rate >= 0.9 x real, 4-mer JS <= 1.3 x real, AUROC <= 0.65, diversity >= 0.9 x
 real, nothing memorised), or the best score if none does. Selection score (higher is better):
@@ -43,7 +47,7 @@ from ddsm.seeding import seed_everything
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"dhs4": "cell_type", "epd_promoters": "species"}
-METRICS = ("oracle_target_frac", "kmer3_js", "kmer4_js", "kmer5_js", "kmer6_js", "disc_auroc", "diversity",
+METRICS = ("oracle_target_frac", "eval_oracle_target_frac", "kmer3_js", "kmer4_js", "kmer5_js", "kmer6_js", "disc_auroc", "diversity",
            "diversity_reference", "nearest_train_identity", "memorised_frac")
 
 
@@ -61,15 +65,23 @@ def row_of(ev) -> dict:
     return {m: float(ev.table.loc["all", m]) for m in METRICS}
 
 
+def rate(m: dict) -> float:
+    """The target-class rate judged by the independent evaluation oracle (it never steers, so
+    classifier-guided candidates cannot win by fooling their own guide); the bundled oracle's
+    where no evaluation oracle is installed."""
+    judge = m.get("eval_oracle_target_frac", math.nan)
+    return judge if math.isfinite(judge) else m["oracle_target_frac"]
+
+
 def meets_goals(m: dict, real: dict) -> bool:
     """The issue's goals: target-class rate >= 0.9 x real, 4-mer JS <= 1.3 x real-vs-real, AUROC <= 0.65,
     diversity >= 0.9 x real, no design identical to a training sequence."""
-    return (m["oracle_target_frac"] >= 0.9 * real["oracle_target_frac"] and m["kmer4_js"] <= 1.3 * real["kmer4_js"]
+    return (rate(m) >= 0.9 * rate(real) and m["kmer4_js"] <= 1.3 * real["kmer4_js"]
             and m["disc_auroc"] <= 0.65 and m["diversity"] >= 0.9 * real["diversity"] and m["memorised_frac"] == 0.0)
 
 
 def selection_score(m: dict, real: dict) -> float:
-    return (m["oracle_target_frac"] / real["oracle_target_frac"]
+    return (rate(m) / rate(real)
             - 0.5 * max(0.0, m["kmer4_js"] / real["kmer4_js"] - 1.0) - max(0.0, m["disc_auroc"] - 0.5))
 
 
@@ -81,6 +93,9 @@ def main() -> None:
     ap.add_argument("--snapshots", default="", help="comma-separated snapshot names instead of --last")
     ap.add_argument("--guidance", default="0,1,2,3")
     ap.add_argument("--steps", default="100")
+    ap.add_argument("--classifier-guidance", dest="classifier_guidance", default="0",
+                    help="comma-separated classifier-guidance weights (the bundled oracle steers; the choice is "
+                         "then judged by the independent evaluation oracle)")
     ap.add_argument("--precision", default="fp32", help="comma-separated network precisions to compare (fp32, bf16)")
     ap.add_argument("--n-per-class", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -102,25 +117,29 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'4-mer JS':>8s} {'AUROC':>6s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'judge':>7s} "
+          f"{'4-mer JS':>8s} {'AUROC':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
     for snap in snaps:
         run = load_run(snap)
-        for steps, prec, w in [(int(s), p, float(x)) for s in args.steps.split(",")
-                               for p in args.precision.split(",") for x in args.guidance.split(",")]:
+        for steps, prec, w, cg in [(int(s), p, float(x), float(c)) for s in args.steps.split(",")
+                                   for p in args.precision.split(",") for x in args.guidance.split(",")
+                                   for c in args.classifier_guidance.split(",")]:
             gen = seed_everything(args.seed)
             t0 = time.time()
             recs = []
             for cls in run.classes:
                 res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen,
-                                 batch_size=args.n_per_class, precision=prec)
+                             batch_size=args.n_per_class, precision=prec, classifier_guidance=cg)
                 recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
             t_design = time.time() - t0
             m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
             sc = selection_score(m, base)
-            rows.append({"snapshot": snap.name, "guidance": w, "steps": steps, "precision": prec, **m, "score": sc, "meets_goals": meets_goals(m, base),
+            rows.append({"snapshot": snap.name, "guidance": w, "classifier_guidance": cg, "steps": steps,
+                         "precision": prec, **m, "score": sc, "meets_goals": meets_goals(m, base),
                          "design_seconds": t_design})
-            print(f"{snap.name:>12s} {w:4g} {steps:5d} {prec:>4s} {m['oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
+            print(f"{snap.name:>12s} {w:4g} {cg:4g} {steps:5d} {prec:>4s} {m['oracle_target_frac']:7.3f} "
+                  f"{m['eval_oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
                   f"{m['disc_auroc']:6.3f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
                   f"{t_design:5.0f}", flush=True)
     # among the candidates that meet every goal the best score; if none does, the best score
@@ -133,6 +152,7 @@ def main() -> None:
         src = run_dir / "snapshots" / best["snapshot"]
         cfg = json.loads((src / "config.json").read_text())
         cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
+                           **({"classifier_guidance": best["classifier_guidance"]} if best["classifier_guidance"] else {}),
                            "selected_by": "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}"
                                                                                  for k, v in vars(args).items()
                                                                                  if k not in ("ship", "snapshots"))

@@ -392,6 +392,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = _device(args.device)
     run = load_run(args.model, device=device)
     classes = _sample_classes(args.class_name, list(run.classes))
+    if args.classifier_guidance is None:  # the model's recorded default with --class (bundled: chosen on valid)
+        args.classifier_guidance = (float(run.sampling_defaults.get("classifier_guidance", 0.0))
+                                    if args.class_name is not None and not args.classifier else 0.0)
     if run.classes or not (args.classifier_guidance or args.classifier):  # else --class names the classifier's target
         for c in classes:
             run.class_index(c)  # an unknown name lists the valid ones
@@ -798,9 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight w (with --class; default: the model's recorded default, "
                         "chosen on validation data for the bundled models, else 0)")
-    s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=0.0, metavar="W",
+    s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=None, metavar="W",
                    help="classifier (oracle) guidance weight toward --class: adds W * grad log p(class | x) to "
-                        "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance)")
+                        "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance); default: the "
+                        "model's recorded default with --class (chosen on validation data for the bundled models), else 0")
     s.add_argument("--classifier", default=None, metavar="DIR",
                    help="oracle folder or bundled oracle name for --classifier-guidance (default: the bundled "
                         "oracle trained on the model's data set, when there is one)")

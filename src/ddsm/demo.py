@@ -86,13 +86,16 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
     ref_file, key = BUNDLED_REFERENCE[name]
     reference = read_fasta(bundled_path(ref_file))
     say(f"\n== {name}: DDSM ({run.process.name}, {sum(p.numel() for p in run.model.parameters()):,} parameters), "
-         f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}, seed {seed}")
+         f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}"
+         + (f", classifier guidance {float(defaults['classifier_guidance']):g}" if defaults.get("classifier_guidance")
+            else "") + f", seed {seed}")
     gen = seed_everything(seed)
     records = []
     t0 = time.time()
     for cls in run.classes:
         res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
                      precision=str(defaults.get("precision", "fp32")),
+                     classifier_guidance=float(defaults.get("classifier_guidance", 0.0)),
                      progress=_progress(quiet, cls))
         for i, s in enumerate(res.sequences):
             if s is not None:
