@@ -85,6 +85,35 @@ def selection_score(m: dict, real: dict) -> float:
             - 0.5 * max(0.0, m["kmer4_js"] / real["kmer4_js"] - 1.0) - max(0.0, m["disc_auroc"] - 0.5))
 
 
+def sweep_command(args: argparse.Namespace) -> str:
+    return "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                 if k not in ("ship", "ship_only", "snapshots", "selected_by")) + (
+        f" --snapshots {args.snapshots}" if args.snapshots else "")
+
+
+def ship(args: argparse.Namespace, run_dir: Path, base: dict, rows: list, best: dict, selected_by: str) -> None:
+    """Copy the chosen snapshot into the package with its sampling defaults and the sweep."""
+    dest = ROOT / "src" / "ddsm" / "resources" / "models" / args.name
+    src = run_dir / "snapshots" / best["snapshot"]
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
+                       **({"classifier_guidance": best["classifier_guidance"]} if best.get("classifier_guidance") else {}),
+                       "selected_by": selected_by}
+    dest.mkdir(parents=True, exist_ok=True)
+    # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
+    # snapshots of runs started before that record existed lack
+    weights = load_file(str(src / "model.safetensors"))
+    save_file(weights, str(dest / "model.safetensors"),
+              metadata={"format": "pt", "ddsm_format_version": str(cfg["format_version"]),
+                        BOUND_KEY: json.dumps(bound_fields(cfg), sort_keys=True)})
+    (dest / "config.json").write_text(json.dumps(cfg, indent=1))
+    curve = run_dir / "curve.json"
+    if curve.exists():
+        shutil.copy2(curve, dest / "history.json")
+    (dest / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
+    print(f"shipped {src} -> {dest}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--name", choices=sorted(SETS), required=True)
@@ -100,9 +129,18 @@ def main() -> None:
     ap.add_argument("--n-per-class", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ship", action="store_true", help="copy the chosen snapshot into the package")
+    ap.add_argument("--selected-by", dest="selected_by", default="",
+                    help="with --ship-only: the sweep's command, when selection.json does not record it")
+    ap.add_argument("--ship-only", dest="ship_only", action="store_true",
+                    help="ship the choice recorded in RUN/selection.json by an earlier run (no new sweep)")
     ap.add_argument("--data-dir", default=str(DATA))
     args = ap.parse_args()
     key, data, run_dir = SETS[args.name], Path(args.data_dir) / args.name, Path(args.run)
+    if args.ship_only:
+        sel = json.loads((run_dir / "selection.json").read_text())
+        ship(args, run_dir, sel["real"], sel["rows"], sel["chosen"],
+             sel.get("selected_by") or args.selected_by or "bench/select_bundled.py (sweep in selection.json)")
+        return
     train = read_sequences(data / "train.fasta")
     valid = per_class_subset(read_sequences(data / "valid.fasta"), key, args.n_per_class, args.seed)
     taken = {r.id for r in valid}
@@ -146,30 +184,10 @@ def main() -> None:
     best = max(rows, key=lambda r: (r["meets_goals"], r["score"]))
     print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} steps {best['steps']} {best['precision']} "
           f"(score {best['score']:.3f})")
-    (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
+    (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best,
+                                                       "selected_by": sweep_command(args)}, indent=1))
     if args.ship:
-        dest = ROOT / "src" / "ddsm" / "resources" / "models" / args.name
-        src = run_dir / "snapshots" / best["snapshot"]
-        cfg = json.loads((src / "config.json").read_text())
-        cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
-                           **({"classifier_guidance": best["classifier_guidance"]} if best["classifier_guidance"] else {}),
-                           "selected_by": "bench/select_bundled.py " + " ".join(f"--{k.replace('_', '-')} {v}"
-                                                                                 for k, v in vars(args).items()
-                                                                                 if k not in ("ship", "snapshots"))
-                           + (f" --snapshots {args.snapshots}" if args.snapshots else "")}
-        dest.mkdir(parents=True, exist_ok=True)
-        # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
-        # snapshots of runs started before that record existed lack
-        weights = load_file(str(src / "model.safetensors"))
-        save_file(weights, str(dest / "model.safetensors"),
-                  metadata={"format": "pt", "ddsm_format_version": str(cfg["format_version"]),
-                            BOUND_KEY: json.dumps(bound_fields(cfg), sort_keys=True)})
-        (dest / "config.json").write_text(json.dumps(cfg, indent=1))
-        curve = run_dir / "curve.json"
-        if curve.exists():
-            shutil.copy2(curve, dest / "history.json")
-        (dest / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best}, indent=1))
-        print(f"shipped {src} -> {dest}")
+        ship(args, run_dir, base, rows, best, sweep_command(args))
     if not math.isfinite(best["score"]):
         raise SystemExit("no candidate could be scored")
 
