@@ -512,7 +512,8 @@ def design(
     if reward_fn is not None:  # each design's reward, on its full row (end letters included)
         done = [i for i, s in enumerate(result.sequences) if s is not None]
         rows = [result.sequences[i] + alphabet.end * (run.seq_len - len(result.sequences[i])) for i in done]
-        values = reward_fn(torch.as_tensor(np.stack([alphabet.encode(s) for s in rows]))) if rows else []
+        values = (reward_fn(torch.as_tensor(np.stack([alphabet.encode(s) for s in rows]), device=device)).cpu()
+                  if rows else [])
         result.rewards = [None] * n
         for i, v in zip(done, list(values)):
             result.rewards[i] = float(v)
