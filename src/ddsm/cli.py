@@ -555,6 +555,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_output(out, args.force)
+    sidecar = _sidecar_path(out)
+    _check_output(sidecar, args.force, "provenance sidecar")
     _check_positive(steps=args.steps, repeats=args.repeats, batch_size=args.batch_size)
     _check_seed(args.seed)
     device = _device(args.device)
@@ -589,6 +591,27 @@ def cmd_score(args: argparse.Namespace) -> int:
              "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
             for i, n, b in zip(ds.ids, lengths, bits)]
     write_tsv(out, rows, force=args.force)
+    from .checkpoint import ddsm_version
+    from .data.io import atomic_write_text
+
+    model_file = run.path / "model.safetensors" if run.path else None
+    argv = ["score", str(args.model), str(args.sequences), "-o", str(out), "--steps", str(steps), "--repeats",
+            str(args.repeats), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--unknown",
+            args.unknown, "--device", args.device] + (["--crop"] if args.crop else []) + (
+        ["--use-labels"] if args.use_labels else []) + (["--t-start", repr(args.t_start)] if args.t_start is not None
+                                                         else []) + (["--track", args.track] if args.track else [])
+    provenance = {"ddsm_version": ddsm_version(), "command": "score", "argv": argv,
+                  "model": {"given": str(args.model), "path": str(run.path.resolve()) if run.path else None,
+                            "sha256": _file_sha256(model_file) if model_file and model_file.is_file() else None,
+                            "process": run.process.name, "alphabet": run.alphabet.to_config(),
+                            "length": run.seq_len},
+                  "input": {"path": str(args.sequences), "sha256": _file_sha256(Path(args.sequences)),
+                            "n": len(bits)},
+                  "settings": {"steps": steps, "repeats": args.repeats, "batch_size": args.batch_size,
+                               "seed": args.seed, "t_start": args.t_start, "crop": args.crop,
+                               "use_labels": args.use_labels, "unknown": args.unknown, "device": str(device)},
+                  "mean_bits_per_token": float(np.mean(bits))}
+    atomic_write_text(sidecar, json.dumps(provenance, indent=1) + "\n", force=True)
     print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: mean {float(np.mean(bits)):.4f} bits/token -> {out}")
     return 0
 

@@ -71,3 +71,9 @@ def test_score_tsv_carries_labels(cli, labelled_model, tmp_path):
     rows = read_tsv(tmp_path / "s.tsv")
     assert [r["class"] for r in rows] == ["down", "down", "up", "up"]
     assert all(r["length"] == "24" for r in rows)
+    side = json.loads((tmp_path / "s.tsv.json").read_text())
+    assert side["command"] == "score" and side["settings"]["steps"] == 2 and len(side["input"]["sha256"]) == 64
+    again = list(side["argv"])
+    again[again.index("-o") + 1] = str(tmp_path / "s2.tsv")
+    assert main([*again, "--quiet"]) == 0
+    assert (tmp_path / "s2.tsv").read_bytes() == (tmp_path / "s.tsv").read_bytes()
