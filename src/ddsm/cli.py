@@ -675,11 +675,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .metrics.motifs import load_jaspar
 
         motifs = load_jaspar(args.motifs_file)
+    likelihood = None
+    if args.likelihood_model:
+        from .api import load_run, score, score_steps
+
+        _check_positive(likelihood_steps=args.likelihood_steps)
+        lrun = load_run(args.likelihood_model, device=device)
+        lsteps = score_steps(lrun.process, args.likelihood_steps)
+
+        def likelihood(seqs: list[str]) -> np.ndarray:
+            from .data import Record, encode_records
+
+            ds = encode_records([Record(f"s{i}", s) for i, s in enumerate(seqs)], lrun.alphabet,
+                                length=lrun.seq_len, unknown="random", rng=np.random.default_rng(args.seed))
+            return np.asarray(score(lrun, ds, steps=lsteps, generator=torch.Generator().manual_seed(args.seed),
+                                    device=device))
     say(f"evaluating {len(designs)} designs against {len(reference)} reference sequences"
         + (f" and {len(train)} training sequences" if train else "") + " ...")
     t0 = time.time()
     result = evaluate_detailed(designs, reference, label_key=args.label_key, train=train, oracle=args.oracle,
-                               motifs=motifs, max_seqs=args.max_seqs, seed=args.seed, device=device)
+                               motifs=motifs, max_seqs=args.max_seqs, seed=args.seed, device=device,
+                               likelihood=likelihood)
     result.settings.update({"designs": str(args.designs), "reference": str(args.reference),
                             "train": str(args.train) if args.train else None})
     print(format_table(result.table))
@@ -723,6 +739,11 @@ def add_evaluate_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentP
     e.add_argument("--report", default=None, help="write a self-contained HTML report here")
     e.add_argument("--run", dest="run_dir", default=None,
                    help="training run folder (history.json) for the report's training curves")
+    e.add_argument("--likelihood-model", dest="likelihood_model", default=None, metavar="MODEL",
+                   help="also report bits per token of designs and reference under this model (checkpoint "
+                        "folder or bundled name; sequences are centre-cropped / padded to its length)")
+    e.add_argument("--likelihood-steps", dest="likelihood_steps", type=int, default=None,
+                   help="ODE / Monte-Carlo steps of --likelihood-model (default: its process's own)")
     e.add_argument("--seed", type=int, default=0, help="seeds the subsamples and cross-validation folds")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda (oracle, motif scan, novelty)")
     e.add_argument("--force", action="store_true", help="overwrite existing --json / --report files")

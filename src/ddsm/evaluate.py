@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -81,6 +81,8 @@ METRIC_HELP = {
                                "split; never used for steering): a gap to oracle_target_frac flags reward hacking",
     "kmer3_corr": "Pearson r of 3-mer frequencies, designs vs reference (1 = same)",
     "diversity": "mean pairwise Hamming distance / length, designs",
+    "model_bits_designed": "bits per token of the designs under the pretrained model (--likelihood-model)",
+    "model_bits_reference": "the same for the reference sequences",
     "diversity_reference": "mean pairwise Hamming distance / length, reference",
     "nearest_train_identity": "mean highest identity of a design to any training sequence",
     "memorised_frac": f"fraction of designs with identity > {MEMORISED_AT} to a training sequence",
@@ -198,6 +200,7 @@ def evaluate_detailed(
     max_seqs: int = 1000,
     seed: int = 0,
     device=None,
+    likelihood: Optional[Callable[[list[str]], np.ndarray]] = None,
 ) -> Evaluation:
     """Compute every metric per class; see the module docstring for the columns.
 
@@ -214,6 +217,10 @@ def evaluate_detailed(
             and diversity (a seeded random subsample).
         seed: for every subsample and the cross-validation folds.
         device: torch device for the oracle, the motif scan and novelty (default CPU).
+        likelihood: ``fn(sequences) -> bits per token (N,)`` of a pretrained model (e.g.
+            :func:`ddsm.api.score` of the model that designed them); adds the columns
+            ``model_bits_designed`` / ``model_bits_reference`` (means over the per-class subsamples),
+            so that steering which leaves the model's distribution shows as a rise in bits.
 
     Raises:
         DDSMInputError: empty sets, missing labels, a design class absent from the reference, an
@@ -376,7 +383,18 @@ def evaluate_detailed(
         for c in rows:
             table[c]["nearest_train_identity"] = table[c]["memorised_frac"] = float("nan")
 
-    df = pd.DataFrame.from_dict(table, orient="index")[metric_columns(ks)]
+    columns = metric_columns(ks)
+    if likelihood is not None:
+        t0 = time.time()
+        d_all, r_all = sorted(set(int(i) for i in d_sub[ALL])), sorted(set(int(i) for i in r_sub[ALL]))
+        d_bits = dict(zip(d_all, np.asarray(likelihood([d_seqs[i] for i in d_all]), dtype=float)))
+        r_bits = dict(zip(r_all, np.asarray(likelihood([r_seqs[i] for i in r_all]), dtype=float)))
+        for c in rows:
+            table[c]["model_bits_designed"] = float(np.mean([d_bits[int(i)] for i in d_sub[c]])) if len(d_sub[c]) else float("nan")
+            table[c]["model_bits_reference"] = float(np.mean([r_bits[int(i)] for i in r_sub[c]])) if len(r_sub[c]) else float("nan")
+        columns += ["model_bits_designed", "model_bits_reference"]
+        logger.info("likelihood of %d + %d sequences: %.1f s", len(d_all), len(r_all), time.time() - t0)
+    df = pd.DataFrame.from_dict(table, orient="index")[columns]
     df.index.name = "class"
     for col in ("n_designed", "n_reference"):
         df[col] = df[col].astype(int)

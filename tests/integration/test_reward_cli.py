@@ -53,3 +53,15 @@ def test_reward_errors(cli, trained_model, tmp_path):
     assert_input_error(cli("sample", trained_model, "-n", "2", "-o", o, "--reward", "gc:0.5", "--alpha", "0", *CPU),
                        "--alpha")
     assert not o.exists()
+
+
+def test_evaluate_reports_the_models_likelihood(cli, trained_model, data_dir, tmp_path):
+    out = tmp_path / "d.fa"
+    assert cli("sample", trained_model, "-n", "12", "-o", out, "--steps", "4", *CPU).code == 0
+    res = cli("evaluate", out, "--reference", data_dir / "seqs.fasta", "--no-motifs", "--oracle", "none",
+              "--likelihood-model", trained_model, "--json", tmp_path / "m.json",
+              "--device", "cpu", "--quiet")
+    assert res.code == 0, res.err
+    m = json.loads((tmp_path / "m.json").read_text())["metrics"]["all"]
+    assert 0.5 < m["model_bits_designed"] < 4 and 0.5 < m["model_bits_reference"] < 4
+    assert "model_bits_designed" in res.out
