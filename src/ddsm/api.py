@@ -464,7 +464,7 @@ def design(
         guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance)
         hook = guided if classifier_guidance > 0 else None
     tracks = _run_track(run, track, n)
-    guided = None
+    reward_guidance = None
     reward_fn = None
     if reward is not None:
         from .guidance.reward import parse_reward
@@ -483,11 +483,11 @@ def design(
             clf = resolve_classifier(run, reward_oracle, device=device)
         reward_fn = parse_reward(reward, run.alphabet, classifier=clf, class_name=class_name)
         if math.isfinite(alpha):
-            guided = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method, particles=int(particles))
+            reward_guidance = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method, particles=int(particles))
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device),
-                    reward=guided)
+                    reward=reward_guidance)
     fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")

@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -355,6 +355,15 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _model_provenance(run, given: str) -> dict[str, Any]:
+    """What a sidecar records of the model: as given, its folder, the weights' SHA-256, the process,
+    the alphabet and the length."""
+    model_file = run.path / "model.safetensors" if run.path else None
+    return {"given": str(given), "path": str(run.path.resolve()) if run.path else None,
+            "sha256": _file_sha256(model_file) if model_file and model_file.is_file() else None,
+            "process": run.process.name, "alphabet": run.alphabet.to_config(), "length": run.seq_len}
+
+
 def _sample_classes(spec: Optional[str], classes: list[str]) -> list[Optional[str]]:
     """``--class``: None (unconditional), ``NAME``, ``A,B`` or ``all`` (n designs per class)."""
     if spec is None:
@@ -392,13 +401,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = _device(args.device)
     run = load_run(args.model, device=device)
     classes = _sample_classes(args.class_name, list(run.classes))
+    defaults = run.sampling_defaults
     if args.classifier_guidance is None:  # the model's recorded default with --class (bundled: chosen on valid)
-        args.classifier_guidance = (float(run.sampling_defaults.get("classifier_guidance", 0.0))
+        args.classifier_guidance = (float(defaults.get("classifier_guidance", 0.0))
                                     if args.class_name is not None and not args.classifier else 0.0)
     if run.classes or not (args.classifier_guidance or args.classifier):  # else --class names the classifier's target
         for c in classes:
             run.class_index(c)  # an unknown name lists the valid ones
-    defaults = run.sampling_defaults
     if args.steps is None:
         args.steps = int(defaults.get("steps", 100))
     if args.guidance is None:
@@ -497,7 +506,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not records:
         raise DDSMInputError(f"no design satisfied the constraints within {args.rounds} rounds; "
                              f"first reason: {failures[0][1]}")
-    model_file = run.path / "model.safetensors" if run.path else None
     argv = ["sample", str(args.model), "-n", str(args.n), "-o", str(out), "--name", name,
             "--steps", str(args.steps), "--guidance", f"{args.guidance!r}", "--seed", str(args.seed),
             "--batch-size", str(args.batch_size), "--time-dilation", f"{args.time_dilation!r}",
@@ -519,9 +527,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                  "--alpha", f"{args.alpha!r}"] + (["--reward-oracle", args.reward_oracle] if args.reward_oracle else [])
     provenance = {
         "ddsm_version": ddsm_version(), "command": "sample", "argv": argv,
-        "model": {"given": str(args.model), "path": str(run.path.resolve()) if run.path else None,
-                  "sha256": _file_sha256(model_file) if model_file and model_file.is_file() else None,
-                  "process": run.process.name, "alphabet": run.alphabet.to_config(), "length": run.seq_len},
+        "model": _model_provenance(run, args.model),
         "settings": {"n_per_class": args.n, "classes": classes, "steps": args.steps, "seed": args.seed,
                      "batch_size": args.batch_size, "guidance": args.guidance,
                      "classifier_guidance": args.classifier_guidance, "classifier": args.classifier,
@@ -594,17 +600,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .checkpoint import ddsm_version
     from .data.io import atomic_write_text
 
-    model_file = run.path / "model.safetensors" if run.path else None
     argv = ["score", str(args.model), str(args.sequences), "-o", str(out), "--steps", str(steps), "--repeats",
             str(args.repeats), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--unknown",
             args.unknown, "--device", args.device] + (["--crop"] if args.crop else []) + (
         ["--use-labels"] if args.use_labels else []) + (["--t-start", repr(args.t_start)] if args.t_start is not None
                                                          else []) + (["--track", args.track] if args.track else [])
     provenance = {"ddsm_version": ddsm_version(), "command": "score", "argv": argv,
-                  "model": {"given": str(args.model), "path": str(run.path.resolve()) if run.path else None,
-                            "sha256": _file_sha256(model_file) if model_file and model_file.is_file() else None,
-                            "process": run.process.name, "alphabet": run.alphabet.to_config(),
-                            "length": run.seq_len},
+                  "model": _model_provenance(run, args.model),
                   "input": {"path": str(args.sequences), "sha256": _file_sha256(Path(args.sequences)),
                             "n": len(bits)},
                   "settings": {"steps": steps, "repeats": args.repeats, "batch_size": args.batch_size,
@@ -651,6 +653,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     say=lambda msg: print(msg, flush=True))
 
 
+def _likelihood_fn(args: argparse.Namespace, device) -> Callable[[list[str]], np.ndarray]:
+    """``ddsm evaluate --likelihood-model``: sequences -> bits per token under that model (centre
+    crop / pad to its length; unknown letters drawn at random from the seed)."""
+    from .api import load_run, score, score_steps
+    from .data import Record, encode_records
+
+    _check_positive(likelihood_steps=args.likelihood_steps)
+    run = load_run(args.likelihood_model, device=device)
+    steps = score_steps(run.process, args.likelihood_steps)
+
+    def likelihood(seqs: list[str]) -> np.ndarray:
+        ds = encode_records([Record(f"s{i}", s) for i, s in enumerate(seqs)], run.alphabet,
+                            length=run.seq_len, unknown="random", rng=np.random.default_rng(args.seed))
+        return np.asarray(score(run, ds, steps=steps, generator=torch.Generator().manual_seed(args.seed),
+                                device=device))
+
+    return likelihood
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``ddsm evaluate``: read the files, evaluate, print the table, write JSON / HTML if asked."""
     from .data import read_sequences
@@ -675,21 +696,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .metrics.motifs import load_jaspar
 
         motifs = load_jaspar(args.motifs_file)
-    likelihood = None
-    if args.likelihood_model:
-        from .api import load_run, score, score_steps
-
-        _check_positive(likelihood_steps=args.likelihood_steps)
-        lrun = load_run(args.likelihood_model, device=device)
-        lsteps = score_steps(lrun.process, args.likelihood_steps)
-
-        def likelihood(seqs: list[str]) -> np.ndarray:
-            from .data import Record, encode_records
-
-            ds = encode_records([Record(f"s{i}", s) for i, s in enumerate(seqs)], lrun.alphabet,
-                                length=lrun.seq_len, unknown="random", rng=np.random.default_rng(args.seed))
-            return np.asarray(score(lrun, ds, steps=lsteps, generator=torch.Generator().manual_seed(args.seed),
-                                    device=device))
+    likelihood = _likelihood_fn(args, device) if args.likelihood_model else None
     say(f"evaluating {len(designs)} designs against {len(reference)} reference sequences"
         + (f" and {len(train)} training sequences" if train else "") + " ...")
     t0 = time.time()

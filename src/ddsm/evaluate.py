@@ -230,7 +230,7 @@ def evaluate_detailed(
 
     from .metrics.discriminator import discriminator_auroc
     from .metrics.diversity import mean_pairwise_hamming, nearest_identity
-    from .metrics.kmers import gc_content, gc_distance, kmer_js, kmer_spectrum
+    from .metrics.kmers import gc_content, gc_distance, js_distance, kmer_spectrum
     from .metrics.motifs import hit_rates, load_jaspar, rate_correlation, scan_counts
 
     des = _as_records(designed, "designs")
@@ -282,13 +282,12 @@ def evaluate_detailed(
         rc = [r_seqs[i] for i in r_idx[c]]
         row = table[c]
         row["n_designed"], row["n_reference"] = len(dc), len(rc)
+        spectra = {k: (kmer_spectrum(dc, k), kmer_spectrum(rc, k)) for k in {*ks, 3}}  # 3: kmer3_corr
         for k in ks:
-            row[f"kmer{k}_js"] = kmer_js(dc, rc, k)
-        if dc and rc:
-            a, b = kmer_spectrum(dc, 3), kmer_spectrum(rc, 3)
-            row["kmer3_corr"] = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
-        else:
-            row["kmer3_corr"] = float("nan")
+            row[f"kmer{k}_js"] = js_distance(*spectra[k])
+        a, b = spectra[3]
+        row["kmer3_corr"] = (float(np.corrcoef(a, b)[0, 1]) if dc and rc and a.std() > 0 and b.std() > 0
+                             else float("nan"))
         row["gc_w1"] = gc_distance(dc, rc)
         row["gc_designed"] = float(np.nanmean(gc_content(dc))) if dc else float("nan")
         row["gc_reference"] = float(np.nanmean(gc_content(rc))) if rc else float("nan")

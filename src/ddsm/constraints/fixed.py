@@ -7,7 +7,7 @@ from typing import Union
 
 import numpy as np
 
-from ..data.alphabet import Alphabet, NAMED_ALPHABETS
+from ..data.alphabet import Alphabet, get_alphabet
 from ..errors import DDSMInputError
 
 
@@ -22,7 +22,7 @@ def parse_fixed(pattern: str, alphabet: Union[Alphabet, str], length: int) -> tu
     patterns are read case-insensitively; custom ones exactly.
     """
     if isinstance(alphabet, str):  # letters only: the named alphabet with these letters, else custom
-        alphabet = next((a for a in NAMED_ALPHABETS.values() if a.letters == alphabet), Alphabet("custom", alphabet))
+        alphabet = get_alphabet("custom:" + alphabet)
     if len(pattern) < 4096 and Path(pattern).is_file():
         text = Path(pattern).read_text()
         pattern = "".join(line.strip() for line in text.splitlines() if not line.startswith(">"))

@@ -146,8 +146,9 @@ def guided_sample(
     grid = process.time_grid(steps, device=device)
     pairs = list(dilated_pairs(grid, dilation, dilation_after))
     iterator: Iterable = pairs if progress is None else progress(pairs)
-    run = _smc if guidance.method == "smc" else _svdd
-    return run(process, model, n, L, guidance, iterator, cond, fixed, output_hook, generator, device)
+    if guidance.method == "smc":
+        return _smc(process, model, n, L, guidance, iterator, cond, fixed, output_hook, generator, device)
+    return _svdd(process, model, n, L, guidance, iterator, len(pairs), cond, fixed, output_hook, generator, device)
 
 
 def _repeat(x: Optional[Tensor], P: int) -> Optional[Tensor]:
@@ -192,26 +193,26 @@ def _smc(process, model, n, L, g: RewardGuidance, pairs, cond, fixed, hook, gene
     return GuidedSample(tokens[chosen], final[chosen], resamples, min_ess)
 
 
-def _svdd(process, model, n, L, g: RewardGuidance, pairs, cond, fixed, hook, generator, device) -> GuidedSample:
+def _svdd(process, model, n, L, g: RewardGuidance, pairs, n_steps, cond, fixed, hook, generator,
+          device) -> GuidedSample:
     M = g.particles
+    # candidates are M blocks of the n designs: their labels and fixed positions, tiled once
+    cond_c = None if cond is None else cond.repeat(M)
+    fixed_c = None if fixed is None else FixedPositions(_repeat_tile(fixed.tokens, M), _repeat_tile(fixed.mask, M))
     xt = process.prior((n, L), generator=generator, device=device)
     out = None
-    pairs = list(pairs)
-    for j, (t, s, c) in enumerate(pairs):
+    for j, (t, s, c) in enumerate(pairs):  # ``pairs`` may be a progress bar: iterated once
         t_b, s_b = t.expand(n), s.expand(n)
         if out is None:  # the first step; later ones reuse the chosen candidate's output
             xt, out = _call(process, model, xt, t_b, cond, fixed, hook, generator)
         extra = {"dilation": c} if c != 1.0 else {}
         cands = torch.cat([process.step(out, xt, t_b, s_b, generator=generator, **extra) for _ in range(M)])
-        last = j == len(pairs) - 1
-        sc_b = s.expand(n * M)
+        last = j == n_steps - 1
         if last:
-            value = _reward(g, _final_tokens(process, cands, None if fixed is None else
-                                             FixedPositions(_repeat_tile(fixed.tokens, M), _repeat_tile(fixed.mask, M))))
+            value = _reward(g, _final_tokens(process, cands, fixed_c))
             out_c = None
         else:
-            fixed_c = None if fixed is None else FixedPositions(_repeat_tile(fixed.tokens, M), _repeat_tile(fixed.mask, M))
-            cond_c = None if cond is None else cond.repeat(M)
+            sc_b = s.expand(n * M)
             cands, out_c = _call(process, model, cands, sc_b, cond_c, fixed_c, hook, generator)
             value = _reward(g, process.predict_tokens(out_c, cands, sc_b))
         probs = torch.softmax(value.view(M, n).t() / g.alpha, dim=1)  # (n, M)
