@@ -41,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--d-model", type=int, default=48)
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--hidden", type=int, default=96)
+    p.add_argument("--rounds", type=int, default=0,
+                   help="runs of one weight-tied block (recurrent message passing; 0: none). With --init from a "
+                        "network without them, the tied block starts as the identity")
+    p.add_argument("--tied-after", type=int, default=None, help="the tied block runs after this many blocks (default: half)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the resumable run in --out (same sizes) up to --steps")
+    p.add_argument("--step-schedule", action="store_true",
+                   help="cosine over --steps only (for runs carried across invocations with --resume); "
+                        "default: it also ends at --minutes")
     p.add_argument("--pool", type=int, default=2000, help="distinct backtracking grids behind the stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="warm-start from this Sudoku checkpoint folder (same model sizes)")
@@ -68,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         ema_decay=args.ema, minutes=args.minutes, pool_size=args.pool, seed=args.seed,
         amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes, compile=args.compile,
-        model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden},
+        clock_schedule=not args.step_schedule,
+        model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden,
+               **({"rounds": args.rounds, "tied_after": args.tied_after} if args.rounds else {})},
         process={"focus": 0.8, "focus_tau_min": lo, "focus_tau_max": hi, "self_condition": args.self_condition},
     )
     t0 = time.time()
@@ -76,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(rec: dict) -> None:
         print(json.dumps(rec), flush=True)
 
-    result = train_sudoku(cfg, args.out, device=args.device, on_log=log, init_from=args.init)
+    result = train_sudoku(cfg, args.out, device=args.device, on_log=log, init_from=args.init,
+                          resume=args.resume)
     print(f"trained {result['step']} steps in {result['seconds']:.0f} s "
           f"({result['step'] * args.batch_size} grids); checkpoint in {args.out}", flush=True)
     if args.eval > 0:

@@ -19,11 +19,12 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from ..checkpoint import load_config, load_model_weights, save_checkpoint
+from ..checkpoint import has_training_state, load_config, load_model_weights, load_training_state, save_checkpoint
+from ..errors import DDSMInputError
 from ..compiling import compile_or_eager
 from ..ema import EMA
 from .generator import GridStream, base_grids
-from .model import SudokuDenoiser, add_self_conditioning, deepen
+from .model import SudokuDenoiser, add_rounds, add_self_conditioning, deepen
 from ..precision import native_bf16
 from .process import PosteriorJacobiProcess
 
@@ -53,7 +54,11 @@ class SudokuTrainConfig:
         compile: run the network's forward through ``torch.compile`` (fuses the block's
             elementwise work; on this 2-core CPU 2.3x more grids per second after a first step
             that compiles, see ``bench/sudoku_compile.py``). The weights saved are the same.
-        model: SudokuDenoiser options; process: PosteriorJacobiProcess options.
+        clock_schedule: the cosine also ends at ``minutes`` when that comes before ``steps``
+            (off for a long run carried over several invocations with ``resume``: then the
+            schedule follows ``steps`` alone and ``minutes`` only ends the invocation).
+        model: SudokuDenoiser options (``rounds``: weight-tied recurrent rounds);
+            process: PosteriorJacobiProcess options.
     """
 
     steps: int = 2000
@@ -69,6 +74,7 @@ class SudokuTrainConfig:
     amp: bool = True
     checkpoint_minutes: float = 0.0
     compile: bool = False
+    clock_schedule: bool = True
     model: dict[str, Any] = field(default_factory=lambda: {"d_model": 48, "n_layers": 6, "hidden": 96})
     process: dict[str, Any] = field(default_factory=lambda: {"focus": 0.8})
 
@@ -79,7 +85,7 @@ def _lr(step: int, cfg: SudokuTrainConfig, elapsed: float = 0.0) -> float:
     if step <= cfg.warmup_steps:
         return cfg.lr * step / max(1, cfg.warmup_steps)
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    if cfg.minutes > 0:
+    if cfg.minutes > 0 and cfg.clock_schedule:
         progress = max(progress, elapsed / (60.0 * cfg.minutes))
     progress = min(1.0, progress)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
@@ -93,6 +99,7 @@ def train_sudoku(
     on_log: Optional[Callable[[dict[str, Any]], None]] = None,
     log_every: int = 25,
     init_from: Optional[Union[str, Path]] = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train a Sudoku denoiser (fresh, or warm-started); write the checkpoint to ``out_dir`` if given.
 
@@ -101,7 +108,11 @@ def train_sudoku(
             options must equal ``cfg.model``, except that it may have fewer blocks. Optimiser,
             schedule and step count start afresh. A network trained without self-conditioning can
             start a self-conditioned run (:func:`add_self_conditioning`), and a shallower one a
-            deeper run (:func:`deepen`).
+            deeper run (:func:`deepen`), and a network without recurrent rounds a run with
+            them (:func:`add_rounds`: the tied block starts as the identity).
+        resume: continue the run saved in ``out_dir`` (raw weights, EMA, optimiser, noise
+            generator, history, seconds) up to ``cfg.steps``; its model and process options must
+            equal ``cfg``'s. Checkpoints are saved resumable.
         on_log: called with ``{"step", "loss", "lr", "seconds", "grids_per_s"}`` every ``log_every``
             steps and at the end.
     Returns:
@@ -109,11 +120,13 @@ def train_sudoku(
         weights; ``ema.copy_to(model)`` gives the saved ones).
     """
     device = torch.device(device)
+    if resume and (out_dir is None or not has_training_state(out_dir)):
+        raise DDSMInputError(f"cannot resume: {out_dir} holds no resumable Sudoku checkpoint")
     amp = bool(cfg.amp and native_bf16(device))
     process = PosteriorJacobiProcess(K=9, **cfg.process)
     torch.manual_seed(cfg.seed)  # initial weights
     warm: dict[str, Any] = {}
-    if init_from is None:
+    if init_from is None or resume:
         model = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **cfg.model)
     else:
         prior = load_config(init_from)
@@ -122,13 +135,19 @@ def train_sudoku(
         # and a shallower one identity blocks (same function, more rounds to learn).
         gains_estimate = process.self_condition and not prior_opts.get("self_condition", False)
         wanted = cfg.model.get("n_layers", prior_opts.get("n_layers"))
+        rounds = int(cfg.model.get("rounds", 0))
+        gains_rounds = rounds > 0 and not prior_opts.get("rounds", 0)
+        base_opts = {**cfg.model, "n_layers": min(wanted, prior_opts.get("n_layers", wanted))}
+        if gains_rounds:
+            base_opts = {k: v for k, v in base_opts.items() if k not in ("rounds", "tied_after")}
         base = SudokuDenoiser(9 if gains_estimate else process.in_channels, 9,
-                              self_condition=process.self_condition and not gains_estimate,
-                              **{**cfg.model, "n_layers": min(wanted, prior_opts.get("n_layers", wanted))})
+                              self_condition=process.self_condition and not gains_estimate, **base_opts)
         load_model_weights(init_from, base)  # checks names and shapes against cfg.model
         model = add_self_conditioning(base) if gains_estimate else base
         if model.n_layers < wanted:
             model = deepen(model, wanted)
+        if gains_rounds:
+            model = add_rounds(model, rounds, cfg.model.get("tied_after"))
         # Keep the lineage: which run this one continued, after how many steps and seconds.
         warm = {"init_from": {"path": str(init_from), "step": prior.get("step"), "seconds": prior.get("seconds"),
                               "train": prior.get("train"), "init_from": prior.get("init_from")}}
@@ -153,14 +172,31 @@ def train_sudoku(
     def save(step: int, seconds: float) -> None:
         if out_dir is None:
             return
+        # resumable: the noise generator's state goes with the optimiser's (the grid stream is a
+        # function of the seed and that generator)
+        state = {"history": history, "seconds": seconds, "generator": gen.get_state()}
         save_checkpoint(out_dir, model=model, model_name=MODEL_NAME, process=process, ema=ema, step=step,
+                        optimizer=opt, train_state=state,
                         config_extra={"train": asdict(cfg), "seq_len": 81, "history": history,
                                       "seconds": round(seconds, 1), "device": str(device), **warm})
 
     history: list[dict[str, Any]] = []
-    run_sum, run_n, step = 0.0, 0, 0
+    run_sum, run_n, step, before = 0.0, 0, 0, 0.0
+    if resume:
+        assert out_dir is not None
+        saved = load_config(out_dir)
+        for key, mine in (("model", model.config()), ("process", process.config())):
+            if saved[key]["options"] != mine:
+                raise DDSMInputError(f"cannot resume {out_dir} with other {key} options: saved "
+                                     f"{saved[key]['options']}, asked {mine}")
+        state = load_training_state(out_dir, model, ema, opt)
+        step, history, before = int(state["step"]), list(state["history"]), float(state["seconds"])
+        gen.set_state(state["generator"])
+        warm = {k: saved[k] for k in ("init_from",) if k in saved}
+        logger.info("resumed %s at step %d of %d", out_dir, step, cfg.steps)
     t0 = last_save = time.perf_counter()
     model.train()
+    t_log = t0
     while step < cfg.steps:
         if cfg.minutes > 0 and time.perf_counter() - t0 > 60.0 * cfg.minutes:
             break
@@ -182,19 +218,21 @@ def train_sudoku(
         run_sum, run_n = run_sum + value, run_n + 1
         now = time.perf_counter()
         if step % log_every == 0 or step == cfg.steps:
-            rec = {"step": step, "loss": run_sum / run_n, "lr": lr, "seconds": round(now - t0, 1),
-                   "grids_per_s": round(step * cfg.batch_size / max(now - t0, 1e-9), 1)}
+            rec = {"step": step, "loss": run_sum / run_n, "lr": lr, "seconds": round(before + now - t0, 1),
+                   "grids_per_s": round(log_every * cfg.batch_size / max(now - t_log, 1e-9), 1)}
+            t_log = now
             history.append(rec)
             run_sum, run_n = 0.0, 0
             if on_log is not None:
                 on_log(rec)
         if cfg.checkpoint_minutes > 0 and now - last_save > 60.0 * cfg.checkpoint_minutes:
-            save(step, now - t0)
+            save(step, before + now - t0)
             last_save = now
-    seconds = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    seconds = before + elapsed
     if run_n:
-        rec = {"step": step, "loss": run_sum / run_n, "lr": _lr(step, cfg, seconds), "seconds": round(seconds, 1),
-               "grids_per_s": round(step * cfg.batch_size / max(seconds, 1e-9), 1)}
+        rec = {"step": step, "loss": run_sum / run_n, "lr": _lr(step, cfg, elapsed), "seconds": round(seconds, 1),
+               "grids_per_s": round(run_n * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9), 1)}
         history.append(rec)
         if on_log is not None:
             on_log(rec)
