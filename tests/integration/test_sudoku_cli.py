@@ -214,3 +214,43 @@ def test_demo_shows_first_the_puzzles_the_rules_leave_open(tmp_path):
     # 2 of the 11 are left open by propagation with probing: they come first, and need the sampler
     assert [r.split(",")[3] != "propagation" for r in rows] == [True, True, False]
     assert "2 of 11 are left open" in said[0]
+
+
+def test_generate_constrained_is_valid_and_labelled(tmp_path, tiny_model, capsys):
+    out = tmp_path / "grids.csv"
+    code, stdout, _ = run(capsys, "sudoku", "generate", "--constrained", "-n", "3", "-o", out, "--model",
+                          tiny_model, "--seed", "2", *FAST)
+    assert code == 0 and "constraint-aware" in stdout and "not the model alone" in stdout
+    rows = read(out)
+    assert len(rows) == 3
+    grids = torch.stack([parse_board(r["grid"]) for r in rows])
+    assert bool(is_valid_grid(grids).all()) and all(r["valid"] == "True" for r in rows)
+    assert all(r["mode"].startswith("constrained:") for r in rows)
+
+
+def test_recurrent_rounds_warm_start_then_resume(tmp_path, tiny_model):
+    """A run with tied rounds starts from a plain network as the same function, and resuming it
+    continues the step count, history and noise where the first invocation stopped."""
+    from ddsm.checkpoint import load_config
+    from ddsm.sudoku.model_io import load_sudoku_model
+
+    out = tmp_path / "rec"
+    model = {"d_model": 8, "n_layers": 1, "hidden": 8, "rounds": 3}
+    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1, lr=0.0, model=model,
+                            process={"n_train_times": 8})
+    train_sudoku(cfg, out, init_from=tiny_model)
+    plain, rec = load_sudoku_model(tiny_model), load_sudoku_model(out)
+    assert rec.net.rounds == 3 and rec.net.tied is not None
+    x = torch.randn(2, 81, 9).log_softmax(-1)
+    t = torch.full((2,), 0.5)
+    with torch.no_grad():  # lr 0: the tied block is still the identity
+        assert torch.allclose(plain.net(x, t), rec.net(x, t), atol=1e-6)
+    cfg2 = SudokuTrainConfig(steps=4, batch_size=4, pool_size=8, warmup_steps=1, model=model,
+                             process={"n_train_times": 8})
+    train_sudoku(cfg2, out, resume=True)
+    config = load_config(out)
+    assert config["step"] == 4 and config["init_from"]["path"] == str(tiny_model)
+    assert [h["step"] for h in config["history"]] == [2, 4]
+    with pytest.raises(Exception, match="cannot resume"):
+        train_sudoku(SudokuTrainConfig(steps=6, batch_size=4, pool_size=8, model={**model, "rounds": 2},
+                                       process={"n_train_times": 8}), out, resume=True)

@@ -1,15 +1,19 @@
-"""Unconditional generation of complete grids with the library's one sampling loop."""
+"""Generation of complete grids: by the model alone (the library's one sampling loop, DDSM's
+metric), or constraint-aware (the solver's rules + diffusion sampler on an empty board)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
 
 from ..sampling import sample
-from .board import N_CELLS
+from .board import BLANK, N_CELLS
 from .model_io import SudokuModel
+
+if TYPE_CHECKING:
+    from .solve import SolveConfig, SolveResult
 
 
 @torch.no_grad()
@@ -50,3 +54,26 @@ def _times(grid: Tensor, dilation: float) -> Tensor:
     from ..sampling.loop import dilated_pairs
 
     return torch.stack([t for t, _, _ in dilated_pairs(grid, dilation, 1.0)]).double()
+
+
+def generate_constrained(
+    sm: SudokuModel,
+    n: int,
+    *,
+    cfg: Optional["SolveConfig"] = None,
+    generator: Optional[torch.Generator] = None,
+    on_round: Optional[Callable[[int, int], None]] = None,
+) -> "SolveResult":
+    """``n`` grids from the constraint-aware sampler on empty boards (rules + diffusion).
+
+    This is :func:`ddsm.sudoku.solve.solve_puzzles` with no givens: the diffusion picks which
+    cells to commit and to which digit, propagation with failed-literal probing removes what the
+    rules exclude, a board ruled out rewinds, and the exact search runs after the budget (its
+    grids are labelled ``search``). Every grid it returns is valid by construction, so its rate
+    is not the model's: report it apart, with a uniformity check
+    (:func:`ddsm.sudoku.uniformity.compare`). Returns the solver's per-grid result.
+    """
+    from .solve import SolveConfig, solve_puzzles
+
+    blank = torch.full((n, N_CELLS), BLANK, dtype=torch.long)
+    return solve_puzzles(sm, blank, cfg or SolveConfig(), generator=generator, on_round=on_round)
