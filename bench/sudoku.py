@@ -14,6 +14,11 @@ Solving, per collection of ../shared/data/sudoku_hard_collections:
   samples per puzzle, no search (answers by propagation alone are counted separately);
 - ``with_search``: the full solver, exact search after the budget.
 Seconds are wall time per puzzle with puzzles solved in batches (the batch's time split evenly).
+
+Constraint-aware generation (``--constrained-grids N``): the solver on N empty boards (rules +
+diffusion, not the model alone; its rate is reported apart from the model-only one), with the
+uniformity check of ``ddsm.sudoku.uniformity`` against N grids of the random backtracking generator
+(also applied to the model-only valid grids).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import torch
 
 from ddsm.sudoku.board import is_valid_grid, parse_board
 from ddsm.sudoku.constrained import ON_DEAD
-from ddsm.sudoku.generate import generate_grids
+from ddsm.sudoku.generate import generate_constrained, generate_grids
+from ddsm.sudoku.generator import base_grids
+from ddsm.sudoku.uniformity import compare
 from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.precision import PRECISIONS
@@ -47,25 +54,41 @@ def _emit(rec: dict) -> None:
     print(json.dumps(rec), flush=True)
 
 
+def _uniformity(grids: torch.Tensor, seed: int) -> dict:
+    """``ddsm.sudoku.uniformity.compare`` against as many random backtracking grids (rounded)."""
+    ref = base_grids(max(len(grids), 200), seed=10_000 + seed)
+    return {k: round(v, 4) for k, v in compare(grids, ref).items()}
+
+
 def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int) -> None:
     for c in dilations:
         t0 = time.perf_counter()
         grids = generate_grids(sm, n, steps=steps, dilation=c, batch_size=batch,
                                generator=torch.Generator().manual_seed(seed))
         sec = (time.perf_counter() - t0) / n
+        ok = is_valid_grid(grids)
         _emit({"task": "generate", "dilation": c, "steps": steps, "grids": n,
-               "valid": round(float(is_valid_grid(grids).float().mean()), 4),
+               "valid": round(float(ok.float().mean()), 4),
                "valid_rows_cols_only": round(float(is_valid_grid(grids, check_boxes=False).float().mean()), 4),
-               "seconds_per_grid": round(sec, 4)})
+               "seconds_per_grid": round(sec, 4),
+               "uniformity_of_valid": _uniformity(grids[ok], seed) if int(ok.sum()) >= 20 else None})
+
+
+def bench_constrained(sm, n: int, cfg: SolveConfig, seed: int) -> None:
+    t0 = time.perf_counter()
+    res = generate_constrained(sm, n, cfg=cfg, generator=torch.Generator().manual_seed(seed + 2))
+    sec = (time.perf_counter() - t0) / n
+    ok = is_valid_grid(res.solutions.clamp_min(0)) & res.valid
+    _emit({"task": "generate_constrained", "grids": n, "steps": cfg.steps, "valid": round(float(ok.float().mean()), 4),
+           "by_solver": dict(Counter(res.solver)), "mean_samples_used": round(float(res.samples_used.float().mean()), 3),
+           "seconds_per_grid": round(sec, 4), "uniformity": _uniformity(res.solutions[ok], seed)})
 
 
 def untrained(sm, seed: int):
     """Control: ``sm`` with its network freshly initialised (same shape; its posterior is each
     cell's own evidence), to show what the trained network adds to the rules."""
-    o = sm.config["model"]["options"]
     torch.manual_seed(seed)
-    net = SudokuDenoiser(o["in_channels"], o["out_channels"], o["n_classes"], d_model=o["d_model"],
-                         n_layers=o["n_layers"], hidden=o["hidden"]).eval()
+    net = SudokuDenoiser(**sm.config["model"]["options"]).eval()
     return dataclasses.replace(sm, net=net.to(sm.device))
 
 
@@ -138,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--givens-steps", type=int, default=100)
     p.add_argument("--givens-dilation", type=float, default=1.0)
     p.add_argument("--skip-generate", action="store_true")
+    p.add_argument("--constrained-grids", type=int, default=0,
+                   help="also generate this many grids constraint-aware (solver on empty boards), with the uniformity check")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="run the network's weight-tied block this many times (default: as trained)")
     p.add_argument("--skip-solve", action="store_true")
     p.add_argument("--skip-givens-only", action="store_true")
     p.add_argument("--compile", action="store_true",
@@ -151,13 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     sm = load_sudoku_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
     if args.untrained:
         sm = untrained(sm, args.seed)
+    if args.rounds is not None:
+        if not sm.net.rounds:
+            p.error("--rounds needs a network with recurrent rounds")
+        sm.net.rounds = args.rounds
     compile_s = _warm_up(sm, args.batch_size) if args.compile else 0.0
     _emit({"model": str(sm.path), "model_options": sm.config["model"]["options"], "step": sm.config.get("step"),
            "device": args.device, "precision": sm.precision, "threads": torch.get_num_threads(),
-           "compiled": sm.compiled, "compile_seconds": round(compile_s, 1), "untrained": args.untrained})
+           "compiled": sm.compiled, "compile_seconds": round(compile_s, 1), "untrained": args.untrained,
+           "rounds": sm.net.rounds})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
                          args.batch_size, args.seed)
+    cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
+                      budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
+                      learn=args.learn, probe=args.probe)
+    if args.constrained_grids:
+        bench_constrained(sm, args.constrained_grids, cfg, args.seed)
     if not args.skip_solve:
         cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
                           budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,

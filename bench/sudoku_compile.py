@@ -23,15 +23,15 @@ from ddsm.sudoku.generator import GridStream, base_grids
 from ddsm.sudoku.model import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.precision import native_bf16
-from ddsm.sudoku.process import PosteriorJacobiProcess
+from ddsm.sudoku.process import sudoku_process
 
 
 def train_steps(compiled: bool, batch: int, reps: int) -> dict:
-    proc = PosteriorJacobiProcess(K=9, focus=0.8)
+    proc = sudoku_process()
     stream = GridStream(base_grids(512, seed=0))
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = SudokuDenoiser(9, 9, d_model=96, n_layers=8, hidden=192)
+    model = SudokuDenoiser(18, 9, d_model=96, n_layers=8, hidden=192)
     forward = compile_or_eager(model) if compiled else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     amp = native_bf16(torch.device("cpu"))

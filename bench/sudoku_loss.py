@@ -44,8 +44,7 @@ def heldout_ce(path: str | None, grids: torch.Tensor, *, precision: str, batch: 
     for lo in range(0, n, batch):
         sl = slice(lo, lo + batch)
         noisy = proc.sample_noisy(grids[sl], t[sl], generator=gen)
-        feats = proc.features(proc.stick_stats(noisy.xt, t[sl]))
-        logits = sm.model_fn(proc.network_input(feats, None), t[sl].float())
+        logits = proc.model_output(sm.model_fn, noisy.xt, t[sl])
         terms = F.cross_entropy(logits.float().reshape(-1, proc.K), grids[sl].reshape(-1), reduction="none")
         ce[sl] = terms.reshape(-1, grids.shape[1]).double().mean(1)
     row = {"model": str(sm.path), "step": sm.config.get("step"), "precision": sm.precision,

@@ -53,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=2000, help="distinct backtracking grids behind the stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="warm-start from this Sudoku checkpoint folder (same model sizes)")
-    p.add_argument("--self-condition", action="store_true",
-                   help="feed the network its previous posterior estimate (warm-starts from a network without it)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on where bf16 is native: CUDA, CPUs with AMX)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1 is fastest for these small ops on a shared 2-core machine)")
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         clock_schedule=not args.step_schedule,
         model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden,
                **({"rounds": args.rounds, "tied_after": args.tied_after} if args.rounds else {})},
-        process={"focus": 0.8, "focus_tau_min": lo, "focus_tau_max": hi, "self_condition": args.self_condition},
+        process={"focus": 0.8, "focus_tau_min": lo, "focus_tau_max": hi},
     )
     t0 = time.time()
 

@@ -21,7 +21,8 @@ from ddsm.sudoku.board import (
 )
 from ddsm.sudoku.generator import GridStream, base_grids, random_grids
 from ddsm.sudoku.model import SudokuDenoiser
-from ddsm.sudoku.process import PosteriorJacobiProcess
+from ddsm.special.stick_posterior import category_loglik, mixture_score
+from ddsm.sudoku.process import LEGACY_PROCESS, sudoku_process, upgrade_config
 from ddsm.sudoku.propagation import candidates, probe, propagate
 from ddsm.sudoku.search import backtrack
 from ddsm.sudoku.symmetry import dihedral, random_symmetries
@@ -204,8 +205,13 @@ def test_contradiction_and_search():
 
 # --------------------------------------------------------------------------- process and tables
 @pytest.fixture(scope="module")
-def proc() -> PosteriorJacobiProcess:
-    return PosteriorJacobiProcess(K=9, n_train_times=4)
+def proc() -> JacobiProcess:
+    return sudoku_process(n_train_times=4)
+
+
+def _feats(logpost: torch.Tensor) -> torch.Tensor:
+    """The jacobi process's network features of local log-posteriors ``(B, 81, 9)``."""
+    return torch.cat([logpost.exp(), logpost.clamp_min(-30.0) / 10.0], -1)
 
 
 def test_tables_match_exact_jacobi_statistics(proc):
@@ -216,15 +222,15 @@ def test_tables_match_exact_jacobi_statistics(proc):
         tt = torch.full((4,), t)
         v = proc.sample_noisy(x0, tt, generator=gen).xt
         tau = proc.native_time(tt)
-        stats = proc.stick_stats(v, tt)
-        loglik = proc.category_loglik(stats)
+        stats = proc.stick_stats(v, tau)
+        loglik = category_loglik(stats)
         ref = exact.conditional_logpdf_all(v, tau)
         post, post_ref = torch.softmax(loglik, -1), torch.softmax(ref, -1)
         assert float((post - post_ref).abs().sum(-1).max()) < 1e-4
         assert float(((loglik - ref).abs() / (1 + ref.abs())).max()) < 1e-3
         # the mixture score with a one-hot posterior is the exact conditional score
         onehot = torch.nn.functional.one_hot(x0, 9).double()
-        score = proc.mixture_score(onehot, stats)
+        score = mixture_score(onehot, stats)
         ref_score = exact.conditional_score(x0, v, tau)
         assert float(((score - ref_score).abs() / (1 + ref_score.abs())).max()) < 1e-3
 
@@ -245,7 +251,7 @@ def test_noisy_draws_decode_near_data_and_impose(proc):
 
 
 def test_config_round_trip_and_loss(proc):
-    assert PosteriorJacobiProcess(**proc.config()).config() == proc.config()
+    assert JacobiProcess(**proc.config()).config() == proc.config()
     net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
     out = proc.loss(net, base_grids(4, seed=2), generator=torch.Generator().manual_seed(0))
     assert out.terms.shape == (4, 81) and torch.isfinite(out.loss)
@@ -260,14 +266,14 @@ def test_denoiser_is_digit_and_band_equivariant():
         torch.nn.init.normal_(p, std=0.2)
     x = torch.log_softmax(torch.randn(3, 81, 9), -1)
     t = torch.rand(3)
-    out = net(x, t)
+    out = net(_feats(x), t)
     perm = torch.randperm(9)
-    assert torch.allclose(net(x[..., perm], t), out[..., perm], atol=1e-5)
+    assert torch.allclose(net(_feats(x[..., perm]), t), out[..., perm], atol=1e-5)
     sym = random_symmetries(3, transpose=False, relabel=False, generator=torch.Generator().manual_seed(2))
-    assert torch.allclose(net(sym.apply_cells(x), t), sym.apply_cells(out), atol=1e-5)
+    assert torch.allclose(net(_feats(sym.apply_cells(x)), t), sym.apply_cells(out), atol=1e-5)
     # at initialisation the correction is zero: logits = the local evidence
     fresh = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
-    assert torch.allclose(fresh(x, t), x)
+    assert torch.equal(fresh(_feats(x), t), torch.zeros_like(x))
 
 
 def test_a_drifted_logit_constant_changes_nothing_even_under_bf16():
@@ -279,7 +285,7 @@ def test_a_drifted_logit_constant_changes_nothing_even_under_bf16():
     net = SudokuDenoiser(d_model=16, n_layers=2, hidden=16)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.2)
-    x = torch.log_softmax(0.05 * torch.randn(4, 81, 9), -1)  # high noise: nearly flat evidence
+    x = _feats(torch.log_softmax(0.05 * torch.randn(4, 81, 9), -1))  # high noise: nearly flat evidence
     t = torch.full((4,), 0.9)
     with torch.no_grad():
         net.head.weight.mul_(50.0)  # per-digit corrections of a few tenths, as trained ones are
@@ -303,7 +309,7 @@ def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
     base = SudokuDenoiser(d_model=8, n_layers=3, hidden=8)
     for p in base.parameters():  # trained-looking weights: every old block does something
         torch.nn.init.normal_(p, std=0.2)
-    x, t = torch.log_softmax(torch.randn(2, 81, 9), -1), torch.rand(2)
+    x, t = _feats(torch.log_softmax(torch.randn(2, 81, 9), -1)), torch.rand(2)
     deep = deepen(base, 7)
     assert deep.n_layers == 7 and torch.equal(deep(x, t), base(x, t))
     moved = [i for i, b in enumerate(deep.blocks) if b.ada.weight.abs().sum() > 0]
@@ -516,3 +522,56 @@ def test_clashing_commitments_are_committed_in_turn_not_fatal():
     # and the sampler's narrowing step does the same
     narrowed, gone = _narrow(table, local, "propagate", 0.5, torch.zeros(1, dtype=torch.bool), probe=9)
     assert not bool(gone[0]) and torch.equal(narrowed, out)
+
+
+def test_recurrent_rounds_start_as_the_identity_and_stay_equivariant():
+    from ddsm.sudoku.model import add_rounds
+
+    torch.manual_seed(0)
+    base = SudokuDenoiser(d_model=8, n_layers=2, hidden=8)
+    for p in base.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x, t = _feats(torch.log_softmax(torch.randn(2, 81, 9), -1)), torch.rand(2)
+    rec = add_rounds(base, 5)
+    assert rec.rounds == 5 and rec.tied_after == 1 and torch.equal(rec(x, t), base(x, t))
+    assert sum(p.numel() for p in rec.parameters()) == sum(p.numel() for p in base.parameters()) + sum(
+        p.numel() for p in rec.tied.parameters())  # one block's parameters, whatever the rounds
+    for p in rec.tied.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    out = rec(x, t)
+    rec.rounds = 6  # more rounds at sampling than in training: a different function, same shapes
+    assert not torch.allclose(rec(x, t), out)
+    perm = torch.randperm(9)
+    xp = torch.cat([x[..., :9][..., perm], x[..., 9:][..., perm]], -1)
+    assert torch.allclose(rec(xp, t), rec(x, t)[..., perm], atol=1e-5)
+    with pytest.raises(ValueError):
+        add_rounds(rec, 2)
+
+
+def test_legacy_sudoku_checkpoint_is_the_same_function_on_the_registered_process(proc):
+    """A former jacobi_posterior config upgrades to the jacobi process with the same settings; its
+    network (evidence + correction from the log-posterior) equals today's (correction from the
+    features, evidence added by the process)."""
+    legacy = {"process": {"name": LEGACY_PROCESS, "options": {"K": 9, "T": 5.0, "n_train_times": 128, "focus": 0.8,
+                                                              "focus_tau_min": 0.3, "focus_tau_max": 3.5}},
+              "model": {"name": "sudoku", "options": {"in_channels": 9, "out_channels": 9, "d_model": 8,
+                                                      "n_layers": 1, "hidden": 8}}}
+    new = upgrade_config(legacy)
+    assert new["process"]["name"] == "jacobi" and new["model"]["options"]["in_channels"] == 18
+    p = JacobiProcess(**new["process"]["options"])
+    assert p.config() == sudoku_process().config()
+    torch.manual_seed(0)
+    net = SudokuDenoiser(**new["model"]["options"])
+    for q in net.parameters():
+        torch.nn.init.normal_(q, std=0.2)
+    x0, t = base_grids(2, seed=1), torch.full((2,), 0.6)
+    v = p.sample_noisy(x0, t, generator=torch.Generator().manual_seed(0)).xt
+    loglik = category_loglik(p.stick_stats(v, p.native_time(t)))
+    logpost = torch.log_softmax(loglik, -1)
+    with torch.no_grad():
+        old_logits = logpost + net(_feats(logpost.float()), t.float()).double()  # what the old network returned
+        new_logits = p.model_output(net, v, t)
+    torch.testing.assert_close(torch.log_softmax(new_logits, -1), torch.log_softmax(old_logits, -1),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="self-conditioning"):
+        upgrade_config({**legacy, "process": {"name": LEGACY_PROCESS, "options": {"self_condition": True}}})

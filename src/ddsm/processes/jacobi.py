@@ -352,15 +352,8 @@ class JacobiProcess(Process):
         dv = s_i [ (a (1 - v) - b v) / 2 - (1 - 2 v) - v (1 - v) score ] (-dtau)
              + sqrt(s_i dtau v (1 - v)) dW
         """
-        v = xt
-        tau = self.native_time(t)
-        dil = torch.as_tensor(dilation, dtype=torch.float64, device=v.device)
-        dtau = ((tau - self.native_time(s)) * dil)[:, None, None]
-        a, b, sp = self._stick_params(v)
-        score = self.score_from_output(output, v, tau)
-        drift = sp * (0.5 * (a * (1 - v) - b * v) - (1 - 2 * v) - v * (1 - v) * score)
-        noise = _rng.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
-        v = (v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise).clamp(self.eps, 1 - self.eps)
+        score = self.score_from_output(output, xt, self.native_time(t))
+        v = self.score_step(score, xt, t, s, generator=generator, dilation=dilation)
         if self.final_draw and bool((s.double() <= self._t_end + 1e-12).all()):
             # The reverse process ends with x0 ~ p(x0 | v_{t_min}): draw the tokens from the
             # posterior (float64) instead of reading the argmax of a nearly-decided simplex point.
@@ -369,6 +362,20 @@ class JacobiProcess(Process):
             tokens = sample_categorical(torch.softmax(output.double(), -1), generator=generator)
             v = self.vertex_sticks(tokens, like=v)
         return v
+
+    def score_step(self, score: Tensor, v: Tensor, t: Tensor, s: Tensor, *,
+                   generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
+        """The Euler-Maruyama update of :meth:`step` given the stick score ``(B, L, K-1)`` itself
+        (no final draw): for samplers that edit the posterior before forming the score, e.g. the
+        constraint-aware Sudoku sampler, whose boards sit at different times (``t``, ``s``,
+        ``dilation`` per board)."""
+        tau = self.native_time(t)
+        dil = torch.as_tensor(dilation, dtype=torch.float64, device=v.device)
+        dtau = ((tau - self.native_time(s)) * dil)[:, None, None]
+        a, b, sp = self._stick_params(v)
+        drift = sp * (0.5 * (a * (1 - v) - b * v) - (1 - 2 * v) - v * (1 - v) * score)
+        noise = _rng.randn(v.shape, generator=generator, dtype=torch.float64, device="cpu").to(v.device)
+        return (v - drift * dtau + torch.sqrt(sp * dtau * v * (1 - v)) * noise).clamp(self.eps, 1 - self.eps)
 
     @property
     def _t_end(self) -> float:

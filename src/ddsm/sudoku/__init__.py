@@ -7,9 +7,10 @@ Modules (one concept each):
 - ``search``: bitmask depth-first search (exact solver fallback, grid generator engine);
 - ``generator``: a stream of random valid grids for training;
 - ``propagation``: batched naked/hidden singles on candidate tables;
-- ``tables``: exact Jacobi stick statistics tabulated per time;
-- ``process``: ``PosteriorJacobiProcess``, DDSM with a posterior-parameterised network;
-- ``model``: ``SudokuDenoiser``, the digit-equivariant network;
+- ``process``: Sudoku's settings of the registered ``jacobi`` process (DDSM, posterior output),
+  and the upgrade of checkpoints of the former Sudoku-only process;
+- ``model``: ``SudokuDenoiser``, the digit-equivariant backbone (optionally with recurrent rounds);
+- ``uniformity``: symmetry-invariant statistics telling a biased grid generator from a fair one;
 - ``training``, ``model_io``: training on streamed grids, loading checkpoints (bundled default);
 - ``generate``, ``constrained``, ``solve``: sampling grids, the constraint-aware sampler, solvers;
 - ``csvio``, ``cli``: files and the ``ddsm sudoku`` commands.
@@ -31,7 +32,7 @@ _EXPORTS = {
     "random_grids": "generator",
     "GridStream": "generator",
     "SudokuDenoiser": "model",
-    "PosteriorJacobiProcess": "process",
+    "sudoku_process": "process",
     "load_sudoku_model": "model_io",
     "SolveConfig": "solve",
     "solve_puzzles": "solve",

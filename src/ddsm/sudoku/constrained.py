@@ -1,6 +1,6 @@
 """Diffusion sampling of boards under the rules: the constraint-aware sampler.
 
-The reverse SDE of ``PosteriorJacobiProcess`` (DDSM's Euler-Maruyama step, time dilation included)
+The reverse SDE of the ``jacobi`` process (DDSM's Euler-Maruyama step, time dilation included)
 with the network's posterior logits masked before the score is formed, so the sampler never
 proposes an excluded digit. Each board carries a candidate table ``allowed (B, 81, 9)``:
 
@@ -65,6 +65,7 @@ from torch import Tensor
 
 from .. import rng as _rng
 from ..sampling.loop import dilated_pairs
+from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
@@ -258,15 +259,12 @@ def constrained_sample(
     deaths = torch.zeros(B, dtype=torch.long, device=dev)
     stale = torch.ones(B, dtype=torch.bool, device=dev)  # tables not yet propagated
     live = torch.arange(B, device=dev)
-    v = proc.sticks(proc.prior((B, N_CELLS), generator=generator, device=dev))
-    # the previous posterior of each live board (self-conditioning; zeros: none yet)
-    est = torch.zeros(B, N_CELLS, proc.K, dtype=torch.float64, device=dev) if proc.self_condition else None
+    v = proc.prior((B, N_CELLS), generator=generator, device=dev)
     # rewinding needs each board's state at the start of every step it has taken
     keep_history = on_dead == "rewind" and mode != "static"
     if keep_history:
         hist_v = torch.empty(B, S, *v.shape[1:], dtype=v.dtype, device=dev)
         hist_a = torch.empty(B, S, N_CELLS, proc.K, dtype=torch.bool, device=dev)
-        hist_e = None if est is None else torch.empty(B, S, N_CELLS, proc.K, dtype=torch.float64, device=dev)
 
     def decode(idx: Tensor, vv: Tensor) -> None:
         """Boards ``idx`` still running with sticks ``vv``: argmax of their simplex point over
@@ -279,13 +277,11 @@ def constrained_sample(
         t_b = ts[kk]
         if keep_history:
             hist_v[live, kk], hist_a[live, kk] = v, allowed[live]
-            if est is not None:
-                hist_e[live, kk] = est
-        stats = proc.stick_stats(v, t_b)
-        feats = proc.features(stats)
+        stats = proc.stick_stats(v, proc.native_time(t_b))
+        feats = proc.features(category_loglik(stats))  # (B, 81, 2K): local posterior, then its log
         paused = torch.zeros(len(live), dtype=torch.bool, device=dev)  # rewound: no step this time
         if mode != "static":
-            table, gone = _narrow(allowed[live], feats.exp(), mode, settle, stale[live], probe)
+            table, gone = _narrow(allowed[live], feats[..., : proc.K], mode, settle, stale[live], probe)
             stale[live] = False
             allowed[live] = table
             finished = (table.sum(-1) == 1).all(-1) & ~gone
@@ -302,8 +298,6 @@ def constrained_sample(
                     if bool((src >= 0).any()):
                         to, fro = torch.nonzero(src >= 0).flatten(), src[src >= 0]
                         v[to], table[to], feats[to], kk[to], t_b[to] = v[fro], table[fro], feats[fro], kk[fro], t_b[fro]
-                        if est is not None:
-                            est[to] = est[fro]
                         stats = {n: x.index_copy(0, to, x[fro]) for n, x in stats.items()}
                         allowed[live[to]], k[live[to]] = table[to], kk[to]
                         frame[live[to].cpu()] = frame[live[fro].cpu()]
@@ -317,15 +311,12 @@ def constrained_sample(
                     if learn:
                         restored = _exclude_failed(restored, table[back])
                     v[back], allowed[b], k[b], stale[b] = hist_v[b, j], restored, j, learn
-                    if est is not None:
-                        est[back] = hist_e[b, j]
                     gone, paused = gone.index_fill(0, back, False), paused.index_fill(0, back, True)
                 dead[live[gone]] = True
                 ended = broke & ~gone & ~stop
                 decode(live[ended], v[ended])
                 keep = ~(gone | finished | stop | broke)
                 live, v, kk, t_b, paused = live[keep], v[keep], kk[keep], t_b[keep], paused[keep]
-                est = None if est is None else est[keep]
                 stats = {n: x[keep] for n, x in stats.items()}
                 feats = feats[keep]
                 if len(live) == 0:
@@ -337,22 +328,17 @@ def constrained_sample(
         evals[idx] += 1
         spent.index_add_(0, gid[idx], torch.ones_like(idx))
         sub = {n: x[go] for n, x in stats.items()}
-        e = None if est is None else est[go]
-        x_in, t_in = proc.network_input(feats[go], e), t_b[go].float()
+        x_in, t_in = feats[go], t_b[go].float()
         step = len(go) if batch_size is None else int(batch_size)
-        logits = torch.cat([net(x_in[i : i + step], t_in[i : i + step]) for i in range(0, len(go), step)]).double()
-        logits = logits.masked_fill(~allowed[idx], float("-inf"))
-        probs = torch.softmax(logits, -1)
-        if est is not None:
-            est[go] = probs
-        score = proc.mixture_score(probs, sub)
-        v[go] = proc.stick_step(score, v[go], t_b[go], ss[kg], generator=generator, dilation=cs[kg])
+        corr = torch.cat([net(x_in[i : i + step], t_in[i : i + step]) for i in range(0, len(go), step)])
+        logits = proc.posterior_logits(category_loglik(sub), corr).masked_fill(~allowed[idx], float("-inf"))
+        score = mixture_score(torch.softmax(logits, -1), sub)
+        v[go] = proc.score_step(score, v[go], t_b[go], ss[kg], generator=generator, dilation=cs[kg])
         k[idx] += 1
         done = k[live] >= S  # at the end of time: decoded as they stand
         if bool(done.any()):
             decode(live[done], v[done])
             live, v = live[~done], v[~done]
-            est = None if est is None else est[~done]
     # dead and stopped boards: a best guess from their table (the starting table where it emptied
     # a cell)
     unset = boards < 0

@@ -28,8 +28,9 @@ def generate_grids(
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     times: Optional[Tensor] = None,
 ) -> Tensor:
-    """``n`` grids ``(n, 81)`` long (digits 0..8) from the reverse SDE, decoded by argmax of the
-    final simplex point (DDSM's decode). Validity is not enforced: that is what is measured.
+    """``n`` grids ``(n, 81)`` long (digits 0..8) from the reverse SDE of the ``jacobi`` process,
+    whose last step draws each cell from the network's posterior at t_min. Validity is not
+    enforced: that is what is measured.
 
     Args:
         steps: base steps of the time grid; ``dilation`` c > 1 takes c times as many (DDSM).
@@ -38,8 +39,6 @@ def generate_grids(
             then ignored; see ``bench/sudoku_time_grid.py``).
     """
     proc = sm.process
-    grid = proc.time_grid(steps) if times is None else times.double().cpu()
-    proc.prepare_times(_times(grid, dilation))
     out = []
     batch_size = sm.batch_size(batch_size)
     for lo in range(0, n, batch_size):
@@ -47,13 +46,6 @@ def generate_grids(
         out.append(sample(proc, sm.model_fn, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,
                           device=sm.device, progress=progress, times=times))
     return torch.cat(out).cpu()
-
-
-def _times(grid: Tensor, dilation: float) -> Tensor:
-    """Every public time the loop will visit on ``grid`` (so their tables are built in one pass)."""
-    from ..sampling.loop import dilated_pairs
-
-    return torch.stack([t for t, _, _ in dilated_pairs(grid, dilation, 1.0)]).double()
 
 
 def generate_constrained(

@@ -1,10 +1,10 @@
 """The Sudoku denoiser: a network over (cell, digit) pairs that respects the board's symmetries.
 
-Input: the local log-posterior of every cell over the 9 digits, ``(B, 81, 9)`` (see
-``ddsm.sudoku.process``), and with ``self_condition`` also the network's previous posterior
-estimate, ``(B, 81, 9)`` more channels (zeros: none yet); output: logits of the clean-board
-posterior, ``(B, 81, 9)``, as the local log-posterior plus a learned correction (a zero correction
-is "every cell on its own").
+A backbone of the registered ``jacobi`` process (DDSM, posterior output): its input is the
+process's features of every cell over the 9 digits, the local posterior and its clamped, scaled
+log, ``(B, 81, 2 K)``; its output is the correction ``(B, 81, K)`` (centred over the digits) that
+the process adds to the exact local evidence to form the logits of the clean-board posterior. A
+zero correction is "every cell on its own".
 
 Each of the 81 x 9 (cell, digit) pairs carries a feature vector. A block mixes information only by
 averaging over the structures of the game: over the row, the column and the box of the cell (for
@@ -88,34 +88,30 @@ class SudokuDenoiser(Denoiser):
     """Digit-equivariant posterior network for 9 x 9 boards (81 positions, K = 9 digits).
 
     Args:
-        in_channels, out_channels: both K = 9 (local log-posteriors in, posterior logits out).
+        in_channels, out_channels: 2 K = 18 features in (the ``jacobi`` process's local posterior
+            and log-posterior), K = 9 logit corrections out.
         n_classes: class labels (0: unconditional).
         d_model: width of each (cell, digit) feature vector.
         n_layers: pooling blocks.
         hidden: width inside a block.
-        self_condition: the input also carries the previous posterior estimate (``in_channels =
-            2 K``). Sampling feeds the estimate of the previous step, so reasoning carries over
-            from step to step (Chen et al.'s self-conditioning; for Sudoku a recurrence over
-            sampling time, as in recurrent relational networks).
         rounds: runs of the weight-tied block (0: no tied block).
         tied_after: the tied block runs after this many untied blocks (default: half of them).
     """
 
     description = "digit-equivariant row/column/box pooling network over (cell, digit) pairs (Sudoku)"
 
-    def __init__(self, in_channels: int = 9, out_channels: int = 9, n_classes: int = 0, *,
-                 d_model: int = 64, n_layers: int = 6, hidden: int = 128, self_condition: bool = False,
+    def __init__(self, in_channels: int = 18, out_channels: int = 9, n_classes: int = 0, *,
+                 d_model: int = 64, n_layers: int = 6, hidden: int = 128,
                  rounds: int = 0, tied_after: Optional[int] = None) -> None:
         super().__init__()
-        if in_channels != out_channels * (2 if self_condition else 1):
-            raise ValueError(f"SudokuDenoiser maps K digits (2 K with self-conditioning) to K digits, got "
-                             f"{in_channels} -> {out_channels} with self_condition={self_condition}")
+        if in_channels != 2 * out_channels:
+            raise ValueError(f"SudokuDenoiser reads 2 features per digit (the jacobi process's local posterior "
+                             f"and log-posterior), got {in_channels} channels for {out_channels} digits")
         self.in_channels, self.out_channels, self.n_classes = in_channels, out_channels, n_classes
         self.d_model, self.n_layers, self.hidden = d_model, n_layers, hidden
-        self.self_condition = bool(self_condition)
         self.embed = ConditionEmbedding(d_model, n_classes)
-        # per (cell, digit): local probability, bounded local log-probability[, previous estimate]
-        self.inp = nn.Linear(3 if self.self_condition else 2, d_model)
+        # per (cell, digit): local probability, bounded local log-probability
+        self.inp = nn.Linear(2, d_model)
         self.blocks = nn.ModuleList(_PoolBlock(d_model, hidden) for _ in range(n_layers))
         if int(rounds) != rounds or rounds < 0:
             raise ValueError(f"rounds must be an integer >= 0, got {rounds}")
@@ -133,9 +129,9 @@ class SudokuDenoiser(Denoiser):
             nn.init.zeros_(lin.bias)
 
     def forward(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """x: ``(B, 81, K)`` local log-posteriors (``(B, 81, 2 K)`` with the previous estimate's
-        probabilities after them under self-conditioning); t: ``(B,)``; cond: ``(B,)`` or None ->
-        ``(B, 81, K)`` float32 posterior logits."""
+        """x: ``(B, 81, 2 K)`` local posteriors then clamped log-posteriors / 10 (the ``jacobi``
+        process's features); t: ``(B,)``; cond: ``(B,)`` or None -> ``(B, 81, K)`` float32
+        correction, centred over the digits."""
         B, L, C = x.shape
         K = self.out_channels
         if L != _SIDE * _SIDE:
@@ -143,10 +139,7 @@ class SudokuDenoiser(Denoiser):
         if C != self.in_channels:
             raise ValueError(f"SudokuDenoiser expects {self.in_channels} input channels, got {C}")
         c = F.silu(self.embed(t, cond))
-        local = x[..., :K].float()
-        logp = local.clamp_min(-30.0)
-        parts = [logp.exp(), logp / 10.0] + ([x[..., K:].float()] if self.self_condition else [])
-        feats = torch.stack(parts, dim=-1)  # (B, 81, K, 2 or 3)
+        feats = torch.stack([x[..., :K].float(), x[..., K:].float()], dim=-1)  # (B, 81, K, 2)
         # cells in row-major order: (row, column) = (3 band + r, 3 stack + c)
         h = self.inp(feats).view(B, 3, 3, 3, 3, K, self.d_model) + c[:, None, None, None, None, None, :]
         for i, block in enumerate(self.blocks):
@@ -163,8 +156,8 @@ class SudokuDenoiser(Denoiser):
         with torch.autocast(x.device.type, enabled=False):
             shift, scale = self.out_ada(c.float())[:, None, None, None, None, None, :].chunk(2, dim=-1)
             corr = self.head(_modulate(self.out_norm(h.float()), shift, scale)).reshape(B, L, K)
-        # added in float32 so bf16 autocast cannot round the exact evidence either
-        return local + (corr - corr.mean(dim=-1, keepdim=True))
+        # the process adds the exact evidence in float64 (bf16 autocast cannot round it)
+        return corr - corr.mean(dim=-1, keepdim=True)
 
 
     def _recur(self, h: Tensor, c: Tensor) -> Tensor:
@@ -178,20 +171,6 @@ class SudokuDenoiser(Denoiser):
 def _options(base: SudokuDenoiser, **change: object) -> dict:
     """``base``'s constructor options with ``change`` applied."""
     return {**base.config(), **change}
-
-
-def add_self_conditioning(base: SudokuDenoiser) -> SudokuDenoiser:
-    """A self-conditioned copy of a trained ``base`` network that computes exactly what ``base``
-    computes: the input weight of the estimate channel starts at zero, so training (warm-started
-    from ``base``) only has to learn how to use the estimate."""
-    if base.self_condition:
-        raise ValueError("the network is already self-conditioned")
-    net = SudokuDenoiser(**_options(base, in_channels=2 * base.out_channels, self_condition=True))
-    state = dict(base.state_dict())
-    w = state["inp.weight"]  # (d_model, 2): the local probability and log-probability channels
-    state["inp.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
-    net.load_state_dict(state)
-    return net.to(w.device)
 
 
 def deepen(base: SudokuDenoiser, n_layers: int) -> SudokuDenoiser:

@@ -1,8 +1,10 @@
 """Loading a Sudoku checkpoint, including the one bundled with the package.
 
 A Sudoku checkpoint is an ordinary ddsm checkpoint folder (``config.json`` + ``model.safetensors``)
-whose ``model.name`` is ``"sudoku"`` and ``process.name`` is ``"jacobi_posterior"``; the classes
-live in this package, so it is loaded here rather than through the general registries.
+whose ``model.name`` is ``"sudoku"`` and ``process.name`` is the registered ``"jacobi"`` (posterior
+output); the network class lives in this package, so it is loaded here rather than through the
+general registries. Checkpoints of the former ``"jacobi_posterior"`` process load through
+:func:`ddsm.sudoku.process.upgrade_config` (same function, same weights).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ..compiling import compile_or_eager
 from ..errors import DDSMInputError
 from .model import SudokuDenoiser
 from ..precision import PRECISIONS, resolve_precision
-from .process import PosteriorJacobiProcess
+from ..processes.jacobi import JacobiProcess
+from .process import sudoku_process, upgrade_config
 from .training import MODEL_NAME
 
 #: the checkpoint shipped with the package (see bench/train_sudoku.py for how it was made)
@@ -30,7 +33,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "sudoku"
 class SudokuModel:
     """A trained Sudoku denoiser (EMA weights, eval mode), its process and its config."""
 
-    process: PosteriorJacobiProcess
+    process: JacobiProcess
     net: SudokuDenoiser
     config: dict[str, Any]
     path: Path
@@ -47,9 +50,9 @@ class SudokuModel:
         return next(self.net.parameters()).device
 
     def model_fn(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """The network as the samplers call it: ``(B, 81, K)`` features -> ``(B, 81, K)`` float32
-        posterior logits, under bf16 autocast when ``precision == "bf16"`` (the bundled model was
-        trained under bf16 autocast; its exact-evidence residual is added in float32 either way)."""
+        """The network as the samplers call it: ``(B, 81, 2 K)`` features -> ``(B, 81, K)`` float32
+        logit correction, under bf16 autocast when ``precision == "bf16"`` (the bundled model was
+        trained under bf16 autocast; the process adds the exact evidence in float64 either way)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return self._forward(x, t, cond)
 
@@ -88,11 +91,12 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
     config = load_config(folder)
     if config["model"]["name"] != MODEL_NAME:
         raise DDSMInputError(f"{folder} holds a {config['model']['name']!r} model, not a Sudoku model")
-    if config["process"]["name"] != PosteriorJacobiProcess.name:
-        raise DDSMInputError(f"{folder}: Sudoku models use the {PosteriorJacobiProcess.name!r} process, "
+    config = upgrade_config(config, str(folder))
+    if config["process"]["name"] != JacobiProcess.name:
+        raise DDSMInputError(f"{folder}: Sudoku models use the {JacobiProcess.name!r} process, "
                              f"not {config['process']['name']!r}")
     try:
-        process = PosteriorJacobiProcess(**config["process"].get("options", {}))
+        process = sudoku_process(**config["process"].get("options", {}))
         net = SudokuDenoiser(**config["model"].get("options", {}))
     except (TypeError, ValueError) as e:
         raise DDSMInputError(f"{folder}/config.json has bad options: {e}") from None

@@ -24,9 +24,9 @@ from ..errors import DDSMInputError
 from ..compiling import compile_or_eager
 from ..ema import EMA
 from .generator import GridStream, base_grids
-from .model import SudokuDenoiser, add_rounds, add_self_conditioning, deepen
+from .model import SudokuDenoiser, add_rounds, deepen
 from ..precision import native_bf16
-from .process import PosteriorJacobiProcess
+from .process import sudoku_process, upgrade_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class SudokuTrainConfig:
             (off for a long run carried over several invocations with ``resume``: then the
             schedule follows ``steps`` alone and ``minutes`` only ends the invocation).
         model: SudokuDenoiser options (``rounds``: weight-tied recurrent rounds);
-            process: PosteriorJacobiProcess options.
+            process: options of the ``jacobi`` process over Sudoku's settings
+            (:data:`ddsm.sudoku.process.SUDOKU_PROCESS`).
     """
 
     steps: int = 2000
@@ -106,10 +107,8 @@ def train_sudoku(
     Args:
         init_from: a Sudoku checkpoint folder whose saved (EMA) weights start the run; its model
             options must equal ``cfg.model``, except that it may have fewer blocks. Optimiser,
-            schedule and step count start afresh. A network trained without self-conditioning can
-            start a self-conditioned run (:func:`add_self_conditioning`), and a shallower one a
-            deeper run (:func:`deepen`), and a network without recurrent rounds a run with
-            them (:func:`add_rounds`: the tied block starts as the identity).
+            schedule and step count start afresh. A shallower network can start a deeper run
+            (:func:`deepen`), and a network without recurrent rounds a run with them (:func:`add_rounds`: the tied block starts as the identity).
         resume: continue the run saved in ``out_dir`` (raw weights, EMA, optimiser, noise
             generator, history, seconds) up to ``cfg.steps``; its model and process options must
             equal ``cfg``'s. Checkpoints are saved resumable.
@@ -123,27 +122,25 @@ def train_sudoku(
     if resume and (out_dir is None or not has_training_state(out_dir)):
         raise DDSMInputError(f"cannot resume: {out_dir} holds no resumable Sudoku checkpoint")
     amp = bool(cfg.amp and native_bf16(device))
-    process = PosteriorJacobiProcess(K=9, **cfg.process)
+    process = sudoku_process(**cfg.process)
     torch.manual_seed(cfg.seed)  # initial weights
     warm: dict[str, Any] = {}
     if init_from is None or resume:
-        model = SudokuDenoiser(process.in_channels, 9, self_condition=process.self_condition, **cfg.model)
+        model = SudokuDenoiser(process.in_channels, 9, **cfg.model)
     else:
-        prior = load_config(init_from)
+        prior = upgrade_config(load_config(init_from), str(init_from))
         prior_opts = prior["model"]["options"]
-        # A network trained without self-conditioning gains the estimate channel (unused at first),
-        # and a shallower one identity blocks (same function, more rounds to learn).
-        gains_estimate = process.self_condition and not prior_opts.get("self_condition", False)
+        # A shallower network gains identity blocks, one without rounds an identity tied block
+        # (same function, more rounds to learn).
         wanted = cfg.model.get("n_layers", prior_opts.get("n_layers"))
         rounds = int(cfg.model.get("rounds", 0))
         gains_rounds = rounds > 0 and not prior_opts.get("rounds", 0)
         base_opts = {**cfg.model, "n_layers": min(wanted, prior_opts.get("n_layers", wanted))}
         if gains_rounds:
             base_opts = {k: v for k, v in base_opts.items() if k not in ("rounds", "tied_after")}
-        base = SudokuDenoiser(9 if gains_estimate else process.in_channels, 9,
-                              self_condition=process.self_condition and not gains_estimate, **base_opts)
+        base = SudokuDenoiser(process.in_channels, 9, **base_opts)
         load_model_weights(init_from, base)  # checks names and shapes against cfg.model
-        model = add_self_conditioning(base) if gains_estimate else base
+        model = base
         if model.n_layers < wanted:
             model = deepen(model, wanted)
         if gains_rounds:
@@ -155,7 +152,7 @@ def train_sudoku(
     t_start = time.perf_counter()
     workers = min(16, os.cpu_count() or 1) if cfg.pool_size > 1024 else 1
     stream = GridStream(base_grids(cfg.pool_size, seed=cfg.seed, workers=workers), device=device)
-    process._train_tables, process._train_quantiles  # noqa: B018 - tabulate before timing steps
+    process.sample_noisy(torch.zeros(1, 1, dtype=torch.long), process.train_times[:1])  # tabulate before timing
     logger.info("pool of %d grids and tables ready in %.1f s", cfg.pool_size, time.perf_counter() - t_start)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -184,7 +181,7 @@ def train_sudoku(
     run_sum, run_n, step, before = 0.0, 0, 0, 0.0
     if resume:
         assert out_dir is not None
-        saved = load_config(out_dir)
+        saved = upgrade_config(load_config(out_dir), str(out_dir))
         for key, mine in (("model", model.config()), ("process", process.config())):
             if saved[key]["options"] != mine:
                 raise DDSMInputError(f"cannot resume {out_dir} with other {key} options: saved "
