@@ -1,6 +1,8 @@
 """Reward-guided design on the bundled models, judged by an oracle that never steered.
 
     OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --n-per-class 32
+    # any other process trained on the same data (bench/train_bundled.py --process masked ...):
+    OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --model runs/dhs4_masked --methods none,smc,svdd
 
 For every class of the bundled model, designs are drawn with each method (the shipped default
 classifier-free guidance alone; plus classifier guidance with the bundled oracle; plus SMC and
@@ -38,6 +40,8 @@ COLS = [("oracle_target_frac", "guide"), ("eval_oracle_target_frac", "judge"), (
 def main() -> None:
     ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--name", choices=sorted(KEYS), default="dhs4")
+    ap.add_argument("--model", default=None,
+                    help="run folder of a model trained on --name's data (default: the bundled model)")
     ap.add_argument("--n-per-class", type=int, default=32)
     ap.add_argument("--methods", default="none,classifier,smc,svdd")
     ap.add_argument("--particles", type=int, default=8)
@@ -49,7 +53,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     key = KEYS[args.name]
-    run = load_run(args.name)
+    run = load_run(args.model or args.name)
+    if run.classes != load_run(args.name).classes:
+        raise SystemExit(f"{args.model}: classes {run.classes} are not those of {args.name}")
     valid = read_fasta(DATA / args.name / "valid.fasta")
     train = read_fasta(DATA / args.name / "train.fasta")
     rng = np.random.default_rng(args.seed)
@@ -59,7 +65,7 @@ def main() -> None:
     valid = [r for r in valid if id(r) not in held]  # the reference of every row, the real row's excluded
     d = run.sampling_defaults
     steps, cfg = int(d.get("steps", 50)), float(d.get("guidance", 1.0)) if args.cfg is None else args.cfg
-    print(f"{args.name}: {args.n_per_class} designs per class, {steps} steps, CFG {cfg:g}, precision "
+    print(f"{args.name} ({run.process.name} model {args.model or 'bundled'}): {args.n_per_class} designs per class, {steps} steps, CFG {cfg:g}, precision "
           f"{d.get('precision', 'fp32')}; SMC/SVDD: {args.particles} particles, alpha {args.alpha:g}; "
           f"reference valid.fasta ({len(valid)}), novelty vs train.fasta ({len(train)})")
     header = f"{'method':22s} " + " ".join(f"{h:>8s}" for _, h in COLS) + f" {'s/design':>9s}"

@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--snapshot-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="network forward under bf16 autocast (fp32 weights)")
+    ap.add_argument("--process", default="jacobi",
+                    help="any registered process (the bundled models are jacobi; others for per-process benches)")
+    ap.add_argument("--model", default="conv", help="backbone (autoregressive needs a causal one: transformer)")
     ap.add_argument("--process-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="process options, e.g. output=score (JSON values)")
     ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
@@ -102,7 +105,7 @@ def main() -> None:
           f"{'resuming' if args.resume else 'starting'} towards step {args.steps} on {args.device} "
           f"({torch.get_num_threads()} threads)", flush=True)
     try:
-        _, summary = fit(train_ds, out, process_options=process_options,
+        _, summary = fit(train_ds, out, process=args.process, process_options=process_options, model=args.model,
                          model_options={"hidden": args.hidden, "n_blocks": args.blocks}, train_config=cfg,
                          valid=valid_ds, device=torch.device(args.device), resume=args.resume, on_step=on_step,
                          extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,

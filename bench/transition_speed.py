@@ -1,6 +1,11 @@
 """Speed of exact Jacobi transition draws + scores (ddsm.special.transition).
 
     PYTHONPATH=src python bench/transition_speed.py [--reps 3] [--threads N]
+    OMP_NUM_THREADS=1 python bench/transition_speed.py --distinct 20000 --reps 5 --threads 1
+
+``--distinct N``: N elements, each at its own time (log-uniform on [1e-3, 4], no time repeats),
+x0 = 1 / 0 alternating, (a, b) = (1, 3): microseconds per exact draw and per score (the
+DDSM-learning issue's goal: <= 10 us per draw), medians over ``--reps`` fresh sets of times.
 
 Workload: 1e5 elements = 500 rows x 200 positions, one time per row drawn log-uniformly on
 [1e-3, 4] (native clock), x0 = 1 for half the rows and 0 for the rest, (a, b) = (1, 3).
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -42,13 +48,34 @@ def draws_and_scores(x0: torch.Tensor, t: torch.Tensor, gen: torch.Generator) ->
     return t1 - t0, t2 - t1
 
 
+def distinct_times(n: int, reps: int) -> None:
+    """Per-element cost of draws and scores when no two elements share a time."""
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = math.log(1e-3), math.log(4.0)
+    x0 = (torch.arange(n) % 2).double()
+    jacobi_transition_sample(x0[:64], torch.full((64,), 0.1, dtype=torch.float64), A, B, generator=gen)  # imports
+    draw_us, score_us = [], []
+    for _ in range(reps):
+        t = torch.exp(lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64))
+        ts, tsc = draws_and_scores(x0, t, gen)
+        draw_us.append(1e6 * ts / n)
+        score_us.append(1e6 * tsc / n)
+        print(f"  {n} distinct times: {draw_us[-1]:.1f} us per draw, {score_us[-1]:.1f} us per score", flush=True)
+    print(f"distinct times, N = {n}, {torch.get_num_threads()} thread(s): median {statistics.median(draw_us):.1f} us "
+          f"per draw, {statistics.median(score_us):.1f} us per score (goal <= 10 us per draw)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
+    ap.add_argument("--distinct", type=int, default=0, help="only the distinct-times timing, with this many elements")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.distinct:
+        distinct_times(args.distinct, args.reps)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{ROWS} rows x {COLS} = {ROWS * COLS:.0e} elements, t ~ log-uniform[1e-3, 4]")
 

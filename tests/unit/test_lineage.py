@@ -300,3 +300,23 @@ def test_shipped_anchor_table_equals_the_multiprecision_series():
     assert anchor_table.lookup(0, float(anchors[0]) * 1.01, 4.0) is None  # not an anchor time
     lo, vals = _anchor_law(3, float(anchors[3]), 2.5)
     assert abs(sum(vals) - 1.0) < 1e-9 and lo >= 0
+
+
+@pytest.mark.parametrize("theta", [1.5, 4.0, 40.0])
+def test_direct_normal_draw_is_the_windowed_inverse_cdf(theta):
+    """normal_count inverts the normal regime's law without a table: for the same uniforms it
+    gives the counts that a search in the tabulated window gives (up to CDF rounding), so the
+    law of the draws is the tabulated one."""
+    rng = np.random.default_rng(3)
+    t = np.exp(rng.uniform(np.log(1e-3), np.log(0.0499), 4000))
+    u = rng.random(4000)
+    direct = L.normal_count(t, theta, u)
+    start, w = L.lineage_weights(t, theta)
+    cdf = np.cumsum(w, axis=1)
+    searched = start + (u[:, None] > cdf / cdf[:, -1:]).sum(1)
+    assert np.abs(direct - searched).max() <= 1
+    assert np.mean(direct == searched) > 0.999
+    # the tails are reached as the table has them: the extreme uniforms land on the window's ends
+    lo, hi = L._window(t[:3], theta)
+    np.testing.assert_array_equal(L.normal_count(t[:3], theta, np.zeros(3)), lo)
+    assert np.all(L.normal_count(t[:3], theta, np.full(3, 1 - 1e-17)) <= hi - 1)

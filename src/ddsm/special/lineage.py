@@ -28,7 +28,8 @@ from functools import lru_cache
 
 import mpmath
 import numpy as np
-from scipy.special import gammaln, ndtr
+import torch
+from scipy.special import gammaln
 
 T_FLOAT64 = 0.3
 T_NORMAL = 0.05
@@ -160,7 +161,7 @@ def _propagated(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """
     anchors = _anchors()
     which = np.clip(np.searchsorted(anchors, t, side="right") - 1, 0, len(anchors) - 1)
-    rows: list[np.ndarray] = [np.zeros(0)] * len(t)
+    laws: list[tuple[np.ndarray, np.ndarray]] = []  # (rows of t, their laws (S, width))
     for j in np.unique(which):
         sel = np.flatnonzero(which == j)
         lo, vals = _anchor_law(int(j), float(anchors[j]), theta)
@@ -172,23 +173,24 @@ def _propagated(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
         rate = big * (t[sel] - anchors[j])  # (S,) Poisson means
         n_max = int(rate.max() + 12.0 * math.sqrt(rate.max()) + 30)
         stay, move = 1.0 - lam / big, lam / big
-        log_rate = np.log(np.where(rate > 0, rate, 1.0))
-        acc = np.zeros((len(sel), len(q)))
+        # the chain (I + Q / Lambda)^n q for n = 0 .. n_max, shared by every time of this anchor
+        chain = np.empty((n_max + 1, len(q)))
         v = q.copy()
         for n in range(n_max + 1):
             if n > 0:
                 flow = v * move
                 v = v * stay
                 v[:-1] += flow[1:]
-            logp = -rate + n * log_rate - math.lgamma(n + 1)
-            weight = np.where(rate > 0, np.exp(logp), 1.0 if n == 0 else 0.0)
-            acc += weight[:, None] * v[None, :]
-        for r, i in enumerate(sel):
-            rows[i] = acc[r]
-    width = max(len(r) for r in rows)
-    w = np.zeros((len(t), width))
-    for i, r in enumerate(rows):
-        w[i, : len(r)] = r
+            chain[n] = v
+        # Poisson(n; rate) weights of every time at once, then one product over n
+        n_grid = np.arange(n_max + 1, dtype=np.float64)
+        log_rate = np.log(np.where(rate > 0, rate, 1.0))
+        pois = np.exp(-rate[:, None] + n_grid[None, :] * log_rate[:, None] - gammaln(n_grid + 1.0)[None, :])
+        pois[rate <= 0] = (n_grid == 0).astype(np.float64)
+        laws.append((sel, pois @ chain))
+    w = np.zeros((len(t), max(law.shape[1] for _, law in laws)))
+    for sel, law in laws:
+        w[sel, : law.shape[1]] = law
     return np.zeros(len(t), dtype=np.int64), w
 
 
@@ -200,8 +202,36 @@ def _normal(t: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = _window(t, theta)
     width = int((hi - lo).max())
     edges = lo[:, None] + np.arange(width + 1)[None, :] - 0.5  # m - 1/2 for m = lo .. lo + width
-    cdf = ndtr((edges - mean[:, None]) / sd[:, None])  # one normal CDF per edge, not two per cell
-    return lo, np.diff(cdf, axis=1)
+    z = torch.from_numpy((edges - mean[:, None]) / sd[:, None])
+    # One normal tail per edge (erfc: several times faster than ndtr), the tail on the edge's own
+    # side of the mean: c = P(Z > |z|). Cells on one side are differences of tails, which keeps
+    # the relative precision of small cells (a difference of two CDFs near 1 would lose it).
+    c = 0.5 * torch.special.erfc(z.abs() / math.sqrt(2.0))
+    left, right = z[:, :-1], z[:, 1:]
+    cells = torch.where(left >= 0, c[:, :-1] - c[:, 1:],  # both edges above the mean
+                        torch.where(right <= 0, c[:, 1:] - c[:, :-1],  # both below
+                                    1.0 - c[:, 1:] - c[:, :-1]))  # the cell holding the mean
+    cells = cells.clamp_min(0.0).numpy()
+    cells[np.arange(width)[None, :] >= (hi - lo)[:, None]] = 0.0  # each row's own window, padded
+    return lo, cells
+
+
+def normal_count(t: np.ndarray, theta: float, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws of the lineage count under the law of :func:`_normal` (times ``t (N,)``
+    below ``T_NORMAL``, uniforms ``u (N,)``) without tabulating it: O(1) per element.
+
+    That law is the normal N(mean - 1/6, var) rounded to the nearest integer and restricted to the
+    window [lo, hi); so M = round(x) for x the same normal truncated to [lo - 1/2, hi - 1/2),
+    drawn by inverting its CDF at u. Same law, and for the same u the same M as a search in the
+    tabulated window, up to rounding of the CDF (the window's cumulative sums round too).
+    """
+    mean, var = griffiths_moments(t, theta)
+    mean, sd = mean - 1.0 / 6.0, np.sqrt(var)
+    lo, hi = _window(t, theta)
+    zt = torch.from_numpy(np.stack([(lo - 0.5 - mean) / sd, (hi - 0.5 - mean) / sd]))
+    c_lo, c_hi = (0.5 * torch.special.erfc(-zt / math.sqrt(2.0))).numpy()
+    x = mean + sd * torch.special.ndtri(torch.from_numpy(c_lo + u * (c_hi - c_lo))).numpy()
+    return np.clip(np.floor(x + 0.5), lo, hi - 1)
 
 
 def lineage_weights(t: np.ndarray | float, theta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ everywhere.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from .. import rng as _rng
 
-from .lineage import lineage_weights
+from .lineage import T_NORMAL, lineage_weights, normal_count
 
 _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
 _WIDTH_RATIO = 1.25  # widths in one group differ by at most this factor (padding <= 25 %)
@@ -143,8 +144,22 @@ def _trimmed_weights(uniq: np.ndarray, theta: float) -> tuple[np.ndarray, np.nda
     return _CACHE[key]
 
 
-def _log_beta_fn(p: Tensor, q: Tensor) -> Tensor:
-    return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
+_LOG_BETA: dict[tuple[float, float, torch.device], Tensor] = {}
+
+
+def _log_beta_counts(m: Tensor, a: float, b: float) -> Tensor:
+    """log B(a + m, b) for integer lineage counts ``m`` (float64 of any shape), from a table of
+    m = 0, 1, ... per (a, b), grown on demand: three lgamma per window cell were most of the
+    cost of a score at distinct times (windows of hundreds of counts each)."""
+    key = (float(a), float(b), m.device)
+    need = int(m.max().item()) + 1 if m.numel() else 1
+    table = _LOG_BETA.get(key)
+    if table is None or table.shape[0] < need:
+        n = max(need, 2 * (0 if table is None else table.shape[0]), 1024)
+        grid = torch.arange(n, dtype=torch.float64, device=m.device)
+        table = torch.lgamma(a + grid) + math.lgamma(b) - torch.lgamma(a + b + grid)
+        _LOG_BETA[key] = table
+    return table[m.long()]
 
 
 #: times within this factor share a bucket when windows are computed from the times (window widths
@@ -185,7 +200,7 @@ def stats_at_one(y: Tensor, t: Tensor, a: float, b: float, *,
             return logp, mean_m
     win = windows if windows is not None else LineageWindows.of_times(t, a + b)
     # log q_m - log B(a + m, b): per unique time, independent of y
-    const = win.derived(("const", a, b), lambda: win.logw - _log_beta_fn(a + win.m, torch.full_like(win.m, b)))
+    const = win.derived(("const", a, b), lambda: win.logw - _log_beta_counts(win.m, a, b))
     logp = torch.empty_like(y)
     mean_m = torch.empty_like(y)
     logy, log1my = torch.log(y), torch.log1p(-y)
@@ -232,14 +247,20 @@ def draw_at_one(t: Tensor, a: float, b: float, *, generator: Optional[torch.Gene
 
     ``windows``: as in :func:`stats_at_one`."""
     if windows is None:
-        buckets = _time_buckets(t)
-        if len(buckets) > 1:
-            # one uniform per element in element order first, so the draws do not depend on the bucketing
-            u = _uniform(t.shape[0], t.device, generator)
-            M = torch.empty(t.shape[0], dtype=torch.float64, device=t.device)
-            for idx in buckets:
+        # one uniform per element in element order first, so the draws do not depend on the bucketing
+        u = _uniform(t.shape[0], t.device, generator)
+        M = torch.empty(t.shape[0], dtype=torch.float64, device=t.device)
+        small = t < T_NORMAL
+        if small.any():
+            # the normal regime's law is inverted directly: its windows are the widest (hundreds
+            # of counts at t = 1e-3), and a draw needs no window
+            M[small] = torch.from_numpy(normal_count(t[small].cpu().numpy(), a + b, u[small].cpu().numpy())).to(M)
+        rest = torch.nonzero(~small).flatten()
+        if len(rest):
+            for idx in _time_buckets(t[rest]):
+                idx = rest[idx]
                 M[idx] = _lineage_count(LineageWindows.of_times(t[idx], a + b), u[idx])
-            return beta_sample(a + M, torch.full_like(M, b), generator=generator)
+        return beta_sample(a + M, torch.full_like(M, b), generator=generator)
     win = windows if windows is not None else LineageWindows.of_times(t, a + b)
     M = _lineage_count(win, _uniform(t.shape[0], t.device, generator))
     return beta_sample(a + M, torch.full_like(M, b), generator=generator)
