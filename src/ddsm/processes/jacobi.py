@@ -179,25 +179,33 @@ class JacobiProcess(Process):
             self._tables.pop(oldest if oldest != b"train" else list(self._tables)[1])
         return stats, lineage, torch.from_numpy(np.asarray(inv).reshape(-1)).to(tau.device)
 
-    def stick_stats(self, v: Tensor, tau: Tensor) -> dict[str, Tensor]:
-        """Per-stick log-densities and scores of sticks ``v (B, L, K-1)`` at native ``tau (B,)`` under
-        each relation to a clean category (vertex 1, vertex 0, stationary): a dict of
-        ``(B, L, K-1)`` float64 (see :meth:`StickTables.stats`). Differentiable in ``v``.
+    def stick_stats(self, v: Tensor, tau: Tensor, *, scores: bool = True) -> dict[str, Tensor]:
+        """Per-stick log-densities and (with ``scores``) scores of sticks ``v (B, L, K-1)`` at
+        native ``tau (B,)`` under each relation to a clean category (vertex 1, vertex 0,
+        stationary): a dict of ``(B, L, K-1)`` float64 (see :meth:`StickTables.stats`).
+        Differentiable in ``v``.
 
-        The last result is kept: ``model_output`` and ``step`` ask for the same one."""
+        The last result is kept: ``model_output`` and ``step`` ask for the same one (the scores
+        are added to it when a later call needs them)."""
         memo = self._memo
         if memo is not None and memo[0] is v and memo[1] == v._version and torch.equal(memo[2], tau):
-            return memo[3]
+            stats = memo[3]
+            if scores and "score_one" not in stats:
+                B, L, K1 = v.shape
+                tables, _, rows = self._tables_at(tau)
+                more = tables.scores(v.reshape(B * L, K1).double(), rows.repeat_interleave(L))
+                stats.update({k: x.reshape(B, L, K1) for k, x in more.items()})
+            return stats
         B, L, K1 = v.shape
         tables, _, rows = self._tables_at(tau)
-        out = tables.stats(v.reshape(B * L, K1).double(), rows.repeat_interleave(L))
+        out = tables.stats(v.reshape(B * L, K1).double(), rows.repeat_interleave(L), scores=scores)
         stats = {k: x.reshape(B, L, K1) for k, x in out.items()}
         self._memo = (v, v._version, tau.detach().clone(), stats)
         return stats
 
     def local_loglik(self, v: Tensor, tau: Tensor) -> Tensor:
         """log q_tau(v_l | k) for every position and category: ``(B, L, K)`` float64 (tabulated)."""
-        return category_loglik(self.stick_stats(v, tau))
+        return category_loglik(self.stick_stats(v, tau, scores=False))
 
     # ------------------------------------------------------------------ network interface
     @property

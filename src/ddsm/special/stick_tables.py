@@ -99,50 +99,73 @@ class StickTables:
                 sticks.append(_vertex_rows(self.taus * si, float(pa), float(pb), self.log_r))
             per_vertex.append(torch.stack(sticks, dim=1))  # (n_tau, K-1, n_r, 3)
         self.values = torch.stack(per_vertex, dim=1)
-        self._on: dict[torch.device, Tensor] = {}
+        self._on: dict[tuple[torch.device, int], Tensor] = {}
 
-    def _table(self, device: torch.device) -> Tensor:
-        """The values as ``(n_tau * 2 * (K-1) * n_r, 4)`` rows on ``device`` (one gather per lookup)."""
-        if device not in self._on:
-            self._on[device] = self.values.reshape(-1, 4).to(device)
-        return self._on[device]
+    def _table(self, device: torch.device, part: int) -> Tensor:
+        """Channels ``2 part, 2 part + 1`` of the values (part 0: G and its slope, part 1: E[M | y]
+        and its slope) as ``(n_tau * 2 * (K-1) * n_r, 2)`` rows on ``device``: training reads
+        only the log-densities, so it gathers half the bytes."""
+        key = (device, part)
+        if key not in self._on:
+            self._on[key] = self.values[..., 2 * part : 2 * part + 2].reshape(-1, 2).contiguous().to(device)
+        return self._on[key]
 
-    def _lookup(self, rows: Tensor, vertex: int, r: Tensor) -> tuple[Tensor, Tensor]:
-        """G and E[M | y] at ``r (N, K-1)`` for time rows ``rows (N,)``: two ``(N, K-1)``."""
-        vals = self._table(r.device)
+    def _cells(self, rows: Tensor, vertex: int, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat table row of the lower end of each element's log r cell ``(N, K-1)`` long, and
+        the position in that cell ``(N, K-1)`` in [0, 1]."""
         K1 = r.shape[1]
         x0, h = float(self.log_r[0]), float(self.log_r[1] - self.log_r[0])
         f = ((torch.log(r) - x0) / h).clamp(0.0, _N_R - 1.0)
         i = f.floor().long().clamp(0, _N_R - 2)
-        s = f - i
         # flat row of (time, vertex, stick, log r cell): one index_select for both cell ends
         cell = ((rows[:, None] * 2 + vertex) * K1 + torch.arange(K1, device=r.device)[None, :]) * _N_R + i
-        both = vals.index_select(0, torch.cat([cell.reshape(-1), cell.reshape(-1) + 1]))
-        lo, hi = both.view(2, *cell.shape, 4).unbind(0)  # (N, K-1, 4) each
-        # cubic Hermite basis: values and exact slopes at both ends
-        s2, s3 = s * s, s * s * s
-        h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, (s3 - 2 * s2 + s) * h, -2 * s3 + 3 * s2, (s3 - s2) * h
-        g = h00 * lo[..., 0] + h10 * lo[..., 1] + h01 * hi[..., 0] + h11 * hi[..., 1]
-        em = h00 * lo[..., 2] + h10 * lo[..., 3] + h01 * hi[..., 2] + h11 * hi[..., 3]
-        return g, em
+        return cell, f - i
 
-    def stats(self, v: Tensor, rows: Tensor) -> dict[str, Tensor]:
+    def _lookup(self, cells: tuple[Tensor, Tensor], part: int) -> Tensor:
+        """G (``part`` 0) or E[M | y] (1) at the cells of :meth:`_cells`, by cubic Hermite
+        interpolation with the exact slopes: ``(N, K-1)``."""
+        cell, s = cells
+        vals = self._table(cell.device, part)
+        flat = cell.reshape(-1)
+        lo, hi = vals.index_select(0, torch.cat([flat, flat + 1])).view(2, *cell.shape, 2).unbind(0)
+        h = float(self.log_r[1] - self.log_r[0])
+        # the cubic Hermite interpolant in Horner form: p0 + s (m0 + s (c2 + s c3))
+        p0, d = lo[..., 0], hi[..., 0] - lo[..., 0]
+        m0, m1 = lo[..., 1] * h, hi[..., 1] * h
+        c3 = m0 + m1 - 2.0 * d
+        c2 = d - m0 - c3
+        return p0 + s * (m0 + s * (c2 + s * c3))
+
+    def stats(self, v: Tensor, rows: Tensor, *, scores: bool = True) -> dict[str, Tensor]:
         """Per-stick statistics of sticks ``v (N, K-1)`` float64 at table times ``rows (N,)`` long.
 
         Returns ``(N, K-1)`` float64 tensors: ``logp_one``, ``logp_zero``, ``logp_stat`` (log
-        densities of the stick at vertex 1, at vertex 0, stationary) and ``score_one``,
-        ``score_zero``, ``score_stat`` (their derivatives in v).
+        densities of the stick at vertex 1, at vertex 0, stationary) and, with ``scores``,
+        ``score_one``, ``score_zero``, ``score_stat`` (their derivatives in v). Training needs
+        only the log-densities (the network's input and the loss); the sampler also the scores.
         """
         a = torch.as_tensor(self.a, device=v.device)
         b = torch.as_tensor(self.b, device=v.device)
         log_v, log_1mv = torch.log(v), torch.log1p(-v)
-        g1, m1 = self._lookup(rows, 0, -log_v)
-        g0, m0 = self._lookup(rows, 1, -log_1mv)
+        c1, c0 = self._cells(rows, 0, -log_v), self._cells(rows, 1, -log_1mv)
         log_beta_ab = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
-        return {
-            "logp_one": g1 + (b - 1.0) * log_1mv,
-            "logp_zero": g0 + (a - 1.0) * log_v,
+        out = {
+            "logp_one": self._lookup(c1, 0) + (b - 1.0) * log_1mv,
+            "logp_zero": self._lookup(c0, 0) + (a - 1.0) * log_v,
             "logp_stat": (a - 1.0) * log_v + (b - 1.0) * log_1mv - log_beta_ab,
+        }
+        if scores:
+            out.update(self.scores(v, rows, cells=(c1, c0)))
+        return out
+
+    def scores(self, v: Tensor, rows: Tensor, *, cells: Optional[tuple] = None) -> dict[str, Tensor]:
+        """The ``score_*`` entries of :meth:`stats` alone (``cells``: that call's, if at hand)."""
+        a = torch.as_tensor(self.a, device=v.device)
+        b = torch.as_tensor(self.b, device=v.device)
+        c1, c0 = cells if cells is not None else (self._cells(rows, 0, -torch.log(v)),
+                                                   self._cells(rows, 1, -torch.log1p(-v)))
+        m1, m0 = self._lookup(c1, 1), self._lookup(c0, 1)
+        return {
             "score_one": (a - 1.0 + m1) / v - (b - 1.0) / (1.0 - v),
             "score_zero": (a - 1.0) / v - (b - 1.0 + m0) / (1.0 - v),
             "score_stat": (a - 1.0) / v - (b - 1.0) / (1.0 - v),
