@@ -91,6 +91,24 @@ def test_tabulated_statistics_match_the_exact_law(K):
         torch.testing.assert_close(tab[key], ex[key], rtol=1e-5, atol=1e-5 * float(ex[key].abs().max()))
 
 
+def test_log_densities_alone_then_scores_equal_the_full_statistics():
+    """Training asks for the log-densities only; the sampler's later call on the same sticks adds
+    the scores to the kept result, equal to computing everything at once."""
+    p = build_process("jacobi", 5)
+    g = torch.Generator().manual_seed(4)
+    t = torch.tensor([0.05, 0.3, 0.9])
+    v = p.sample_noisy(torch.randint(0, 5, (3, 7), generator=g), t, generator=g).xt
+    tau = p.native_time(t)
+    part = p.stick_stats(v, tau, scores=False)
+    assert set(part) == {"logp_one", "logp_zero", "logp_stat"}
+    full = p.stick_stats(v, tau)
+    p._memo = None  # from scratch
+    fresh = p.stick_stats(v.clone(), tau)
+    assert set(full) == set(fresh) and len(full) == 6
+    for key in fresh:
+        torch.testing.assert_close(full[key], fresh[key], rtol=0, atol=0)
+
+
 def test_zero_correction_is_exactly_log2_k_bits_on_uniform_data():
     K = 4
     p = build_process("jacobi", K)
