@@ -447,6 +447,27 @@ class JacobiProcess(Process):
         nll = -log_p + log_norm
         return nll / (L * math.log(2.0))
 
+    def drift_parts(self, model: ModelFn, v: Tensor, u: Tensor, cond: Optional[Tensor] = None, *,
+                    split: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        """Native-time probability-flow drift ``(B, L, K-1)`` float64 at sticks ``v`` (a float64
+        leaf that requires grad) and public time ``u (B,)``, and (with ``split``) the same drift
+        with the network's correction held fixed (None when not asked for or when the output
+        cannot be split, e.g. an exact model).
+
+        The second part depends on each position's own sticks only (the exact local evidence and
+        stick statistics), so its Jacobian is block-diagonal and its divergence exact at K - 1
+        backward passes; only the network's part is left to Hutchinson's estimator
+        (``ddsm.sampling.likelihood``), which removes the within-position noise."""
+        tau = self.native_time(u)
+        if not split or getattr(model, "takes_state", False):
+            out = self.model_output(model, v, u.float(), cond)
+            return self.prob_flow_drift(self.score_from_output(out, v, tau), v), None
+        loglik = self.local_loglik(v, tau)
+        c = model(self.features(loglik), u.float(), cond)
+        full = self.score_from_output(self.posterior_logits(loglik, c), v, tau)
+        local = self.score_from_output(self.posterior_logits(loglik, c.detach()), v, tau)
+        return self.prob_flow_drift(full, v), self.prob_flow_drift(local, v)
+
     def prob_flow_drift(self, score: Tensor, v: Tensor) -> Tensor:
         """Native-time drift of the probability-flow ODE (forward in tau), ``(B, L, K-1)``:
         s_i [ (a (1 - v) - b v) / 2 - (1 - 2 v) / 2 - v (1 - v) score / 2 ]."""

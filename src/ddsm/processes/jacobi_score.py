@@ -70,6 +70,12 @@ class JacobiScoreProcess(JacobiProcess):
         """A score has no x0 prediction: the simplex point's argmax (as ``decode``)."""
         return self.decode(xt)
 
+    def drift_parts(self, model: ModelFn, v: Tensor, u: Tensor, cond: Optional[Tensor] = None, *,
+                    split: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        """The drift (see :meth:`JacobiProcess.drift_parts`); a score network has no local part."""
+        out = self.model_output(model, v, u.float(), cond)
+        return self.prob_flow_drift(self.score_from_output(out, v, self.native_time(u)), v), None
+
     # ------------------------------------------------------------------ score normalisation
     @property
     def _lambda_table(self) -> tuple[Tensor, Tensor]:
