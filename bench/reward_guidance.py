@@ -93,7 +93,7 @@ def main() -> None:
         for c in run.classes:
             res = design(run, args.n_per_class, class_name=c, **kw)
             recs += [Record(f"{c}_{i}", s, {key: c}) for i, s in enumerate(res.sequences) if s is not None]
-        report({"none": f"CFG {cfg:g}" + (" (shipped)" if args.cfg is None else ""), "classifier": f"+ classifier w={args.classifier_weight:g}",
+        report({"none": f"CFG {cfg:g}" + (" (shipped)" if args.cfg is None and args.model is None else ""), "classifier": f"+ classifier w={args.classifier_weight:g}",
                 "smc": f"+ SMC P={args.particles}", "svdd": f"+ SVDD M={args.particles}"}[method], recs,
                (time.time() - t0) / max(1, len(recs)))
 
