@@ -14,7 +14,9 @@ What it runs is ``ddsm train`` with these settings (the CLI equivalent, minus th
 
 - Learning rate: linear warm-up, then constant (``schedule="constant"``), so a run can be extended
   to any number of steps by resuming with a larger ``--steps``; EMA weights (decay 0.999) are what
-  is evaluated and shipped.
+  is evaluated and shipped. To finish, copy the run folder (the copy stays extendable) and resume
+  it with ``--steps S+N --cooldown N``: the rate falls linearly to 0 over those last N steps
+  (warm-up, stable, decay).
 - The checkpoint (EMA weights, optimiser, data order, RNG state) is written every
   ``--checkpoint-every`` steps; SIGTERM/SIGINT write one before exiting. ``--resume`` continues
   bit-for-bit from it.
@@ -60,6 +62,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--cooldown", type=int, default=0,
+                    help="fall linearly to lr 0 over the last N of --steps (resume a pre-cooldown copy of the run "
+                         "with a larger --steps to extend it again)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--checkpoint-every", type=int, default=250)
     ap.add_argument("--snapshot-every", type=int, default=1000)
@@ -82,7 +87,7 @@ def main() -> None:
     seed_everything(args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                       eval_every=args.eval_every, eval_batches=8, checkpoint_every=args.checkpoint_every,
-                      seed=args.seed, schedule="constant", ema_decay=args.ema, label_dropout=0.1,
+                      seed=args.seed, schedule="constant", cooldown_steps=args.cooldown, ema_decay=args.ema, label_dropout=0.1,
                       log_every=50, bf16=args.bf16)
     snaps = out / "snapshots"
     t0 = time.time()

@@ -202,7 +202,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
     train_cfg.setdefault("seed", 0)
     if args.checkpoint_every is not None:
         train_cfg["checkpoint_every"] = args.checkpoint_every
-    for key in ("grad_accum", "bf16", "compile"):
+    for key in ("grad_accum", "bf16", "compile", "cooldown_steps"):
         if getattr(args, key) is not None:
             train_cfg[key] = getattr(args, key)
     try:
@@ -785,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", dest="batch_size", type=int, default=None,
                    help="sequences per optimiser step, over all processes (default 64)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-3)")
+    t.add_argument("--cooldown-steps", dest="cooldown_steps", type=int, default=None,
+                   help="fall linearly to lr 0 over the last N steps (warm-up, stable, decay; default 0); "
+                        "to extend such a run later, resume a copy saved before its cooldown")
     t.add_argument("--seed", type=int, default=None, help="seeds every random generator (default 0)")
     t.add_argument("--config", default=None, help="JSON file with 'process', 'model', 'train' sections")
     t.add_argument("--set-process", dest="process_set", action="append", default=[], metavar="KEY=VALUE",

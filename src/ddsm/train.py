@@ -73,7 +73,7 @@ SCHEDULES = ("constant", "cosine")
 
 #: TrainConfig fields that may change between a run and its resumption without affecting the
 #: weights trained so far (the others are reported; batch_size and seed change the data order).
-_RESUME_FREE = ("steps", "log_every", "eval_every", "eval_batches", "checkpoint_every", "grad_accum", "compile")
+_RESUME_FREE = ("steps", "cooldown_steps", "log_every", "eval_every", "eval_batches", "checkpoint_every", "grad_accum", "compile")
 _RESUME_FIXED = ("batch_size", "seed")
 
 #: stream tags mixed into the per-micro-batch seeds (see the module docstring)
@@ -103,6 +103,11 @@ class TrainConfig:
             validation (seed + 2).
         log_every: record the mean training loss every this many steps; 0: only at evaluations.
         schedule: ``"constant"`` or ``"cosine"`` (to 0 at ``steps``) after the warm-up.
+        cooldown_steps: with the constant schedule, fall linearly to 0 over the last this many
+            steps before ``steps`` (warm-up, stable, decay). A run is extended at constant rate and
+            cooled down only at its end, so a long run keeps the annealing gain without fixing
+            its length in advance: resume a pre-cooldown checkpoint with a larger ``steps`` and
+            ``cooldown_steps`` set. 0: no cooldown.
         label_dropout: with class labels, the probability that a training label is replaced by the
             null class (id ``n_classes``), so one network learns the conditional and the
             unconditional model that classifier-free guidance combines.
@@ -128,13 +133,14 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     schedule: str = "constant"
+    cooldown_steps: int = 0
     label_dropout: float = 0.1
     grad_accum: int = 1
     bf16: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "warmup_steps", "eval_every", "checkpoint_every", "log_every", "seed"):
+        for name in ("steps", "warmup_steps", "eval_every", "checkpoint_every", "log_every", "seed", "cooldown_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "eval_batches", "grad_accum"):
@@ -150,6 +156,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.cooldown_steps and self.schedule != "constant":
+            raise ValueError("TrainConfig.cooldown_steps needs schedule='constant' (cosine already decays)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of all fields."""
@@ -170,13 +178,18 @@ class TrainConfig:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate for the ``step``-th update (1-based): linear warm-up, then constant or cosine."""
+    """Learning rate for the ``step``-th update (1-based): linear warm-up, then constant (with an
+    optional linear cooldown to 0 over the last ``cooldown_steps``) or cosine."""
     if config.warmup_steps > 0 and step <= config.warmup_steps:
         return config.lr * step / config.warmup_steps
     if config.schedule == "cosine":
         span = max(1, config.steps - config.warmup_steps)
         progress = min(1.0, (step - config.warmup_steps) / span)
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if config.cooldown_steps > 0:
+        # step == steps gets lr / cooldown_steps, not 0: the last update still moves the weights.
+        left = config.steps - step + 1
+        return config.lr * min(1.0, max(0.0, left / config.cooldown_steps))
     return config.lr
 
 

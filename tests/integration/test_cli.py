@@ -203,13 +203,16 @@ def test_resume_continues_to_new_step_count(cli, trained_model, data_dir, tmp_pa
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_model, ckpt)
     # only the new step count: model, batch size and seed come from the saved run
-    res = cli("train", "--data", data_dir / "train.fasta", "--out", ckpt, "--resume", "--steps", "30", *CPU)
+    # ... and a cooldown over the new steps (warm-up, stable, decay)
+    res = cli("train", "--data", data_dir / "train.fasta", "--out", ckpt, "--resume", "--steps", "30",
+              "--cooldown-steps", "10", *CPU)
     assert res.code == 0, res.err
     cfg = json.loads((ckpt / "config.json").read_text())
-    assert cfg["step"] == 30 and cfg["train"]["steps"] == 30
+    assert cfg["step"] == 30 and cfg["train"]["steps"] == 30 and cfg["train"]["cooldown_steps"] == 10
     assert cfg["model"]["name"] == "mlp" and cfg["model"]["options"]["hidden"] == 16
     history = json.loads((ckpt / "history.json").read_text())
     assert [h["step"] for h in history][-2:] == [20, 30]
+    assert history[-1]["lr"] == pytest.approx(cfg["train"]["lr"] / 10)  # the last of 10 cooldown steps
 
 
 def test_output_exists_force_replaces(cli, trained_model, tmp_path):

@@ -150,6 +150,20 @@ def test_lr_schedule() -> None:
     assert lr_at(1, const) == lr_at(10, const) == 1.0
 
 
+def test_cooldown_schedule_is_constant_then_linear_to_zero() -> None:
+    # warm-up 2, stable, cooldown over the last 4 of 10 steps (7..10): lr x 4/4, 3/4, 2/4, 1/4
+    cfg = TrainConfig(steps=10, lr=2.0, warmup_steps=2, cooldown_steps=4)
+    assert [lr_at(s, cfg) for s in range(1, 11)] == pytest.approx(
+        [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.5, 1.0, 0.5])
+    # extending the run moves the cooldown with it: step 7 is stable again
+    longer = TrainConfig(steps=20, lr=2.0, warmup_steps=2, cooldown_steps=4)
+    assert lr_at(7, longer) == 2.0 and lr_at(20, longer) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="cooldown"):
+        TrainConfig(schedule="cosine", cooldown_steps=5)
+    with pytest.raises(ValueError, match="cooldown"):
+        TrainConfig(cooldown_steps=-1)
+
+
 def test_seeding_and_rng_state() -> None:
     g1 = seed_everything(3)
     a = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=g1).item())
