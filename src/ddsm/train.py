@@ -180,17 +180,18 @@ class TrainConfig:
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate for the ``step``-th update (1-based): linear warm-up, then constant (with an
     optional linear cooldown to 0 over the last ``cooldown_steps``) or cosine."""
+    # a cooldown that overlaps the warm-up (short runs) multiplies it
+    cool = 1.0
+    if config.cooldown_steps > 0:
+        # step == steps gets lr / cooldown_steps, not 0: the last update still moves the weights.
+        cool = min(1.0, max(0.0, (config.steps - step + 1) / config.cooldown_steps))
     if config.warmup_steps > 0 and step <= config.warmup_steps:
-        return config.lr * step / config.warmup_steps
+        return config.lr * step / config.warmup_steps * cool
     if config.schedule == "cosine":
         span = max(1, config.steps - config.warmup_steps)
         progress = min(1.0, (step - config.warmup_steps) / span)
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if config.cooldown_steps > 0:
-        # step == steps gets lr / cooldown_steps, not 0: the last update still moves the weights.
-        left = config.steps - step + 1
-        return config.lr * min(1.0, max(0.0, left / config.cooldown_steps))
-    return config.lr
+    return config.lr * cool
 
 
 class EpochSampler:

@@ -158,6 +158,8 @@ def test_cooldown_schedule_is_constant_then_linear_to_zero() -> None:
     # extending the run moves the cooldown with it: step 7 is stable again
     longer = TrainConfig(steps=20, lr=2.0, warmup_steps=2, cooldown_steps=4)
     assert lr_at(7, longer) == 2.0 and lr_at(20, longer) == pytest.approx(0.5)
+    overlap = TrainConfig(steps=4, lr=1.0, warmup_steps=4, cooldown_steps=2)  # warm-up x cooldown
+    assert [lr_at(s, overlap) for s in range(1, 5)] == pytest.approx([0.25, 0.5, 0.75, 0.5])
     with pytest.raises(ValueError, match="cooldown"):
         TrainConfig(schedule="cosine", cooldown_steps=5)
     with pytest.raises(ValueError, match="cooldown"):
