@@ -138,6 +138,30 @@ def test_conv_handles_lengths_shorter_than_receptive_field():
         assert model(x, t).shape == (2, L, 5)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # the Conv1d reference, even kernel
+@pytest.mark.parametrize("kernel_size,dilation", [(9, 1), (9, 4), (4, 3), (1, 1)])
+def test_conv_block_channels_last_conv_equals_conv1d(kernel_size, dilation):
+    """The block's height-1 conv2d (a layout choice for speed) is Conv1d's 'same' conv, values and
+    gradients, odd and even kernels included."""
+    from ddsm.models.conv import _ConvBlock
+
+    torch.manual_seed(0)
+    block = _ConvBlock(8, kernel_size, dilation, 0.0).double()
+    h = torch.randn(3, 11, 8, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(3, 8, dtype=torch.float64)
+
+    def reference(h: Tensor) -> Tensor:
+        y = block.conv(h.transpose(1, 2)).transpose(1, 2) + block.dense(c)[:, None, :]
+        return h + torch.nn.functional.gelu(block.norm(y))
+
+    got, want = block(h, c), reference(h)
+    assert torch.allclose(got, want, atol=1e-12)
+    g_got = torch.autograd.grad(got.square().sum(), (h, block.conv.weight))
+    g_want = torch.autograd.grad(want.square().sum(), (h, block.conv.weight))
+    for a, b in zip(g_got, g_want):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_transformer_rejects_too_long_input():
     model = _make("transformer", dict(SMALL["transformer"], max_len=8))
     x, t = _inputs(L=9)

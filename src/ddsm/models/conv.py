@@ -12,6 +12,12 @@ from .base import Denoiser, upcast
 from .embeddings import ConditionEmbedding
 
 
+def _same_padding(kernel_size: int, dilation: int) -> tuple[int, int]:
+    """Left and right padding of PyTorch's ``padding="same"`` (stride 1)."""
+    total = dilation * (kernel_size - 1)
+    return total // 2, total - total // 2
+
+
 class _ConvBlock(nn.Module):
     """``h (B, L, C), c (B, C) -> (B, L, C)``: conv, + dense(c), LayerNorm, GELU, residual."""
 
@@ -25,7 +31,19 @@ class _ConvBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
-        y = self.conv(h.transpose(1, 2)).transpose(1, 2)
+        # The conv runs as a height-1 conv2d in channels-last layout: (B, L, C) memory *is* a
+        # channels-last (B, C, 1, L) tensor, so nothing is copied on the way in or out, and the
+        # CPU's channels-last kernels (oneDNN) are ~1.5-2x faster than conv1d on the transposed,
+        # non-contiguous input (bench/conv_layout.py). Same weights, same maths as ``self.conv``.
+        conv = self.conv
+        x = h.transpose(1, 2).unsqueeze(2)
+        w = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        d = conv.dilation[0]
+        left, right = _same_padding(conv.kernel_size[0], d)
+        if left != right:  # even kernel, odd dilation: 'same' pads one more on the right
+            x, left = F.pad(x, (left, right)), 0
+        y = F.conv2d(x, w, conv.bias, padding=(0, left), dilation=(1, d))
+        y = y.squeeze(2).transpose(1, 2)  # (B, L, C), contiguous
         y = y + self.dense(c)[:, None, :]
         return h + self.drop(F.gelu(self.norm(y)))
 
