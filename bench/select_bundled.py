@@ -4,7 +4,7 @@
         [--steps 50,100] [--n-per-class 64] [--ship]
 
 For every snapshot in ``RUN/snapshots`` (the last ``--last`` of them) and every guidance weight and
-step count: design ``--n-per-class`` sequences per class (classifier-free guidance; seed fixed, so
+step count (and ``--intervals``, the public-time window where guidance is applied): design ``--n-per-class`` sequences per class (classifier-free guidance; seed fixed, so
 every candidate sees the same noise), then evaluate them against the same number of ``valid.fasta``
 sequences per class with the bundled oracle, k-mer spectra, the real-vs-designed discriminator and
 diversity. Only train/valid are read; the test splits stay unseen.
@@ -18,9 +18,11 @@ issue (target-class rate >= 0.9 x real, 4-mer JS <= 1.3 x real, AUROC <= 0.65, d
 real, nothing memorised), or the best score if none does. Selection score (higher is better):
 
     oracle_target_frac / real_rate - 0.5 * max(0, kmer4_js / real_js4 - 1) - max(0, disc_auroc - 0.5)
+        - 0.5 * max(0, class_auroc - real_class_auroc)
 
 i.e. the target-class rate relative to real sequences', penalised for 4-mer spectra further from
-valid than real-vs-real and for discriminability. The table and the choice go to
+valid than real-vs-real, for discriminability, and for discriminability within each class
+(``class_auroc``: the per-class discriminator AUROC averaged over classes). The table and the choice go to
 ``RUN/selection.json``; ``--ship`` copies the chosen snapshot to
 ``src/ddsm/resources/models/NAME`` with its sampling defaults (``sampling`` in config.json) and the
 run's curve.
@@ -61,8 +63,25 @@ def per_class_subset(records: list, key: str, n: int, seed: int) -> list:
     return out
 
 
+def parse_interval(text: str):
+    """``LO:HI`` -> (lo, hi); ``0:1`` (every step) -> None."""
+    lo, hi = (float(v) for v in text.split(":"))
+    return None if (lo <= 0.0 and hi >= 1.0) else (lo, hi)
+
+
+def interval_text(iv) -> str:
+    return "0:1" if iv is None else f"{iv[0]:g}:{iv[1]:g}"
+
+
 def row_of(ev) -> dict:
-    return {m: float(ev.table.loc["all", m]) for m in METRICS}
+    """The all-class metrics, plus the per-class discriminator AUROC and 4-mer JS averaged over
+    classes (``class_auroc``, ``class_kmer4_js``): guidance can buy the class by exaggerating each
+    class's composition, which the pooled spectrum averages away."""
+    row = {m: float(ev.table.loc["all", m]) for m in METRICS}
+    per_class = ev.table.drop(index="all", errors="ignore")
+    for col, name in (("disc_auroc", "class_auroc"), ("kmer4_js", "class_kmer4_js")):
+        row[name] = float(per_class[col].astype(float).mean()) if len(per_class) else math.nan
+    return row
 
 
 def rate(m: dict) -> float:
@@ -81,8 +100,10 @@ def meets_goals(m: dict, real: dict) -> bool:
 
 
 def selection_score(m: dict, real: dict) -> float:
+    per_class = m.get("class_auroc", math.nan) - real.get("class_auroc", math.nan)
     return (rate(m) / rate(real)
-            - 0.5 * max(0.0, m["kmer4_js"] / real["kmer4_js"] - 1.0) - max(0.0, m["disc_auroc"] - 0.5))
+            - 0.5 * max(0.0, m["kmer4_js"] / real["kmer4_js"] - 1.0) - max(0.0, m["disc_auroc"] - 0.5)
+            - (0.5 * max(0.0, per_class) if math.isfinite(per_class) else 0.0))
 
 
 def sweep_command(args: argparse.Namespace) -> str:
@@ -98,6 +119,7 @@ def ship(args: argparse.Namespace, run_dir: Path, base: dict, rows: list, best: 
     cfg = json.loads((src / "config.json").read_text())
     cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
                        **({"classifier_guidance": best["classifier_guidance"]} if best.get("classifier_guidance") else {}),
+                       **({"guidance_interval": best["guidance_interval"]} if best.get("guidance_interval") else {}),
                        "selected_by": selected_by}
     dest.mkdir(parents=True, exist_ok=True)
     # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
@@ -122,6 +144,9 @@ def main() -> None:
     ap.add_argument("--snapshots", default="", help="comma-separated snapshot names instead of --last")
     ap.add_argument("--guidance", default="0,1,2,3")
     ap.add_argument("--steps", default="100")
+    ap.add_argument("--intervals", default="0:1",
+                    help="comma-separated guidance intervals LO:HI in public time (0:1 = every step; see "
+                         "ddsm sample --guidance-interval)")
     ap.add_argument("--classifier-guidance", dest="classifier_guidance", default="0",
                     help="comma-separated classifier-guidance weights (the bundled oracle steers; the choice is "
                          "then judged by the independent evaluation oracle)")
@@ -155,34 +180,39 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'judge':>7s} "
-          f"{'4-mer JS':>8s} {'AUROC':>6s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'judge':>7s} "
+          f"{'4-mer JS':>8s} {'AUROC':>6s} {'cAUROC':>6s} {'cJS4':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
     for snap in snaps:
         run = load_run(snap)
-        for steps, prec, w, cg in [(int(s), p, float(x), float(c)) for s in args.steps.split(",")
-                                   for p in args.precision.split(",") for x in args.guidance.split(",")
-                                   for c in args.classifier_guidance.split(",")]:
+        for steps, prec, w, cg, iv in [(int(s), p, float(x), float(c), parse_interval(i))
+                                       for s in args.steps.split(",") for p in args.precision.split(",")
+                                       for x in args.guidance.split(",") for c in args.classifier_guidance.split(",")
+                                       for i in args.intervals.split(",")]:
             gen = seed_everything(args.seed)
             t0 = time.time()
             recs = []
             for cls in run.classes:
                 res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen,
-                             batch_size=args.n_per_class, precision=prec, classifier_guidance=cg)
+                             batch_size=args.n_per_class, precision=prec, classifier_guidance=cg,
+                             guidance_interval=iv)
                 recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
             t_design = time.time() - t0
             m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
             sc = selection_score(m, base)
             rows.append({"snapshot": snap.name, "guidance": w, "classifier_guidance": cg, "steps": steps,
-                         "precision": prec, **m, "score": sc, "meets_goals": meets_goals(m, base),
+                         "precision": prec, "guidance_interval": None if iv is None else list(iv), **m, "score": sc, "meets_goals": meets_goals(m, base),
                          "design_seconds": t_design})
-            print(f"{snap.name:>12s} {w:4g} {cg:4g} {steps:5d} {prec:>4s} {m['oracle_target_frac']:7.3f} "
+            print(f"{snap.name:>12s} {w:4g} {cg:4g} {interval_text(iv):>7s} {steps:5d} {prec:>4s} "
+                  f"{m['oracle_target_frac']:7.3f} "
                   f"{m['eval_oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
-                  f"{m['disc_auroc']:6.3f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
+                  f"{m['disc_auroc']:6.3f} {m['class_auroc']:6.3f} {m['class_kmer4_js']:6.4f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
                   f"{t_design:5.0f}", flush=True)
     # among the candidates that meet every goal the best score; if none does, the best score
     best = max(rows, key=lambda r: (r["meets_goals"], r["score"]))
-    print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} steps {best['steps']} {best['precision']} "
+    print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} classifier guidance "
+          f"{best['classifier_guidance']:g} interval {interval_text(best.get('guidance_interval'))} "
+          f"steps {best['steps']} {best['precision']} "
           f"(score {best['score']:.3f})")
     (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best,
                                                        "selected_by": sweep_command(args)}, indent=1))

@@ -273,7 +273,7 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
              dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
              progress: Optional[Callable[[Iterable], Iterable]], track: Optional[np.ndarray] = None,
              output_hook: Optional[Callable[..., torch.Tensor]] = None, precision: str = "fp32",
-             reward: Optional[Any] = None):
+             reward: Optional[Any] = None, guidance_interval: Optional[tuple[float, float]] = None):
     """A ``DrawFn`` for ``constrained_design``: rows (with their design ids) with per-row fixed
     tokens/masks -> strings.
 
@@ -293,7 +293,7 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
     if guidance > 0:
         if not run.classes or label is None:
             raise DDSMInputError("--guidance needs a class-conditional model and --class")
-        model = ClassifierFreeGuidance(model, guidance, null_class=len(run.classes))
+        model = ClassifierFreeGuidance(model, guidance, null_class=len(run.classes), interval=guidance_interval)
     L = run.seq_len
     track_t = None if track is None else torch.as_tensor(track, device=device)
 
@@ -382,6 +382,15 @@ def resolve_classifier(run: Run, classifier: Any = None, *, device: Optional[tor
     return classifier
 
 
+def _interval(interval: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+    from .guidance.cfg import check_interval
+
+    try:
+        return check_interval(interval)
+    except ValueError as e:
+        raise DDSMInputError(str(e)) from None
+
+
 def design(
     run: Run,
     n: int,
@@ -406,6 +415,7 @@ def design(
     track: Optional[Any] = None,
     classifier_guidance: float = 0.0,
     classifier: Any = None,
+    guidance_interval: Optional[tuple[float, float]] = None,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
@@ -440,6 +450,8 @@ def design(
             processes and bits; see :mod:`ddsm.guidance.classifier`); composes with ``guidance``.
         classifier: the differentiable classifier (see :func:`resolve_classifier`); None: the
             bundled oracle of the run's data set.
+        guidance_interval: ``(lo, hi)``: apply both guidances only at public times lo <= t <= hi
+            (other steps cost one unguided network call); None: every step.
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
@@ -461,7 +473,8 @@ def design(
             raise DDSMInputError(f"classifier guidance needs a simplex or bits process "
                                  f"({', '.join(GUIDED_PROCESSES)}); this model uses {run.process.name!r}")
         clf = resolve_classifier(run, classifier, device=device)
-        guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance)
+        guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance,
+                                    interval=_interval(guidance_interval))
         hook = guided if classifier_guidance > 0 else None
     tracks = _run_track(run, track, n)
     reward_guidance = None
@@ -487,7 +500,7 @@ def design(
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device),
-                    reward=reward_guidance)
+                    reward=reward_guidance, guidance_interval=_interval(guidance_interval))
     fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")

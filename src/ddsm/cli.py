@@ -164,6 +164,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         shutdown()
 
 
+def _guidance_interval(text: Optional[str], defaults: dict) -> Optional[tuple[float, float]]:
+    """``--guidance-interval LO,HI`` (or the model's recorded default) as floats; None = every step."""
+    from .guidance.cfg import check_interval
+
+    if text is None:
+        rec = defaults.get("guidance_interval")
+        value = None if rec is None else (float(rec[0]), float(rec[1]))
+    else:
+        try:
+            lo, hi = (float(v) for v in text.split(","))
+        except ValueError:
+            raise DDSMInputError(f"--guidance-interval expects LO,HI, e.g. 0,0.6, got {text!r}") from None
+        value = (lo, hi)
+    if value is None:
+        return None
+    try:
+        lo, hi = check_interval(value)
+    except ValueError as e:
+        raise DDSMInputError(f"--guidance-interval: {e}") from None
+    return None if (lo <= 0.0 and hi >= 1.0) else (lo, hi)
+
+
 def _train(args: argparse.Namespace, ctx) -> int:
     from .api import fit
     from .distributed import barrier
@@ -412,6 +434,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         args.steps = int(defaults.get("steps", 100))
     if args.guidance is None:
         args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
+    interval = _guidance_interval(args.guidance_interval, defaults)
     name = args.name or out.name.split(".")[0]
     if not name or any(ch.isspace() for ch in name):
         raise DDSMInputError(f"--name {name!r}: design ids need a name without whitespace")
@@ -469,6 +492,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}", "precision": precision}
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"
+    if interval is not None and (args.guidance or args.classifier_guidance):
+        meta["guidance_interval"] = f"{interval[0]:g},{interval[1]:g}"
     if args.classifier_guidance:
         meta["classifier_guidance"] = f"{args.classifier_guidance:g}"
         meta["classifier"] = Path(args.classifier).name if args.classifier else "bundled"
@@ -486,6 +511,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                         alpha=args.alpha, reward_oracle=args.reward_oracle,
                         dilation=args.time_dilation, dilation_after=args.dilation_after, track=track,
                         classifier_guidance=args.classifier_guidance, classifier=args.classifier,
+                        guidance_interval=interval,
                         generator=gen, device=device, progress=_progress("sample", args.quiet),
                         precision=precision)
         for i, s in enumerate(result.sequences):
@@ -518,6 +544,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             argv += [flag, str(value)]
     if args.classifier_guidance:
         argv += ["--classifier-guidance", f"{args.classifier_guidance!r}"]
+    argv += ["--guidance-interval", "0,1" if interval is None else f"{interval[0]!r},{interval[1]!r}"]
     if args.forbid:
         argv += ["--forbid", *args.forbid]
     if args.no_revcomp:
@@ -531,6 +558,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "settings": {"n_per_class": args.n, "classes": classes, "steps": args.steps, "seed": args.seed,
                      "batch_size": args.batch_size, "guidance": args.guidance,
                      "classifier_guidance": args.classifier_guidance, "classifier": args.classifier,
+                     "guidance_interval": None if interval is None else list(interval),
                      "time_dilation": args.time_dilation, "dilation_after": args.dilation_after,
                      "precision": precision, "device": str(device), "track": args.track,
                      "reward": None if not args.reward else {"kind": args.reward, "method": args.reward_method,
@@ -855,6 +883,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight w (with --class; default: the model's recorded default, "
                         "chosen on validation data for the bundled models, else 0)")
+    s.add_argument("--guidance-interval", dest="guidance_interval", default=None, metavar="LO,HI",
+                   help="guide (--guidance and --classifier-guidance) only at public times LO <= t <= HI "
+                        "(1 = pure noise, 0 = data); steps outside cost one network call instead of two. "
+                        "0,1: every step. Default: the model's recorded default, else every step")
     s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=None, metavar="W",
                    help="classifier (oracle) guidance weight toward --class: adds W * grad log p(class | x) to "
                         "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance); default: the "

@@ -96,6 +96,8 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
         res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
                      precision=str(defaults.get("precision", "fp32")),
                      classifier_guidance=float(defaults.get("classifier_guidance", 0.0)),
+                     guidance_interval=(tuple(defaults["guidance_interval"]) if defaults.get("guidance_interval")
+                                        else None),
                      progress=_progress(quiet, cls))
         for i, s in enumerate(res.sequences):
             if s is not None:

@@ -68,6 +68,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DDSMInputError
+from .cfg import check_interval, in_interval
 from ..processes.base import Process
 from ..processes.bits import BitsProcess
 from ..processes.dirichlet_fm import DirichletFMProcess
@@ -181,9 +182,12 @@ class ClassifierGuidance:
         classifier: ``clf(x (B, L, K)) -> logits (B, C)``.
         target: the class index y to steer toward.
         weight: w > 0 (w = 0: do not install the hook at all).
+        interval: ``(lo, hi)`` public times between which to guide (None: every step); see
+            :mod:`ddsm.guidance.cfg`.
     """
 
-    def __init__(self, process: Process, classifier: ClassifierFn, target: int, weight: float) -> None:
+    def __init__(self, process: Process, classifier: ClassifierFn, target: int, weight: float,
+                 interval: Optional[tuple[float, float]] = None) -> None:
         form = next((fn for cls, fn in _FORMS if isinstance(process, cls)), None)
         if form is None:
             raise DDSMInputError(f"classifier guidance needs a simplex or bits process "
@@ -191,7 +195,10 @@ class ClassifierGuidance:
         if not (math.isfinite(weight) and weight >= 0):
             raise DDSMInputError(f"classifier guidance weight must be a finite number >= 0, got {weight}")
         self.process, self.classifier, self.target, self.weight = process, classifier, int(target), float(weight)
+        self.interval = check_interval(interval)
         self._form = form
 
     def __call__(self, out: Tensor, xt: Tensor, t: Tensor) -> Tensor:
+        if not in_interval(self.interval, t):  # outside the guidance interval: no oracle call
+            return out
         return self._form(self.process, self.classifier, self.target, self.weight, out, xt, t)
