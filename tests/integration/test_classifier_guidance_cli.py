@@ -30,6 +30,24 @@ def test_sample_with_classifier_guidance(cli, trained_model, tiny_oracle, tmp_pa
     assert text.count(">") == 3 and "classifier_guidance=2" in text and "classifier=tiny" in text
 
 
+def test_guidance_interval_is_recorded_and_checked(cli, trained_model, tiny_oracle, tmp_path):
+    import json
+
+    fa = tmp_path / "i.fasta"
+    r = cli("sample", trained_model, "-n", "2", "-o", fa, "--steps", "4", "--classifier-guidance", "2",
+            "--classifier", tiny_oracle, "--class", "y", "--guidance-interval", "0,0.5", *CPU)
+    assert r.code == 0, r.err
+    assert "guidance_interval=0,0.5" in fa.read_text()
+    side = json.loads((tmp_path / "i.fasta.json").read_text())
+    assert side["settings"]["guidance_interval"] == [0.0, 0.5]
+    for bad in ("0.5", "0.6,0.2", "a,b"):
+        r = cli("sample", trained_model, "-n", "2", "-o", tmp_path / "j.fasta", "--steps", "2",
+                "--classifier-guidance", "1", "--classifier", tiny_oracle, "--class", "y",
+                "--guidance-interval", bad, *CPU)
+        assert r.code == 2 and "--guidance-interval" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+        assert not (tmp_path / "j.fasta").exists()
+
+
 def test_bundled_model_uses_its_bundled_oracle(cli, tmp_path):
     fa = tmp_path / "b.fasta"
     r = cli("sample", "dhs4", "-n", "2", "-o", fa, "--steps", "3", "--classifier-guidance", "1", "--class", "K562",

@@ -242,3 +242,54 @@ def test_default_classifier_is_the_bundled_oracle_of_the_same_data():
     assert clf.name == "dhs4" and clf.classes == run.classes
     with pytest.raises(DDSMInputError, match="needs --classifier DIR"):
         resolve_classifier(_tiny_run("jacobi"))
+
+
+# ------------------------------------------------------------------ guidance interval
+class _Counting(nn.Module):
+    """Records the batch size of every call; output depends on the class so CFG is visible."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        self.calls.append(x.shape[0])
+        c = torch.zeros(x.shape[0]) if cond is None else cond.float()
+        return x + c[:, None, None]
+
+
+def test_cfg_interval_guides_inside_and_calls_once_outside():
+    from ddsm.guidance import ClassifierFreeGuidance
+
+    net = _Counting()
+    cfg = ClassifierFreeGuidance(net, 2.0, null_class=3, interval=(0.2, 0.6))
+    x, cond = torch.zeros(2, 5, 4), torch.tensor([1, 1])
+    inside = cfg(x, torch.full((2,), 0.4), cond)
+    assert net.calls == [4] and torch.allclose(inside, torch.full_like(x, 1 + 2.0 * (1 - 3)))
+    outside = cfg(x, torch.full((2,), 0.9), cond)  # the plain conditional output, one call on 2 rows
+    assert net.calls == [4, 2] and torch.equal(outside, net(x, torch.full((2,), 0.9), cond))
+    for bad in ((0.6, 0.2), (-0.1, 0.5), (float("nan"), 1.0)):
+        with pytest.raises(ValueError, match="interval"):
+            ClassifierFreeGuidance(net, 1.0, null_class=3, interval=bad)
+
+
+def test_classifier_guidance_interval_leaves_outside_steps_untouched():
+    p = build_process("jacobi", K)
+    hook = ClassifierGuidance(p, a_vs_t, 1, 2.0, interval=(0.0, 0.5))
+    out = torch.randn(3, L, K, dtype=torch.float64)
+    v = p.prior((3, L), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(hook(out, v, torch.full((3,), 0.8)), out)
+    assert not torch.allclose(hook(out, v, torch.full((3,), 0.3)), out)
+
+
+def test_design_with_an_interval_outside_the_run_is_unguided_byte_identically():
+    run = _exact_run("jacobi")
+    kw = dict(steps=8, device=torch.device("cpu"), classifier=CLF, class_name="A-rich")
+    plain = design(run, 8, generator=torch.Generator().manual_seed(3), steps=8, device=torch.device("cpu")).sequences
+    never = design(run, 8, classifier_guidance=2.0, guidance_interval=(1.5, 2.0),
+                   generator=torch.Generator().manual_seed(3), **kw).sequences
+    late = design(run, 8, classifier_guidance=2.0, guidance_interval=(0.0, 0.5),
+                  generator=torch.Generator().manual_seed(3), **kw).sequences
+    assert never == plain and late != plain
+    with pytest.raises(DDSMInputError, match="interval"):
+        design(run, 2, classifier_guidance=1.0, guidance_interval=(0.5, 0.1), **kw)
