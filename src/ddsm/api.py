@@ -460,6 +460,7 @@ def design(
 
     if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
         raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
+    interval = _interval(guidance_interval)  # checked once, shared by both guidances
     steering = classifier_guidance > 0 or classifier is not None
     # With a classifier an unconditional model may still be steered: the class then names the
     # classifier's target only.
@@ -474,7 +475,7 @@ def design(
                                  f"({', '.join(GUIDED_PROCESSES)}); this model uses {run.process.name!r}")
         clf = resolve_classifier(run, classifier, device=device)
         guided = ClassifierGuidance(run.process, clf.fn, clf.target(class_name), classifier_guidance,
-                                    interval=_interval(guidance_interval))
+                                    interval=interval)
         hook = guided if classifier_guidance > 0 else None
     tracks = _run_track(run, track, n)
     reward_guidance = None
@@ -500,7 +501,7 @@ def design(
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device),
-                    reward=reward_guidance, guidance_interval=_interval(guidance_interval))
+                    reward=reward_guidance, guidance_interval=interval)
     fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")

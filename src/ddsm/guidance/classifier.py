@@ -68,13 +68,13 @@ import torch
 from torch import Tensor
 
 from ..errors import DDSMInputError
-from .cfg import check_interval, in_interval
 from ..processes.base import Process
 from ..processes.bits import BitsProcess
 from ..processes.dirichlet_fm import DirichletFMProcess
 from ..processes.jacobi import JacobiProcess
 from ..processes.jacobi_score import JacobiScoreProcess
 from ..special.stickbreaking import pullback_x_to_v, sticks_to_simplex
+from .cfg import check_interval, in_interval
 
 if TYPE_CHECKING:
     from ..metrics.oracle import Oracle
