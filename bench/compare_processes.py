@@ -28,7 +28,7 @@ from ddsm.data import Alphabet, encode_records, read_fasta
 from ddsm.metrics import kmer_js
 from ddsm.processes import PROCESSES, build_process
 from ddsm.sampling import sample
-from ddsm.train import TrainConfig, train
+from ddsm.training import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

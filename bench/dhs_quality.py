@@ -20,7 +20,7 @@ from ddsm.api import Run, build_network, fit, generate, sequence_summary
 from ddsm.data import encode_records, read_fasta
 from ddsm.processes import build_process
 from ddsm.seeding import seed_everything
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
 

@@ -25,7 +25,7 @@ import torch
 
 from ddsm.api import build_network
 from ddsm.processes import PROCESSES, build_process
-from ddsm.train import TrainConfig, train
+from ddsm.training import TrainConfig, train
 
 
 def markov_chain(order: int, K: int, rng: np.random.Generator):

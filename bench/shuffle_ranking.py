@@ -21,7 +21,7 @@ import torch
 
 from ddsm.api import fit, score
 from ddsm.data import DNA, Record, dinucleotide_shuffle, encode_records, read_fasta
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
 

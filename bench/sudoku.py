@@ -41,7 +41,7 @@ from ddsm.sudoku.constrained import ON_DEAD
 from ddsm.sudoku.generate import generate_constrained, generate_grids
 from ddsm.sudoku.generator import base_grids
 from ddsm.sudoku.uniformity import compare
-from ddsm.sudoku.model import SudokuDenoiser
+from ddsm.models.sudoku_grid import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.precision import PRECISIONS
 from ddsm.sudoku.solve import SolveConfig, solve_givens_only, solve_puzzles

@@ -5,7 +5,7 @@ bf16 autocast) when a GPU is present.
     python bench/throughput.py --process jacobi --length 200 --batch-size 64 --steps 30
     python bench/throughput.py --compile             # also torch.compile on CUDA
 
-Each configuration trains the same model on random DNA through ``ddsm.train.train`` (multi-process
+Each configuration trains the same model on random DNA through ``ddsm.training.train`` (multi-process
 runs through torchrun and DistributedDataParallel, exactly as ``ddsm train --nproc N``), skips the
 first ``--warmup`` steps and reports ``batch_size * timed steps / seconds`` for the global batch.
 On the CPU, N processes share the cores: each gets ``cores // N`` threads.
@@ -33,7 +33,7 @@ def measure(args: argparse.Namespace, device: str, *, bf16: bool = False, compil
     from ddsm.api import build_network
     from ddsm.distributed import init_from_env, shutdown
     from ddsm.processes import build_process
-    from ddsm.train import TrainConfig, train
+    from ddsm.training import TrainConfig, train
 
     ctx = init_from_env(device)
     try:

@@ -41,7 +41,7 @@ import torch
 from ddsm.api import fit
 from ddsm.data import encode_records, read_fasta
 from ddsm.seeding import seed_everything
-from ddsm.train import TrainConfig, TrainingInterrupted
+from ddsm.training import TrainConfig, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -25,7 +25,7 @@ import torch
 from ddsm.sudoku.board import is_valid_grid
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.sudoku.training import SudokuTrainConfig, train_sudoku
+from ddsm.sudoku.training import SudokuRecipe, sudoku_train_config, train_sudoku
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,21 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     elif args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = SudokuTrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
-        ema_decay=args.ema, minutes=args.minutes, pool_size=args.pool, seed=args.seed,
-        amp=not args.no_amp, checkpoint_minutes=args.checkpoint_minutes, compile=args.compile,
-        clock_schedule=not args.step_schedule,
+    recipe = SudokuRecipe(
+        pool_size=args.pool,
         model={"d_model": args.d_model, "n_layers": args.layers, "hidden": args.hidden,
                **({"rounds": args.rounds, "tied_after": args.tied_after} if args.rounds else {})},
         process={"focus": 0.8, "focus_tau_min": lo, "focus_tau_max": hi},
     )
+    overrides = {} if not args.no_amp else {"bf16": False}
+    cfg = sudoku_train_config(
+        args.device, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        ema_decay=args.ema, minutes=args.minutes, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+        compile=args.compile, clock_schedule=not args.step_schedule, **overrides,
+    )
     t0 = time.time()
 
-    def log(rec: dict) -> None:
-        print(json.dumps(rec), flush=True)
+    def log(step: int, info: dict) -> None:
+        if step % cfg.log_every == 0:
+            print(json.dumps({"step": step, "loss": round(info["loss"], 5), "lr": info["lr"],
+                              "seconds": round(time.time() - t0, 1)}), flush=True)
 
-    result = train_sudoku(cfg, args.out, device=args.device, on_log=log, init_from=args.init,
+    result = train_sudoku(recipe, cfg, args.out, device=args.device, on_step=log, init_from=args.init,
                           resume=args.resume)
     print(f"trained {result['step']} steps in {result['seconds']:.0f} s "
           f"({result['step'] * args.batch_size} grids); checkpoint in {args.out}", flush=True)

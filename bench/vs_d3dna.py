@@ -71,7 +71,7 @@ from ddsm.data import SequenceDataset, encode_records, read_fasta
 from ddsm.data.record import Record
 from ddsm.evaluate import Evaluation, evaluate_detailed, format_table
 from ddsm.processes import build_process
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
 LABEL_KEY = "cell_type"
@@ -158,7 +158,7 @@ def train_ours(train: SequenceDataset, args: argparse.Namespace, options: dict[s
     probe = TrainConfig(steps=6, batch_size=args.batch_size, warmup_steps=1, eval_every=0, checkpoint_every=0,
                         log_every=0, seed=args.seed)
     subset = train.subset(range(min(4096, len(train))))
-    log = logging.getLogger("ddsm.train")
+    log = logging.getLogger("ddsm.training")
     level = log.level
     log.setLevel(logging.WARNING)  # the probes' own step lines are noise
     fit(subset, None, model=args.ours, model_options=options, train_config=probe)  # warm-up: first calls are slow
@@ -278,7 +278,7 @@ def main() -> None:
     args = ap.parse_args()
     import_d3()  # fail fast, before any training
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("ddsm.train").setLevel(logging.INFO)
+    logging.getLogger("ddsm.training").setLevel(logging.INFO)
 
     data = Path(args.data)
     train_recs, valid_recs = read_fasta(data / "train.fasta"), read_fasta(data / "valid.fasta")

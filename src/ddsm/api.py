@@ -17,15 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_config, load_model_weights
+from .checkpoint import check_bound_fields, load_config, load_model_weights
 from .conditioning.track import TrackBinding, TrackSpec, design_track
 from .data import Alphabet, SequenceDataset, data_hash
 from .errors import DDSMInputError
+from .legacy import upgrade_config
 from .models import build_model
 from .precision import resolve_precision
 from .processes import PROCESSES, Process, build_process
 from .sampling import FixedPositions, sample
-from .train import TrainConfig, train
+from .seeding import seeded_global_rng
+from .training import Batch, TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +145,8 @@ def fit(
         spec.apply(valid.track, "validation track")  # same width and transform domain, before training
     proc = build_process(process, dataset.alphabet.K, **(process_options or {}))
     n_classes = len(dataset.classes) if dataset.labels is not None else 0
-    torch.manual_seed(cfg.seed)  # initial weights follow the run's seed
-    net = build_network(proc, model, n_classes, model_options, n_track=spec.n_track if spec else 0)
+    with seeded_global_rng(cfg.seed):  # initial weights follow the run's seed; the caller's state is kept
+        net = build_network(proc, model, n_classes, model_options, n_track=spec.n_track if spec else 0)
     meta = {
         "alphabet": dataset.alphabet.to_config(),
         "seq_len": int(dataset.length),
@@ -162,20 +164,16 @@ def fit(
         prior = load_config(source)
         meta["init_from"] = {"path": str(init_from), "step": prior.get("step"), "init_from": prior.get("init_from")}
 
-    def tensors(ds: Optional[SequenceDataset]):
+    def batch(ds: Optional[SequenceDataset]) -> Optional[Batch]:
         if ds is None:
-            return None, None, None, None
+            return None
         pad = torch.from_numpy(ds.pad_mask)
         labels = torch.from_numpy(ds.labels) if (n_classes and ds.labels is not None) else None
         tr = torch.from_numpy(spec.apply(ds.track)) if (spec is not None and ds.track is not None) else None
-        return torch.from_numpy(ds.tokens), labels, (None if bool(pad.all()) else pad), tr
+        return Batch(torch.from_numpy(ds.tokens), labels, None if bool(pad.all()) else pad, tr)
 
-    x_tr, c_tr, p_tr, s_tr = tensors(dataset)
-    x_va, c_va, p_va, s_va = tensors(valid)
-    summary = train(proc, net, x_tr, config=cfg, valid_data=x_va, cond_train=c_tr, cond_valid=c_va,
-                    pad_train=p_tr, pad_valid=p_va, track_train=s_tr, track_valid=s_va,
-                    out_dir=out_dir, run_meta=meta, resume=resume,
-                    device=device, on_step=on_step, model_name=model)
+    summary = train(proc, net, batch(dataset), config=cfg, valid=batch(valid), out_dir=out_dir, run_meta=meta,
+                    resume=resume, device=device, on_step=on_step, model_name=model)
     if out_dir is not None:
         return load_run(out_dir, device=device), summary
     summary["ema"].copy_to(net)
@@ -184,15 +182,17 @@ def fit(
 
 #: bundled pretrained models: ``ddsm sample dhs4 ...`` resolves to ``resources/models/dhs4``
 BUNDLED_MODELS = ("dhs4", "epd_promoters")
+#: every bundled checkpoint the loader resolves by name -> its folder under ``resources``
+BUNDLED_PATHS = {**{name: f"models/{name}" for name in BUNDLED_MODELS}, "sudoku": "sudoku"}
 
 
 def resolve_model(name_or_path: Path | str) -> Path:
-    """A checkpoint folder, or the name of a bundled model (``dhs4``, ``epd_promoters``)."""
+    """A checkpoint folder, or the name of a bundled model (``dhs4``, ``epd_promoters``, ``sudoku``)."""
     path = Path(name_or_path)
-    if not path.exists() and str(name_or_path) in BUNDLED_MODELS:
+    if not path.exists() and str(name_or_path) in BUNDLED_PATHS:
         from importlib import resources
 
-        bundled = Path(str(resources.files("ddsm") / "resources" / "models" / str(name_or_path)))
+        bundled = Path(str(resources.files("ddsm") / "resources" / BUNDLED_PATHS[str(name_or_path)]))
         if not (bundled / "config.json").is_file():
             raise DDSMInputError(f"the bundled model {name_or_path!r} is not installed with this copy of ddsm")
         return bundled
@@ -215,7 +215,8 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     """Rebuild the process and the network of a checkpoint folder (or bundled model name), with
     its EMA weights."""
     path = resolve_model(path)
-    cfg = load_config(path)
+    saved = load_config(path)
+    cfg = upgrade_config(saved, str(path))  # today's form; the weights' record is checked against ``saved``
     pcfg, mcfg = cfg["process"], cfg["model"]
     if pcfg["name"] not in PROCESSES:
         raise DDSMInputError(f"{path}: unknown process {pcfg['name']!r} (newer ddsm?)")
@@ -237,6 +238,7 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     if getattr(net, "in_channels", want) != want:
         raise DDSMInputError(f"{path}/config.json: the network takes {net.in_channels} input channels, but "
                              f"process {proc.name!r} with {spec.n_track if spec else 0} track channel(s) needs {want}")
+    check_bound_fields(path, saved)
     _check_implied(cfg, proc, net, path)
     load_model_weights(path, net)
     net.to(device or torch.device("cpu")).eval()
@@ -245,11 +247,8 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
 
 def _check_implied(cfg: dict[str, Any], proc: Process, net: nn.Module, path: Path) -> None:
     """Config fields the weights imply must agree with them (one error line naming the field):
-    the record of the training config inside the weights file, then structural checks that also
-    hold for checkpoints older than that record."""
-    from .checkpoint import check_bound_fields
-
-    check_bound_fields(path, cfg)
+    structural checks that also hold for checkpoints older than the weights' record of their
+    config (which :func:`load_run` checks first)."""
     where = f"{path}/config.json"
     K = Alphabet.from_config(cfg["alphabet"]).K
     if getattr(proc, "K", K) != K:

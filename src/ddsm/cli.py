@@ -189,10 +189,10 @@ def _guidance_interval(text: Optional[str], defaults: dict) -> Optional[tuple[fl
 def _train(args: argparse.Namespace, ctx) -> int:
     from .api import fit
     from .distributed import barrier
-    from .train import recover_checkpoint
+    from .training import recover_checkpoint
     from .checkpoint import load_config
     from .seeding import seed_everything
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     cfg = _parse_json_file(args.config)
     out = Path(args.out)
@@ -997,7 +997,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     from .distributed import is_main_process
-    from .train import TrainingInterrupted
+    from .training import TrainingInterrupted
 
     try:
         return int(args.func(args) or 0)

@@ -134,7 +134,7 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
     from .data import Record, bundled_path, encode_records, read_fasta, write_fasta
     from .processes import build_process
     from .seeding import seed_everything
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     train_recs = read_fasta(bundled_path("dhs4/train_small.fasta.gz"))
     valid_recs = read_fasta(bundled_path("dhs4/valid_small.fasta.gz"))

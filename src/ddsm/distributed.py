@@ -8,14 +8,14 @@ A run with N processes is started by torchrun, which sets ``RANK``, ``LOCAL_RANK
 
 Each worker calls :func:`init_from_env` (a no-op outside torchrun), which opens the process group
 (gloo on CPU, nccl on CUDA, one GPU per local rank) and returns a :class:`DistContext`;
-:func:`ddsm.train.train` then sees the process group and trains data-parallel:
+:func:`ddsm.training.train` then sees the process group and trains data-parallel:
 
 - every rank draws the same global batch (the sampler is a pure function of seed, epoch and
   position, so it needs no communication) and processes its share of its micro-batches;
 - DistributedDataParallel averages the gradients; every rank takes the same optimiser and EMA step;
 - only rank 0 writes checkpoints and logs; all ranks end at a barrier.
 
-This module holds the process-group plumbing only; the training maths stays in ``ddsm.train``.
+This module holds the process-group plumbing only; the training maths stays in ``ddsm.training``.
 """
 
 from __future__ import annotations

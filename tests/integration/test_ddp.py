@@ -28,7 +28,7 @@ from ddsm.checkpoint import load_model_weights
 from ddsm.distributed import init_from_env, shutdown, strip_nproc, torchrun_command
 from ddsm.models import build_model
 from ddsm.processes import build_process
-from ddsm.train import TrainConfig, micro_batch_bounds, train
+from ddsm.training import Batch, TrainConfig, micro_batch_bounds, train
 
 N_SEQ, SEQ_LEN, K = 40, 12, 4
 #: (grad_accum on each of 2 ranks, batch size); the single-process reference uses 2 * grad_accum
@@ -49,7 +49,7 @@ def _problem(grad_accum: int, batch_size: int) -> dict[str, Any]:
     config = TrainConfig(steps=5, batch_size=batch_size, lr=1e-2, warmup_steps=1, grad_clip=1.0,
                          ema_decay=0.5, eval_every=0, log_every=1, checkpoint_every=0, seed=3,
                          label_dropout=0.3, grad_accum=grad_accum)
-    return dict(process=process, model=model, train_data=x, cond_train=cond, pad_train=pad, config=config)
+    return dict(process=process, model=model, train_data=Batch(x, cond, pad), config=config)
 
 
 def _run(grad_accum: int, batch_size: int, out_dir: Path | None = None) -> tuple[dict, dict, list]:

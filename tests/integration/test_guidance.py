@@ -8,7 +8,7 @@ import torch
 
 from ddsm.api import design, fit
 from ddsm.data import DNA, Record, encode_records
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 
 def toy(n: int, rng: np.random.Generator) -> list[Record]:

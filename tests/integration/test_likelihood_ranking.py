@@ -13,7 +13,7 @@ import torch
 
 from ddsm.api import fit, score
 from ddsm.data import DNA, Record, dinucleotide_shuffle, encode_records
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 MOTIFS = ("TATAAAGG", "CACGTGAC")
 

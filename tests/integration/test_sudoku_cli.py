@@ -14,7 +14,7 @@ import torch
 
 from ddsm.cli import main
 from ddsm.sudoku.board import is_solution, is_valid_grid, parse_board
-from ddsm.sudoku.training import SudokuTrainConfig, train_sudoku
+from ddsm.sudoku.training import SudokuRecipe, sudoku_train_config, train_sudoku
 
 HARD = "85...24..72......9..4.........1.7..23.5...9...4...........8..7..17..........36.4."
 HARD_SOL = "859612437723854169164379528986147352375268914241593786432981675617425893598736241"
@@ -25,12 +25,11 @@ FAST = ["--steps", "3", "--device", "cpu", "--quiet"]
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sudoku") / "ckpt"
-    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1,
-                            model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    recipe = SudokuRecipe(pool_size=8, model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train_sudoku(cfg, out)
+        train_sudoku(recipe, sudoku_train_config(steps=2, batch_size=4, warmup_steps=1), out)
     finally:
         torch.set_num_threads(n)
     return out
@@ -154,7 +153,7 @@ def test_compiled_network_computes_what_the_eager_one_does(tmp_path, tiny_model,
     (fp32, so up to rounding), for any batch size; training and the CLI route through the same
     wrapper (checked with a spy: compiling a training step takes over a minute on a CPU)."""
     import ddsm.sudoku.model_io as model_io
-    import ddsm.sudoku.training as training
+    from ddsm.training import loop
 
     eager = model_io.load_sudoku_model(tiny_model, precision="fp32")
     compiled = model_io.load_sudoku_model(tiny_model, precision="fp32", compile=True)
@@ -173,11 +172,10 @@ def test_compiled_network_computes_what_the_eager_one_does(tmp_path, tiny_model,
         wrapped.append(type(net).__name__)
         return net
 
-    monkeypatch.setattr(training, "compile_or_eager", spy)
+    monkeypatch.setattr(loop, "compile_or_eager", spy)
     monkeypatch.setattr(model_io, "compile_or_eager", spy)
-    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1, compile=True,
-                            model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
-    train_sudoku(cfg, tmp_path / "ckpt")
+    recipe = SudokuRecipe(pool_size=8, model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    train_sudoku(recipe, sudoku_train_config(steps=2, batch_size=4, warmup_steps=1, compile=True), tmp_path / "ckpt")
     assert wrapped == ["SudokuDenoiser"]
     code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", tmp_path / "g.csv", "--model",
                           tmp_path / "ckpt", "--compile", *FAST)
@@ -219,9 +217,9 @@ def test_recurrent_rounds_warm_start_then_resume(tmp_path, tiny_model):
 
     out = tmp_path / "rec"
     model = {"d_model": 8, "n_layers": 1, "hidden": 8, "rounds": 3}
-    cfg = SudokuTrainConfig(steps=2, batch_size=4, pool_size=8, warmup_steps=1, lr=0.0, model=model,
-                            process={"n_train_times": 8})
-    train_sudoku(cfg, out, init_from=tiny_model)
+    recipe = SudokuRecipe(pool_size=8, model=model, process={"n_train_times": 8})
+    train_sudoku(recipe, sudoku_train_config(steps=2, batch_size=4, warmup_steps=1, lr=1e-12), out,
+                 init_from=tiny_model)
     plain, rec = load_sudoku_model(tiny_model), load_sudoku_model(out)
     assert rec.net.rounds == 3 and rec.net.tied is not None
     lp = torch.randn(2, 81, 9).log_softmax(-1)
@@ -229,12 +227,11 @@ def test_recurrent_rounds_warm_start_then_resume(tmp_path, tiny_model):
     t = torch.full((2,), 0.5)
     with torch.no_grad():  # lr 0: the tied block is still the identity
         assert torch.allclose(plain.net(x, t), rec.net(x, t), atol=1e-6)
-    cfg2 = SudokuTrainConfig(steps=4, batch_size=4, pool_size=8, warmup_steps=1, model=model,
-                             process={"n_train_times": 8})
-    train_sudoku(cfg2, out, resume=True)
+    summary = train_sudoku(recipe, sudoku_train_config(steps=4, batch_size=4, warmup_steps=1, lr=1e-12), out,
+                           resume=True)
     config = load_config(out)
     assert config["step"] == 4 and config["init_from"]["path"] == str(tiny_model)
-    assert [h["step"] for h in config["history"]] == [2, 4]
+    assert [h["step"] for h in summary["history"]] == [2, 4]
     with pytest.raises(Exception, match="cannot resume"):
-        train_sudoku(SudokuTrainConfig(steps=6, batch_size=4, pool_size=8, model={**model, "rounds": 2},
-                                       process={"n_train_times": 8}), out, resume=True)
+        train_sudoku(SudokuRecipe(pool_size=8, model={**model, "rounds": 2}, process={"n_train_times": 8}),
+                     sudoku_train_config(steps=6, batch_size=4, warmup_steps=1, lr=1e-12), out, resume=True)

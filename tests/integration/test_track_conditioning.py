@@ -13,7 +13,7 @@ from ddsm.api import design, fit, load_run, score
 from ddsm.data import DNA, Record, encode_records
 from ddsm.errors import DDSMInputError
 from ddsm.processes import PROCESSES
-from ddsm.train import TrainConfig
+from ddsm.training import TrainConfig
 
 CPU = ["--quiet", "--device", "cpu"]
 

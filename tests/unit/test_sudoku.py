@@ -20,9 +20,10 @@ from ddsm.sudoku.board import (
     parse_board,
 )
 from ddsm.sudoku.generator import GridStream, base_grids, random_grids
-from ddsm.sudoku.model import SudokuDenoiser
+from ddsm.models.sudoku_grid import SudokuDenoiser
 from ddsm.special.stick_posterior import category_loglik, mixture_score
-from ddsm.sudoku.process import LEGACY_PROCESS, sudoku_process, upgrade_config
+from ddsm.legacy import LEGACY_POSTERIOR as LEGACY_PROCESS, upgrade_config
+from ddsm.sudoku.process import sudoku_process
 from ddsm.sudoku.propagation import candidates, probe, propagate
 from ddsm.sudoku.search import backtrack
 from ddsm.sudoku.symmetry import dihedral, random_symmetries
@@ -301,9 +302,9 @@ def test_a_drifted_logit_constant_changes_nothing_even_under_bf16():
 
 
 def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
-    from ddsm.sudoku.model import deepen
+    from ddsm.models.sudoku_grid import deepen
     from ddsm.sudoku.model_io import load_sudoku_model
-    from ddsm.sudoku.training import SudokuTrainConfig, train_sudoku
+    from ddsm.sudoku.training import SudokuRecipe, sudoku_train_config, train_sudoku
 
     torch.manual_seed(0)
     base = SudokuDenoiser(d_model=8, n_layers=3, hidden=8)
@@ -317,11 +318,11 @@ def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
     with pytest.raises(ValueError, match="cannot deepen"):
         deepen(base, 2)
     # a warm start from a shallower checkpoint trains the deeper network from the same function
-    small = SudokuTrainConfig(steps=1, batch_size=4, pool_size=8, warmup_steps=1, lr=0.0,
-                              model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
-    train_sudoku(small, tmp_path / "one")
-    grown = dict(vars(small), model={"d_model": 8, "n_layers": 3, "hidden": 8})
-    train_sudoku(SudokuTrainConfig(**grown), tmp_path / "three", init_from=tmp_path / "one")
+    cfg = sudoku_train_config(steps=1, batch_size=4, warmup_steps=1, lr=1e-12)
+    small = SudokuRecipe(pool_size=8, model={"d_model": 8, "n_layers": 1, "hidden": 8}, process={"n_train_times": 8})
+    train_sudoku(small, cfg, tmp_path / "one")
+    grown = SudokuRecipe(pool_size=8, model={"d_model": 8, "n_layers": 3, "hidden": 8}, process={"n_train_times": 8})
+    train_sudoku(grown, cfg, tmp_path / "three", init_from=tmp_path / "one")
     one, three = load_sudoku_model(tmp_path / "one", precision="fp32"), load_sudoku_model(tmp_path / "three", precision="fp32")
     assert three.net.n_layers == 3
     with torch.no_grad():  # lr 0: the deeper network is still exactly the shallow one
@@ -525,7 +526,7 @@ def test_clashing_commitments_are_committed_in_turn_not_fatal():
 
 
 def test_recurrent_rounds_start_as_the_identity_and_stay_equivariant():
-    from ddsm.sudoku.model import add_rounds
+    from ddsm.models.sudoku_grid import add_rounds
 
     torch.manual_seed(0)
     base = SudokuDenoiser(d_model=8, n_layers=2, hidden=8)

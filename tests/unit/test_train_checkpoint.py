@@ -25,7 +25,7 @@ from ddsm import checkpoint as ckpt
 from ddsm.ema import EMA
 from ddsm.errors import DDSMInputError
 from ddsm.seeding import get_rng_state, make_generator, seed_everything, set_rng_state
-from ddsm.train import EpochSampler, TrainConfig, evaluate, lr_at, train
+from ddsm.training import Batch, EpochSampler, TrainConfig, evaluate, lr_at, train
 
 K, L = 4, 8
 
@@ -234,9 +234,9 @@ def test_loss_decreases_on_toy_problem() -> None:
     xv, cv = toy_data(64, seed=1)
     model = make_model(0)
     process = ToyProcess()
-    before = evaluate(process, model, xv, cond=cv, batch_size=32, max_batches=2, generator=make_generator(0))
+    before = evaluate(process, model, Batch(xv, cv), batch_size=32, max_batches=2, generator=make_generator(0))
     steps_seen: list[int] = []
-    result = train(process, model, x, cond_train=c, valid_data=xv, cond_valid=cv,
+    result = train(process, model, Batch(x, c), valid=Batch(xv, cv),
                    config=TrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10, ema_decay=0.9,
                                       eval_every=50, eval_batches=2, log_every=25, seed=0),
                    on_step=lambda s, info: steps_seen.append(s))
@@ -255,7 +255,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = make_model(0)
     process = ToyProcess()
     out = tmp_path / "run"
-    train(process, model, x, cond_train=c, config=small_config(), out_dir=out,
+    train(process, model, Batch(x, c), config=small_config(), out_dir=out,
           run_meta={"alphabet": "ACGT", "seq_len": L, "classes": ["a", "b"], "data_hash": "abc"},
           model_name="tiny")
     cfg = ckpt.load_config(out)
@@ -304,11 +304,11 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     x, c = toy_data(20, seed=0)  # 20 examples, batch 8: batches straddle epochs
     xv, cv = toy_data(16, seed=1)
     cfg = small_config(schedule="cosine")
-    kw = dict(cond_train=c, valid_data=xv, cond_valid=cv, config=cfg, model_name="tiny")
+    kw = dict(valid=Batch(xv, cv), config=cfg, model_name="tiny")
 
     seed_everything(0)
     straight = make_model(0)
-    res_a = train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+    res_a = train(ToyProcess(), straight, Batch(x, c), out_dir=tmp_path / "a", **kw)
 
     def crash(step: int, info: dict) -> None:
         if step == 4:
@@ -316,12 +316,12 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
     seed_everything(0)
     with pytest.raises(_Crash):
-        train(ToyProcess(), make_model(0), x, out_dir=tmp_path / "b", on_step=crash, **kw)
+        train(ToyProcess(), make_model(0), Batch(x, c), out_dir=tmp_path / "b", on_step=crash, **kw)
     assert ckpt.load_config(tmp_path / "b")["step"] == 3
 
     seed_everything(123)  # a different global RNG state: resume must restore the saved one
     resumed = make_model(1)  # a different init: resume must overwrite it
-    res_b = train(ToyProcess(), resumed, x, out_dir=tmp_path / "b", resume=True, **kw)
+    res_b = train(ToyProcess(), resumed, Batch(x, c), out_dir=tmp_path / "b", resume=True, **kw)
 
     for (n1, p1), (n2, p2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2), n1
@@ -337,7 +337,7 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
     # resuming with a different batch size would change the data order
     with pytest.raises(DDSMInputError, match="batch_size"):
-        train(ToyProcess(), make_model(0), x, out_dir=tmp_path / "b", resume=True,
+        train(ToyProcess(), make_model(0), Batch(x, c), out_dir=tmp_path / "b", resume=True,
               **{**kw, "config": small_config(schedule="cosine", batch_size=4)})
 
 
@@ -345,7 +345,7 @@ def test_non_finite_loss_names_step_and_keeps_last_checkpoint(tmp_path: Path) ->
     x, c = toy_data(32, seed=0)
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match=r"step 5\b.*step 4"):
-        train(ToyProcess(nan_at_call=5), make_model(0), x, cond_train=c, out_dir=out, model_name="tiny",
+        train(ToyProcess(nan_at_call=5), make_model(0), Batch(x, c), out_dir=out, model_name="tiny",
               config=small_config(steps=8, checkpoint_every=2))
     cfg = ckpt.load_config(out)
     assert cfg["step"] == 4
@@ -453,12 +453,12 @@ def test_failed_save_keeps_previous_checkpoint_and_no_tmp(saved: Path, monkeypat
 def test_cuda_train_resume_and_cpu_load(tmp_path: Path) -> None:
     x, c = toy_data(20, seed=0)
     xv, cv = toy_data(16, seed=1)
-    kw = dict(cond_train=c, valid_data=xv, cond_valid=cv, config=small_config(), model_name="tiny",
+    kw = dict(valid=Batch(xv, cv), config=small_config(), model_name="tiny",
               device="cuda")
 
     seed_everything(0)
     straight = make_model(0)
-    train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+    train(ToyProcess(), straight, Batch(x, c), out_dir=tmp_path / "a", **kw)
     assert straight.out.weight.is_cuda
 
     def crash(step: int, info: dict) -> None:
@@ -467,10 +467,10 @@ def test_cuda_train_resume_and_cpu_load(tmp_path: Path) -> None:
 
     seed_everything(0)
     with pytest.raises(_Crash):
-        train(ToyProcess(), make_model(0), x, out_dir=tmp_path / "b", on_step=crash, **kw)
+        train(ToyProcess(), make_model(0), Batch(x, c), out_dir=tmp_path / "b", on_step=crash, **kw)
     seed_everything(123)
     resumed = make_model(1).cuda()
-    train(ToyProcess(), resumed, x, out_dir=tmp_path / "b", resume=True, **kw)
+    train(ToyProcess(), resumed, Batch(x, c), out_dir=tmp_path / "b", resume=True, **kw)
     for p1, p2 in zip(straight.state_dict().values(), resumed.state_dict().values()):
         # exact on CPU; on GPUs the same kernels on the same shapes are expected to agree too
         torch.testing.assert_close(p1, p2, rtol=0, atol=1e-6)
@@ -533,22 +533,29 @@ def test_noise_is_defined_per_micro_batch() -> None:
     x, c = toy_data(16, seed=0)
     model = make_model(0)  # seeds the global generator itself
     before = torch.get_rng_state()
-    train(ToyProcess(), model, x, cond_train=c, config=small_config(steps=2, eval_every=0))
+    train(ToyProcess(), model, Batch(x, c), config=small_config(steps=2, eval_every=0))
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_bf16_autocast_on_cpu_and_compile_ignored_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+def test_bf16_autocast_on_cpu_and_compile_goes_through_compile_or_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddsm.training import loop
+
+    compiled: list[str] = []
+
+    def spy(net, **kw):  # the real compile costs a minute of C++ on a CPU; its fallback is tested below
+        compiled.append(type(net).__name__)
+        return net
+
+    monkeypatch.setattr(loop, "compile_or_eager", spy)
     x, c = toy_data(32, seed=0)
     model = make_model(0)
     dtypes: list[torch.dtype] = []
     model.inp.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype))
-    with caplog.at_level("WARNING", logger="ddsm.train"):
-        res = train(ToyProcess(), model, x, cond_train=c,
-                    config=small_config(steps=3, eval_every=0, bf16=True, compile=True))
+    res = train(ToyProcess(), model, Batch(x, c), config=small_config(steps=3, eval_every=0, bf16=True, compile=True))
     assert dtypes and all(d == torch.bfloat16 for d in dtypes)
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(res["final_train_loss"])
-    assert "only used on CUDA" in caplog.text
+    assert compiled == ["TinyModel"]
 
 
 def test_compile_failure_falls_back_to_eager(caplog: pytest.LogCaptureFixture) -> None:
@@ -572,12 +579,12 @@ def test_compile_failure_falls_back_to_eager(caplog: pytest.LogCaptureFixture) -
 def test_signal_checkpoints_the_step_and_resume_is_exact(tmp_path: Path) -> None:
     import signal
 
-    from ddsm.train import TrainingInterrupted
+    from ddsm.training import TrainingInterrupted
 
     x, c = toy_data(20, seed=0)
-    kw = dict(cond_train=c, config=small_config(steps=8, checkpoint_every=100), model_name="tiny")
+    kw = dict(config=small_config(steps=8, checkpoint_every=100), model_name="tiny")
     straight = make_model(0)
-    train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+    train(ToyProcess(), straight, Batch(x, c), out_dir=tmp_path / "a", **kw)
 
     def send(step: int, info: dict) -> None:
         if step == 3:
@@ -585,25 +592,25 @@ def test_signal_checkpoints_the_step_and_resume_is_exact(tmp_path: Path) -> None
 
     previous = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as e:
-        train(ToyProcess(), make_model(0), x, out_dir=tmp_path / "b", on_step=send, **kw)
+        train(ToyProcess(), make_model(0), Batch(x, c), out_dir=tmp_path / "b", on_step=send, **kw)
     assert e.value.step == 4 and e.value.exit_code == 130 and e.value.checkpoint == tmp_path / "b"
     assert "SIGINT after step 4" in str(e.value) and "\n" not in str(e.value)
     assert signal.getsignal(signal.SIGINT) is previous
     assert ckpt.load_config(tmp_path / "b")["step"] == 4 and ckpt.has_training_state(tmp_path / "b")
 
     resumed = make_model(1)
-    train(ToyProcess(), resumed, x, out_dir=tmp_path / "b", resume=True, **kw)
+    train(ToyProcess(), resumed, Batch(x, c), out_dir=tmp_path / "b", resume=True, **kw)
     for p1, p2 in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p1, p2)
 
 
 def test_crash_in_the_middle_of_a_save_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ddsm.train import BACKUP_DIR, recover_checkpoint
+    from ddsm.training import BACKUP_DIR, recover_checkpoint
 
     x, c = toy_data(20, seed=0)
-    kw = dict(cond_train=c, config=small_config(steps=6, checkpoint_every=2, eval_every=0), model_name="tiny")
+    kw = dict(config=small_config(steps=6, checkpoint_every=2, eval_every=0), model_name="tiny")
     straight = make_model(0)
-    train(ToyProcess(), straight, x, out_dir=tmp_path / "a", **kw)
+    train(ToyProcess(), straight, Batch(x, c), out_dir=tmp_path / "a", **kw)
 
     # Die like SIGKILL would at the worst moment of the save of step 4: the old config.json is gone
     # and the new weight files are already in place, but the new config.json is not written yet.
@@ -618,7 +625,7 @@ def test_crash_in_the_middle_of_a_save_is_recovered(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(ckpt, "atomic_write_text", dying)
     out = tmp_path / "b"
     with pytest.raises(_Crash):
-        train(ToyProcess(), make_model(0), x, out_dir=out, **kw)
+        train(ToyProcess(), make_model(0), Batch(x, c), out_dir=out, **kw)
     monkeypatch.setattr(ckpt, "atomic_write_text", real)
     assert not (out / "config.json").exists() and (out / BACKUP_DIR / "config.json").is_file()
 
@@ -626,7 +633,7 @@ def test_crash_in_the_middle_of_a_save_is_recovered(tmp_path: Path, monkeypatch:
     assert ckpt.load_config(out)["step"] == 2 and not (out / BACKUP_DIR).exists()
     assert not recover_checkpoint(out)  # nothing left to do
     resumed = make_model(1)
-    train(ToyProcess(), resumed, x, out_dir=out, resume=True, **kw)
+    train(ToyProcess(), resumed, Batch(x, c), out_dir=out, resume=True, **kw)
     for p1, p2 in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p1, p2)
     assert {p.name for p in out.iterdir()} == {

@@ -14,6 +14,7 @@ from .base import Denoiser
 from .conv import ConvDenoiser
 from .embeddings import ConditionEmbedding, GaussianFourierFeatures, TimeEmbedding
 from .mlp import MLPDenoiser
+from .sudoku_grid import SudokuDenoiser
 from .transformer import KVCache, TransformerDenoiser
 
 #: name (the CLI's ``--model``) -> class
@@ -21,6 +22,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "conv": ConvDenoiser,
     "transformer": TransformerDenoiser,
     "mlp": MLPDenoiser,
+    # the digit-equivariant (cell, digit) network of 9 x 9 Sudoku boards (ddsm.sudoku)
+    "sudoku": SudokuDenoiser,
 }
 
 
@@ -40,6 +43,7 @@ __all__ = [
     "ConvDenoiser",
     "TransformerDenoiser",
     "MLPDenoiser",
+    "SudokuDenoiser",
     "KVCache",
     "ConditionEmbedding",
     "GaussianFourierFeatures",

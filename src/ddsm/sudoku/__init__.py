@@ -9,7 +9,8 @@ Modules (one concept each):
 - ``propagation``: batched naked/hidden singles on candidate tables;
 - ``process``: Sudoku's settings of the registered ``jacobi`` process (DDSM, posterior output),
   and the upgrade of checkpoints of the former Sudoku-only process;
-- ``model``: ``SudokuDenoiser``, the digit-equivariant backbone (optionally with recurrent rounds);
+- ``SudokuDenoiser`` (``ddsm.models.sudoku_grid``, registered as the ``sudoku`` backbone): the
+  digit-equivariant network (optionally with recurrent rounds);
 - ``uniformity``: symmetry-invariant statistics telling a biased grid generator from a fair one;
 - ``training``, ``model_io``: training on streamed grids, loading checkpoints (bundled default);
 - ``generate``, ``constrained``, ``solve``: sampling grids, the constraint-aware sampler, solvers;
@@ -31,7 +32,7 @@ _EXPORTS = {
     "base_grids": "generator",
     "random_grids": "generator",
     "GridStream": "generator",
-    "SudokuDenoiser": "model",
+    "SudokuDenoiser": "ddsm.models.sudoku_grid",
     "sudoku_process": "process",
     "load_sudoku_model": "model_io",
     "SolveConfig": "solve",
@@ -45,5 +46,6 @@ __all__ = list(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        where = _EXPORTS[name]  # a module of this package, or an absolute name
+        return getattr(import_module(where if "." in where else f".{where}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

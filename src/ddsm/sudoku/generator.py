@@ -15,11 +15,13 @@ to a network; the pool only limits the number of distinct equivalence classes se
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from ..errors import DDSMInputError
+from ..training.streams import Batch, MicroBatch
 from .board import N_CELLS
 from .search import backtrack
 from .symmetry import random_symmetries
@@ -70,6 +72,22 @@ class GridStream:
         pick = torch.randint(0, self.pool.shape[0], (n,), generator=generator).to(self.device)
         sym = random_symmetries(n, generator=generator)
         return sym.apply(self.pool[pick])
+
+    # ---- the trainer's BatchStream protocol (ddsm.training.streams): every micro-batch is drawn
+    # afresh from its own generator, so the stream has no state beyond its pool.
+    n_classes = 0
+
+    def next(self, step: int, micro: MicroBatch, generator: torch.Generator) -> Batch:
+        """``micro.hi - micro.lo`` fresh grids for micro-batch ``micro`` of step ``step``."""
+        return Batch(self.sample(micro.hi - micro.lo, generator=generator))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pool_size": int(self.pool.shape[0])}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("pool_size", self.pool.shape[0])) != self.pool.shape[0]:
+            raise DDSMInputError(f"it was trained on a pool of {state['pool_size']} grids, this stream has "
+                                 f"{self.pool.shape[0]}")
 
 
 def random_grids(n: int, *, seed: int = 0, pool_size: Optional[int] = None) -> Tensor:

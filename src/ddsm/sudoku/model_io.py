@@ -1,10 +1,11 @@
-"""Loading a Sudoku checkpoint, including the one bundled with the package.
+"""A Sudoku checkpoint ready for the samplers and solvers, including the one bundled with the package.
 
 A Sudoku checkpoint is an ordinary ddsm checkpoint folder (``config.json`` + ``model.safetensors``)
-whose ``model.name`` is ``"sudoku"`` and ``process.name`` is the registered ``"jacobi"`` (posterior
-output); the network class lives in this package, so it is loaded here rather than through the
-general registries. Checkpoints of the former ``"jacobi_posterior"`` process load through
-:func:`ddsm.sudoku.process.upgrade_config` (same function, same weights).
+whose ``model.name`` is ``"sudoku"`` (the registered :class:`~ddsm.models.SudokuDenoiser`) and
+``process.name`` is the registered ``"jacobi"`` (posterior output). It is loaded by the one loader,
+:func:`ddsm.api.load_run` (which also upgrades checkpoints of the former ``"jacobi_posterior"``
+process, see :mod:`ddsm.legacy`); :class:`SudokuModel` adds what the Sudoku samplers need on top of
+the :class:`~ddsm.api.Run`: the precision, compilation and batch size of the network calls.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import Tensor
 
-from ..checkpoint import load_config, load_model_weights
+from ..api import load_run
 from ..compiling import compile_or_eager
 from ..errors import DDSMInputError
-from .model import SudokuDenoiser
+from ..models.sudoku_grid import SudokuDenoiser
 from ..precision import PRECISIONS, resolve_precision
 from ..processes.jacobi import JacobiProcess
-from .process import sudoku_process, upgrade_config
-from .training import MODEL_NAME
 
-#: the checkpoint shipped with the package (see bench/train_sudoku.py for how it was made)
+#: the checkpoint shipped with the package (see bench/train_sudoku.py for how it was made), and
+#: its name for the loader
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "sudoku"
+BUNDLED_NAME = "sudoku"
 
 
 @dataclass
@@ -84,25 +85,16 @@ def load_sudoku_model(path: Optional[Union[str, Path]] = None, *,
     """
     if precision not in PRECISIONS:
         raise DDSMInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    folder = Path(path) if path is not None else BUNDLED_DIR
-    if path is None and not (folder / "config.json").is_file():
-        raise DDSMInputError(f"no bundled Sudoku model in {folder}; pass --model DIR "
-                             f"(train one with bench/train_sudoku.py)")
-    config = load_config(folder)
-    if config["model"]["name"] != MODEL_NAME:
-        raise DDSMInputError(f"{folder} holds a {config['model']['name']!r} model, not a Sudoku model")
-    config = upgrade_config(config, str(folder))
-    if config["process"]["name"] != JacobiProcess.name:
-        raise DDSMInputError(f"{folder}: Sudoku models use the {JacobiProcess.name!r} process, "
-                             f"not {config['process']['name']!r}")
-    try:
-        process = sudoku_process(**config["process"].get("options", {}))
-        net = SudokuDenoiser(**config["model"].get("options", {}))
-    except (TypeError, ValueError) as e:
-        raise DDSMInputError(f"{folder}/config.json has bad options: {e}") from None
-    load_model_weights(folder, net)
-    net.eval()
-    if device is not None:
-        net.to(device)
-    precision = resolve_precision(precision, next(net.parameters()).device)
-    return SudokuModel(process, net, config, folder, precision, compiled=bool(compile))
+    if path is None and not (BUNDLED_DIR / "config.json").is_file():
+        raise DDSMInputError(f"no bundled Sudoku model in {BUNDLED_DIR}; pass --model DIR "
+                             f"(train one with ddsm sudoku train)")
+    run = load_run(path if path is not None else BUNDLED_NAME, device=device)
+    where = run.path if run.path is not None else path
+    if not isinstance(run.model, SudokuDenoiser):
+        raise DDSMInputError(f"{where} holds a {run.config['model']['name']!r} model, not a Sudoku model")
+    if not isinstance(run.process, JacobiProcess) or run.process.output != "posterior" or run.process.K != 9:
+        raise DDSMInputError(f"{where}: Sudoku models use the {JacobiProcess.name!r} process with posterior output "
+                             f"over 9 digits, not {run.config['process']['name']!r}")
+    precision = resolve_precision(precision, next(run.model.parameters()).device)
+    assert run.path is not None
+    return SudokuModel(run.process, run.model, run.config, run.path, precision, compiled=bool(compile))

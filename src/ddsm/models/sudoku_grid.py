@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.base import Denoiser
-from ..models.embeddings import ConditionEmbedding
+from .base import Denoiser
+from .embeddings import ConditionEmbedding
 
 _SIDE = 9  # the board is 9 x 9 cells in 3 x 3 boxes
 
