@@ -21,7 +21,6 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from ..api import load_run
-from ..checkpoint import load_config
 from ..errors import DDSMInputError
 from ..legacy import SUDOKU_ALPHABET
 from ..models.sudoku_grid import SudokuDenoiser, add_rounds, deepen
@@ -124,11 +123,7 @@ def train_sudoku(
     """
     device = torch.device(device)
     process = sudoku_process(**recipe.process)
-    lineage: dict[str, Any] = {}
-    if resume:
-        if out_dir is None:
-            raise DDSMInputError("cannot resume without a checkpoint folder")
-        lineage = {k: v for k, v in load_config(out_dir).items() if k == "init_from"}
+    lineage: dict[str, Any] = {}  # on resume the trainer keeps the saved lineage
     if init_from is not None and not resume:
         net, warm = _warm_start(recipe, process.in_channels, init_from)
         lineage = {"init_from": warm}

@@ -214,6 +214,8 @@ class _Trainer:
         distributed.barrier()
         saved_cfg = load_config(out)
         check_resume(saved_cfg, self.config, self.meta, out)
+        if "init_from" in saved_cfg and "init_from" not in self.meta:
+            self.meta["init_from"] = saved_cfg["init_from"]  # the lineage of a warm-started run outlives its resumptions
         options = {"process": self.process.config()}
         if hasattr(self.model, "config"):
             options["model"] = self.model.config()
