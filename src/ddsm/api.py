@@ -1,6 +1,6 @@
 """The Python API: train on sequences, load a run, sample, score. Returns plain Python/NumPy data.
 
-The CLI (``ddsm.cli``) is a thin layer over these functions: it parses arguments, reads and writes
+The ``ddsm`` command line (the ``cli`` package) is a thin layer over these functions: it parses arguments, reads and writes
 files and draws progress bars.
 """
 
@@ -23,7 +23,7 @@ from .data import Alphabet, SequenceDataset, data_hash
 from .errors import DDSMInputError
 from .models import build_model
 from .precision import resolve_precision
-from .processes import PROCESSES, Process, build_process
+from .processes import DEFAULT_PROCESS, PROCESSES, Process, build_process
 from .sampling import FixedPositions, sample
 from .train import TrainConfig, train
 
@@ -97,7 +97,7 @@ def fit(
     dataset: SequenceDataset,
     out_dir: Optional[Path],
     *,
-    process: str = "jacobi",
+    process: str = DEFAULT_PROCESS,
     process_options: Optional[dict[str, Any]] = None,
     model: str = "conv",
     model_options: Optional[dict[str, Any]] = None,
