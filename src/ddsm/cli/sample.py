@@ -1,8 +1,8 @@
 """``ddsm sample``: designs from a trained model into a FASTA file plus a provenance sidecar.
 
 Steps: check the flags, load the model and fill in its recorded sampling defaults, parse the
-constraints, draw the designs class by class, then write the FASTA (settings in every header) and
-``<output>.json`` (see :mod:`ddsm.cli.sample_record`).
+constraints (:mod:`ddsm.cli.sample_plan`), draw the designs class by class, then write the FASTA
+(settings in every header) and ``<output>.json`` (:mod:`ddsm.cli.sample_record`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from .common import (
     check_output,
     check_positive,
     check_seed,
-    guidance_interval,
     progress_bar,
-    select_device,
     sidecar_path,
     write_sidecar,
 )
-from .sample_record import Plan, argv_of, header_meta, provenance, sample_classes
+from .sample_plan import Plan, build_plan
+from .sample_record import argv_of, header_meta, provenance
 
 #: ``--sampler`` choices (default: the process's own sampler)
 SAMPLERS = ("ancestral", "first-hitting")
@@ -118,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_flags(args, out)
-    plan = _plan(args, out)
+    plan = build_plan(args, out)
     t0 = time.time()
     records, failures, designs = _draw(args, plan)
     if not records:
@@ -158,94 +157,6 @@ def _check_sampler_supported() -> None:
 
     if "sampler" not in inspect.signature(design).parameters:
         raise DDSMInputError("--sampler is not supported by this version of ddsm (design() takes no sampler)")
-
-
-def _plan(args: argparse.Namespace, out: Path) -> Plan:
-    """Load the model, fill in its recorded defaults (into ``args``: they are recorded as given),
-    seed, and parse the conditioning and constraints."""
-    from ..api import load_run
-    from ..constraints import parse_fixed
-    from ..precision import resolve_precision
-    from ..seeding import seed_everything
-
-    device = select_device(args.device)
-    run = load_run(args.model, device=device)
-    classes = sample_classes(args.class_name, list(run.classes))
-    defaults = run.sampling_defaults
-    if args.classifier_guidance is None:  # the model's recorded default with --class (bundled: chosen on valid)
-        args.classifier_guidance = (float(defaults.get("classifier_guidance", 0.0))
-                                    if args.class_name is not None and not args.classifier else 0.0)
-    if run.classes or not (args.classifier_guidance or args.classifier):  # else --class names the classifier's target
-        for c in classes:
-            run.class_index(c)  # an unknown name lists the valid ones
-    if args.steps is None:
-        args.steps = int(defaults.get("steps", 100))
-    if args.guidance is None:
-        args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
-    interval = guidance_interval(args.guidance_interval, defaults)
-    name = args.name or out.name.split(".")[0]
-    if not name or any(ch.isspace() for ch in name):
-        raise DDSMInputError(f"--name {name!r}: design ids need a name without whitespace")
-    gen = seed_everything(args.seed)  # also the global generators: third-party code may draw from them
-    fixed = parse_fixed(args.fixed, run.alphabet, run.seq_len) if args.fixed else None
-    _check_guidance(args, run)
-    plan = Plan(run=run, device=device, classes=classes, interval=interval, name=name, generator=gen, fixed=fixed)
-    _constraints(args, plan)
-    plan.precision = resolve_precision(args.precision or str(defaults.get("precision", "fp32")), device)
-    return plan
-
-
-def _check_guidance(args: argparse.Namespace, run: Any) -> None:
-    if args.time_dilation > 1 and not run.process.supports_dilation:
-        raise DDSMInputError(f"process {run.process.name!r} does not support --time-dilation")
-    if args.guidance < 0 or not math.isfinite(args.guidance):
-        raise DDSMInputError("--guidance must be a finite number >= 0")
-    if args.classifier_guidance < 0 or not math.isfinite(args.classifier_guidance):
-        raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
-    if args.classifier and args.classifier_guidance == 0:
-        raise DDSMInputError("--classifier needs --classifier-guidance W > 0")
-
-
-def _constraints(args: argparse.Namespace, plan: Plan) -> None:
-    """``--track``, ``--gc``, ``--length-range`` / ``--design-length``, ``--forbid`` into ``plan``."""
-    run = plan.run
-    if args.track:
-        from ..data import read_track
-
-        plan.track = read_track(args.track)
-    if args.gc:
-        from ..constraints import GCWindow
-
-        if not run.alphabet.has_gc:
-            raise DDSMInputError(f"--gc needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
-        w = GCWindow.parse(args.gc)
-        plan.gc = (w.lo, w.hi)
-    if args.length_range or args.design_length:
-        plan.length_range = _length_range(args, run)
-    if args.forbid:  # checked before any sampling
-        from ..constraints import ForbiddenMotifs
-
-        ForbiddenMotifs.parse(args.forbid, alphabet=run.alphabet, both_strands=not args.no_revcomp)
-
-
-def _length_range(args: argparse.Namespace, run: Any) -> tuple[int, int]:
-    if args.length_range and args.design_length:
-        raise DDSMInputError("give --length-range or --design-length, not both")
-    if not run.alphabet.end:
-        raise DDSMInputError("--length-range / --design-length need a variable-length model "
-                             "(ddsm train --variable-length); this one generates length "
-                             f"{run.seq_len} only")
-    if args.design_length:
-        length_range = (args.design_length, args.design_length)
-    else:
-        try:
-            lo_s, hi_s = args.length_range.split(":")
-            length_range = (int(lo_s), int(hi_s))
-        except ValueError:
-            raise DDSMInputError(f"--length-range expects MIN:MAX, e.g. 20:40, got {args.length_range!r}") from None
-    if not 1 <= length_range[0] <= length_range[1] <= run.seq_len:
-        raise DDSMInputError(f"design lengths must lie in 1..{run.seq_len} (the model's maximum) with MIN <= MAX")
-    return length_range
 
 
 def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[str, str]], list[dict[str, Any]]]:

@@ -4,46 +4,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import torch
-
-from ..errors import DDSMInputError
 from .common import model_provenance
-
-
-@dataclass
-class Plan:
-    """Everything ``ddsm sample`` resolved before drawing: the model, the classes, the guidance
-    interval, the run name, the generator and the parsed constraints."""
-
-    run: Any
-    device: torch.device
-    classes: list[Optional[str]]
-    interval: Optional[tuple[float, float]]
-    name: str
-    generator: torch.Generator
-    fixed: Any = None
-    track: Any = None
-    gc: Optional[tuple[float, float]] = None
-    length_range: Optional[tuple[int, int]] = None
-    precision: str = "fp32"
-
-
-def sample_classes(spec: Optional[str], classes: list[str]) -> list[Optional[str]]:
-    """``--class``: None (unconditional), ``NAME``, ``A,B`` or ``all`` (n designs per class)."""
-    if spec is None:
-        return [None]
-    if spec == "all":
-        if not classes:
-            raise DDSMInputError("--class all needs a class-conditional model; this one has no classes")
-        return list(classes)
-    names = [c.strip() for c in spec.split(",")]
-    if any(not c for c in names) or len(set(names)) != len(names):
-        raise DDSMInputError(f"--class {spec!r}: give NAME, A,B (distinct names) or all")
-    return names
+from .sample_plan import Plan
 
 
 def header_meta(args: argparse.Namespace, plan: Plan) -> dict[str, str]:
