@@ -1,6 +1,6 @@
 """The Python API: train on sequences, load a run, sample, score. Returns plain Python/NumPy data.
 
-The CLI (``ddsm.cli``) is a thin layer over these functions: it parses arguments, reads and writes
+The ``ddsm`` command line (the ``cli`` package) is a thin layer over these functions: it parses arguments, reads and writes
 files and draws progress bars.
 """
 
@@ -24,7 +24,7 @@ from .errors import DDSMInputError
 from .legacy import upgrade_config
 from .models import build_model
 from .precision import resolve_precision
-from .processes import PROCESSES, Process, build_process
+from .processes import DEFAULT_PROCESS, PROCESSES, Process, build_process
 from .sampling import FixedPositions, sample
 from .seeding import seeded_global_rng
 from .training import Batch, TrainConfig, train
@@ -99,7 +99,7 @@ def fit(
     dataset: SequenceDataset,
     out_dir: Optional[Path],
     *,
-    process: str = "jacobi",
+    process: str = DEFAULT_PROCESS,
     process_options: Optional[dict[str, Any]] = None,
     model: str = "conv",
     model_options: Optional[dict[str, Any]] = None,

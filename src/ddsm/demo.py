@@ -7,6 +7,9 @@ JASPAR motifs, discriminator, the bundled oracle classifier, diversity) and writ
 then it solves a few hard Sudoku puzzles with the bundled Sudoku model. Everything lands in one
 folder. Without bundled models (a source checkout before they were trained) it trains a small
 unconditional model on bundled DHS sequences instead.
+
+Randomness: every draw comes from explicit generators built from ``seed`` (``make_generator``);
+this module never seeds the global generators (``ddsm demo`` does, in the CLI).
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
     from .data.io import atomic_write_text
     from .evaluate import evaluate_detailed, format_table
     from .report import build_report
-    from .seeding import seed_everything
+    from .seeding import make_generator
 
     run = load_run(name, device=device)
     defaults = run.sampling_defaults
@@ -89,7 +92,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
          f"classes {', '.join(run.classes)}; designing {n} per class, {steps} steps, guidance {guidance:g}"
          + (f", classifier guidance {float(defaults['classifier_guidance']):g}" if defaults.get("classifier_guidance")
             else "") + f", seed {seed}")
-    gen = seed_everything(seed)
+    gen = make_generator(seed)  # one stream for all classes of this model
     records = []
     t0 = time.time()
     for cls in run.classes:
@@ -133,7 +136,7 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
     from .api import Run, build_network, fit, generate, sequence_summary
     from .data import Record, bundled_path, encode_records, read_fasta, write_fasta
     from .processes import build_process
-    from .seeding import seed_everything
+    from .seeding import make_generator, seeded_global_rng
     from .training import TrainConfig
 
     train_recs = read_fasta(bundled_path("dhs4/train_small.fasta.gz"))
@@ -141,7 +144,6 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
     train_ds = encode_records(train_recs)
     valid_ds = encode_records(valid_recs, train_ds.alphabet)
     reference = [r.seq for r in valid_recs]
-    seed_everything(seed)
     cfg = TrainConfig(steps=steps, batch_size=32, lr=2e-3, warmup_steps=100, eval_every=max(steps // 5, 1),
                       eval_batches=4, checkpoint_every=max(steps // 2, 1), seed=seed, ema_decay=0.995)
     t0 = time.time()
@@ -150,11 +152,13 @@ def _train_small(out: Path, *, seed: int, quiet: bool, device: Optional[torch.de
                        train_config=cfg, valid=valid_ds, device=device,
                        extra_meta={"data_path": "bundled:dhs4/train_small"})
     say(f"trained {steps} steps in {time.time() - t0:.0f} s")
-    designs = generate(run, n, steps=100, generator=seed_everything(seed + 100), device=device,
+    designs = generate(run, n, steps=100, generator=make_generator(seed + 100), device=device,
                        progress=_progress(quiet, "sample"))
-    torch.manual_seed(seed)
-    untrained = Run(build_process("jacobi", 4), build_network(run.process, "conv", 0, options).eval(), run.config)
-    base = generate(untrained, n, steps=100, generator=seed_everything(seed + 100), device=device)
+    # the untrained baseline's initial weights follow the seed; the global generator is put back after
+    with seeded_global_rng(seed):
+        net = build_network(run.process, "conv", 0, options).eval()
+    untrained = Run(build_process("jacobi", 4), net, run.config)
+    base = generate(untrained, n, steps=100, generator=make_generator(seed + 100), device=device)
     write_fasta(out / "designs.fasta", [Record(f"design_{i}", s, {"seed": str(seed)}) for i, s in enumerate(designs)],
                 force=True)
     rows = {"untrained": sequence_summary(base, reference), "DDSM": sequence_summary(designs, reference),

@@ -1,5 +1,5 @@
 """Evaluate designed sequences against real ones, per class: the Python API behind ``ddsm evaluate``
-(whose command line is in ``ddsm.cli``).
+(whose command line is ``ddsm evaluate``, in the ``cli`` package).
 
 Metrics (one row per class, plus ``all``; ``nan`` where a metric does not apply):
 

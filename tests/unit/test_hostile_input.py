@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ddsm.cli import _parse_json_file, _set_options
+from ddsm.cli.common import parse_json_file, set_options
 from ddsm.constraints import ForbiddenMotifs, GCWindow, parse_fixed
 from ddsm.data import read_sequences
 from ddsm.errors import DDSMInputError
@@ -53,7 +53,7 @@ def test_forbidden_motif_parser(motifs):
 @FAST
 @given(st.lists(text, max_size=4))
 def test_set_option_parser(pairs):
-    accepts_or_rejects(_set_options, pairs)
+    accepts_or_rejects(set_options, pairs)
 
 
 @FAST
@@ -63,7 +63,7 @@ def test_set_option_parser(pairs):
 def test_config_file_parser(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("cfg") / "config.json"
     path.write_text(content)
-    accepts_or_rejects(_parse_json_file, str(path))
+    accepts_or_rejects(parse_json_file, str(path))
 
 
 @FAST

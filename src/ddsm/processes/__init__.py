@@ -25,6 +25,9 @@ PROCESSES: dict[str, type[Process]] = {
     AutoregressiveProcess.name: AutoregressiveProcess,
 }
 
+#: the process ``ddsm train`` and ``ddsm.api.fit`` use when none is named (DDSM itself)
+DEFAULT_PROCESS: str = JacobiProcess.name
+
 
 def build_process(name: str, K: int, **options: Any) -> Process:
     """Instantiate a registered process by name."""
@@ -33,4 +36,4 @@ def build_process(name: str, K: int, **options: Any) -> Process:
     return PROCESSES[name](K=K, **options)
 
 
-__all__ = ["PROCESSES", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess", "JacobiScoreProcess"]
+__all__ = ["PROCESSES", "DEFAULT_PROCESS", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess", "JacobiScoreProcess"]

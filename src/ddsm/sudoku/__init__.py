@@ -14,14 +14,14 @@ Modules (one concept each):
 - ``uniformity``: symmetry-invariant statistics telling a biased grid generator from a fair one;
 - ``training``, ``model_io``: training on streamed grids, loading checkpoints (bundled default);
 - ``generate``, ``constrained``, ``solve``: sampling grids, the constraint-aware sampler, solvers;
-- ``csvio``, ``cli``: files and the ``ddsm sudoku`` commands.
+- ``csvio``: files (the ``ddsm sudoku`` commands live in the CLI package, module ``sudoku``).
 """
 
 from importlib import import_module
 from typing import Any
 
 # name -> module; imported on first use so that ``ddsm --help`` does not pay for torch-heavy
-# modules (the top-level CLI imports ddsm.sudoku.cli, and with it this package)
+# modules (the CLI's ``ddsm sudoku`` imports submodules of this package)
 _EXPORTS = {
     "BLANK": "board",
     "parse_board": "board",

@@ -1,4 +1,4 @@
-"""``ddsm sudoku solve`` and ``ddsm sudoku generate``.
+"""``ddsm sudoku solve`` and ``ddsm sudoku generate`` (the work is in :mod:`ddsm.sudoku`).
 
 Both use the bundled model unless ``--model DIR`` names another Sudoku checkpoint. Bad files or
 options raise :class:`DDSMInputError` (one ``ddsm: error: ...`` line, exit 2); a bad puzzle only
@@ -15,17 +15,21 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..errors import DDSMInputError
 from ..precision import PRECISIONS
+from .common import check_output, check_seed, select_device
 
 
-def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``ddsm sudoku`` on the top-level sub-parser collection."""
     sp = sub.add_parser("sudoku", help="generate valid Sudoku grids and solve puzzles with the diffusion model")
     ssub = sp.add_subparsers(dest="sudoku_command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def shared(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", required=True, help="output CSV")
         p.add_argument("--model", default=None, help="Sudoku checkpoint folder (default: the bundled model)")
         p.add_argument("--steps", type=int, default=None, help="base steps of each sampling run")
@@ -48,7 +52,7 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
     s = ssub.add_parser("solve", help="solve the puzzles of a CSV file (column 'puzzle')")
     s.add_argument("puzzles", help="CSV with a 'puzzle' column (81 characters, '.' or '0' blank); "
                    "a 'solution' column is only compared against")
-    common(s)
+    shared(s)
     s.add_argument("--budget", type=int, default=16,
                    help="most network calls per puzzle, in full sampling runs (then exact search)")
     s.add_argument("--particles", type=int, default=1, help="boards per puzzle per round")
@@ -59,29 +63,33 @@ def add_sudoku_parser(sub: argparse._SubParsersAction) -> None:
                    help="DDSM's original solver only: one run per puzzle, givens imposed, no rules")
     s.add_argument("--no-search", dest="search", action="store_false",
                    help="no exact search fallback after the diffusion budget")
-    s.set_defaults(func=cmd_solve)
+    s.set_defaults(func=run)
 
     g = ssub.add_parser("generate", help="generate complete grids and check their validity")
     g.add_argument("-n", type=int, default=100, help="number of grids")
     g.add_argument("--constrained", action="store_true",
                    help="constraint-aware generation (the solver's rules + diffusion on an empty board: every grid "
                         "valid by construction, reported apart from the model-only rate; --steps default 20)")
-    common(g)
-    g.set_defaults(func=cmd_generate)
+    shared(g)
+    g.set_defaults(func=run)
+    return sp
 
 
-def _setup(args: argparse.Namespace):
-    from ..cli import _check_output, _check_seed, _device
+def run(args: argparse.Namespace) -> int:
+    """``ddsm sudoku solve | generate``."""
+    return cmd_solve(args) if args.sudoku_command == "solve" else cmd_generate(args)
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, torch.Generator]:
+    """Check the shared flags, load the model, seed; returns the model and the generator."""
     from ..seeding import seed_everything
-    from .model_io import load_sudoku_model
+    from ..sudoku.model_io import load_sudoku_model
 
-    _check_output(Path(args.output), args.force)
-    _check_seed(args.seed)
+    check_output(Path(args.output), args.force)
+    check_seed(args.seed)
     if args.threads < 0:
         raise DDSMInputError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     if args.steps is not None and args.steps < 1:
         raise DDSMInputError(f"--steps must be at least 1, got {args.steps}")
@@ -89,9 +97,9 @@ def _setup(args: argparse.Namespace):
         raise DDSMInputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not (math.isfinite(args.time_dilation) and args.time_dilation >= 1):
         raise DDSMInputError("--time-dilation must be a finite number >= 1")
-    device = _device(args.device)
+    device = select_device(args.device)
     sm = load_sudoku_model(args.model, device=device, precision=args.precision, compile=args.compile)
-    return sm, seed_everything(args.seed)
+    return sm, seed_everything(args.seed)  # only the CLI seeds the global generators
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:
@@ -100,11 +108,9 @@ def _say(args: argparse.Namespace, msg: str) -> None:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    import torch
-
-    from .board import describe_problem, format_board, is_solution, parse_board
-    from .csvio import read_puzzles, write_csv
-    from .solve import GIVENS_ONLY, SolveConfig, solve_givens_only, solve_puzzles
+    """``ddsm sudoku solve``: a bad puzzle fails only its own row (``error`` column)."""
+    from ..sudoku.board import describe_problem, is_solution, parse_board
+    from ..sudoku.csvio import read_puzzles, write_csv
 
     if args.budget < 1 or args.particles < 1:
         raise DDSMInputError("--budget and --particles must be at least 1")
@@ -119,24 +125,59 @@ def cmd_solve(args: argparse.Namespace) -> int:
             _say(args, f"line {rows[i].line}: {e}")
     puzzles = torch.stack([parse_board(rows[i].puzzle) for i in good]) if good else torch.empty(0, 81, dtype=torch.long)
     t0 = time.perf_counter()
+    res = _solve(args, sm, gen, puzzles)
+    out_cols, out_rows, matches = _solution_rows(args, rows, columns, errors, good, res)
+    write_csv(args.output, out_cols, out_rows, force=args.force)
+
+    sols, ok, solver, secs = res["solutions"], res["valid"], res["solver"], res["seconds"]
+    n_ok = int(ok.sum()) if len(good) else 0
+    if len(good) and not bool(is_solution(sols[ok], puzzles[ok]).all()):  # pragma: no cover
+        raise RuntimeError("a board reported valid breaks the rules (a bug in ddsm.sudoku)")
+    med = statistics.median([float(s) for s in secs]) if len(good) else float("nan")
+    by = Counter(s for s, v in zip(solver, ok.tolist()) if v) if len(good) else Counter()
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
+    bad = len(rows) - len(good)
+    print(f"solved {n_ok}/{len(rows)} ({100.0 * n_ok / len(rows):.1f}% valid"
+          + (f"; {bad} bad puzzle(s)" if bad else "") + (f"), median {med:.3f} s per puzzle" if len(good) else ")")
+          + (f"; by solver: {parts}" if parts else "")
+          + (f"; {matches}/{len(rows)} match the given solutions" if "solution" in columns else "")
+          + f"; total {time.perf_counter() - t0:.1f} s ({sm.precision}) -> {args.output}")
+    return 0
+
+
+def _solve(args: argparse.Namespace, sm: Any, gen: torch.Generator, puzzles: torch.Tensor) -> dict[str, Any]:
+    """Solve the well-formed puzzles: solutions, valid, solver, samples_used, seconds, note."""
+    from ..sudoku.solve import GIVENS_ONLY, SolveConfig, solve_givens_only, solve_puzzles
+
+    n = len(puzzles)
+    t0 = time.perf_counter()
     steps = args.steps or (100 if args.givens_only else SolveConfig.steps)
     if args.givens_only:
         boards, ok = solve_givens_only(sm, puzzles, steps=steps, dilation=args.time_dilation,
                                        batch_size=args.batch_size, generator=gen)
-        per = (time.perf_counter() - t0) / max(len(good), 1)
-        sols, solver = boards, [GIVENS_ONLY] * len(good)
-        used, secs, notes = torch.ones(len(good), dtype=torch.long), torch.full((len(good),), per), [""] * len(good)
-    else:
-        cfg = SolveConfig(steps=steps, dilation=args.time_dilation, particles=args.particles, budget=args.budget,
-                          batch_size=args.batch_size, probe=SolveConfig.probe if args.probe is None else args.probe,
-                          search=args.search)
+        per = (time.perf_counter() - t0) / max(n, 1)
+        return {"solutions": boards, "valid": ok, "solver": [GIVENS_ONLY] * n,
+                "samples_used": torch.ones(n, dtype=torch.long), "seconds": torch.full((n,), per), "note": [""] * n}
+    cfg = SolveConfig(steps=steps, dilation=args.time_dilation, particles=args.particles, budget=args.budget,
+                      batch_size=args.batch_size, probe=SolveConfig.probe if args.probe is None else args.probe,
+                      search=args.search)
 
-        def on_round(drawn: int, left: int) -> None:
-            _say(args, f"sampled {drawn} boards; {left} puzzles unsolved")
+    def on_round(drawn: int, left: int) -> None:
+        _say(args, f"sampled {drawn} boards; {left} puzzles unsolved")
 
-        res = solve_puzzles(sm, puzzles, cfg, generator=gen, on_round=on_round if len(good) else None)
-        sols, ok, solver, used, secs, notes = res.solutions, res.valid, res.solver, res.samples_used, res.seconds, res.note
+    res = solve_puzzles(sm, puzzles, cfg, generator=gen, on_round=on_round if n else None)
+    return {"solutions": res.solutions, "valid": res.valid, "solver": res.solver, "samples_used": res.samples_used,
+            "seconds": res.seconds, "note": res.note}
 
+
+def _solution_rows(args: argparse.Namespace, rows: list[Any], columns: list[str], errors: list[Any],
+                   good: list[int], res: dict[str, Any]) -> tuple[list[str], list[dict[str, object]], int]:
+    """The output CSV: the input columns (``solution`` renamed ``given_solution``) plus the results;
+    also how many solutions match the given ones."""
+    from ..sudoku.board import format_board
+
+    sols, ok, solver, used, secs, notes = (res[k] for k in ("solutions", "valid", "solver", "samples_used",
+                                                             "seconds", "note"))
     has_ref = "solution" in columns
     out_cols = [c if c != "solution" else "given_solution" for c in columns]
     out_cols += ["solution", "valid", "solver", "samples_used", "seconds", "seed"]
@@ -160,27 +201,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
             rec["matches_given_solution"] = same
             matches += int(same)
         out_rows.append(rec)
-    write_csv(args.output, out_cols, out_rows, force=args.force)
-
-    n_ok = int(ok.sum()) if len(good) else 0
-    if len(good) and not bool(is_solution(sols[ok], puzzles[ok]).all()):  # pragma: no cover
-        raise RuntimeError("a board reported valid breaks the rules (a bug in ddsm.sudoku)")
-    med = statistics.median([float(s) for s in secs]) if len(good) else float("nan")
-    by = Counter(s for s, v in zip(solver, ok.tolist()) if v) if len(good) else Counter()
-    parts = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
-    bad = len(rows) - len(good)
-    print(f"solved {n_ok}/{len(rows)} ({100.0 * n_ok / len(rows):.1f}% valid"
-          + (f"; {bad} bad puzzle(s)" if bad else "") + (f"), median {med:.3f} s per puzzle" if len(good) else ")")
-          + (f"; by solver: {parts}" if parts else "")
-          + (f"; {matches}/{len(rows)} match the given solutions" if has_ref else "")
-          + f"; total {time.perf_counter() - t0:.1f} s ({sm.precision}) -> {args.output}")
-    return 0
+    return out_cols, out_rows, matches
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .board import format_board, is_valid_grid
-    from .csvio import write_csv
-    from .generate import generate_grids
+    """``ddsm sudoku generate``: complete grids from the model (or constraint-aware) and their validity."""
+    from ..sudoku.board import format_board, is_valid_grid
+    from ..sudoku.csvio import write_csv
+    from ..sudoku.generate import generate_grids
 
     if args.n < 1:
         raise DDSMInputError("-n must be at least 1")
@@ -203,12 +231,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_constrained(args: argparse.Namespace, sm, gen) -> int:
+def _generate_constrained(args: argparse.Namespace, sm: Any, gen: torch.Generator) -> int:
     """``generate --constrained``: the solver on empty boards; each row says which stage made it."""
-    from .board import format_board, is_valid_grid
-    from .csvio import write_csv
-    from .generate import generate_constrained
-    from .solve import SolveConfig
+    from ..sudoku.board import format_board, is_valid_grid
+    from ..sudoku.csvio import write_csv
+    from ..sudoku.generate import generate_constrained
+    from ..sudoku.solve import SolveConfig
 
     steps = args.steps or SolveConfig.steps
     cfg = SolveConfig(steps=steps, dilation=args.time_dilation, batch_size=args.batch_size)
