@@ -50,6 +50,22 @@ class NoisySample:
 
 
 @dataclass
+class FixedPositions:
+    """Positions whose tokens are given (inpainting, Sudoku givens, ``--fixed`` patterns).
+
+    Part of the process contract (samplers that a process owns, such as the masked process's
+    first-hitting sampler, take it), so it lives here; ``ddsm.sampling`` re-exports it.
+
+    Attributes:
+        tokens: ``(B, L)`` long, the known tokens (any value where ``mask`` is False).
+        mask: ``(B, L)`` bool, True where the token is fixed.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+
+
+@dataclass
 class LossOutput:
     """Scalar training loss plus the per-token terms it was averaged from.
 

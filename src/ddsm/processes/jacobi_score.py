@@ -31,7 +31,7 @@ from .jacobi import JacobiProcess
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
 
 
-class JacobiScoreProcess(JacobiProcess):
+class JacobiScoreProcess(JacobiProcess, output="score"):
     """DDSM whose network regresses the normalised stick score (Avdeyev et al.'s parameterisation)."""
 
     final_draw = False  # a score network has no posterior to draw from: tokens are the argmax

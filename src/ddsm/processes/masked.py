@@ -35,7 +35,7 @@ Samplers (the ``sampler`` option names the one the CLI should run):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -49,10 +49,7 @@ from ._tokens import (
     stratified_times,
     uniform,
 )
-from .base import ModelFn, NoisySample, Process
-
-if TYPE_CHECKING:  # the loop imports processes; import its dataclass for typing only
-    from ..sampling.loop import FixedPositions
+from .base import FixedPositions, ModelFn, NoisySample, Process
 
 SAMPLERS = ("ancestral", "first-hitting")
 
@@ -187,7 +184,7 @@ class MaskedProcess(Process):
     # ------------------------------------------------------------------ first-hitting sampler
     @torch.no_grad()
     def sample_first_hitting(self, model: ModelFn, shape: tuple[int, int], *,
-                             cond: Optional[Tensor] = None, fixed: Optional["FixedPositions"] = None,
+                             cond: Optional[Tensor] = None, fixed: Optional[FixedPositions] = None,
                              generator: Optional[torch.Generator] = None,
                              device: Optional[torch.device] = None) -> Tensor:
         """Exact simulation of the continuous-time reverse process, one token per network call.

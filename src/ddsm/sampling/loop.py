@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
 
-from ..processes.base import ModelFn, Process
-
-
-@dataclass
-class FixedPositions:
-    """Positions whose tokens are given (inpainting, Sudoku givens, ``--fixed`` patterns).
-
-    Attributes:
-        tokens: ``(B, L)`` long, the known tokens (any value where ``mask`` is False).
-        mask: ``(B, L)`` bool, True where the token is fixed.
-    """
-
-    tokens: Tensor
-    mask: Tensor
+# FixedPositions lives with the process contract (``impose`` takes it); re-exported here
+from ..processes.base import FixedPositions, ModelFn, Process
 
 
 #: called with the network output ``(B, L, C_out)``, the state and t; returns a modified output.
