@@ -62,6 +62,7 @@ from .compiling import compile_or_eager
 from .conditioning.track import TrackBinding
 from .ema import EMA
 from .errors import DDSMInputError
+from .models.base import takes_raw_state
 from .seeding import derive_seed, get_rng_state, make_generator, seeded_global_rng, set_rng_state
 
 if TYPE_CHECKING:  # avoid importing every process just to train one
@@ -574,7 +575,7 @@ def train(
     ddp = distributed.wrap_ddp(model, device) if world > 1 else None
     forward = _Forward(
         _maybe_compile(ddp if ddp is not None else model, device, config.compile),
-        takes_state=bool(getattr(model, "takes_state", False)),
+        takes_state=takes_raw_state(model),
         autocast_device=device.type if config.bf16 else None,
     )
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

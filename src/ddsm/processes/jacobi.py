@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng as _rng
+from ..models.base import takes_raw_state
 from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stick_tables import LineageDraws, StickTables, draw_sticks
 from ..special.stickbreaking import sticks_to_simplex
@@ -76,6 +77,7 @@ class JacobiProcess(Process):
                    "network = residual posterior on the local evidence (output=score: the paper's score)")
     state_kind = "sticks"
     supports_dilation = True
+    classifier_guidance = "posterior-logits"
     #: the last reverse step draws x0 from the network's posterior (posterior output only)
     final_draw = True
 
@@ -245,7 +247,7 @@ class JacobiProcess(Process):
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Posterior logits ``(B, L, K)`` float64 of p(x0 | xt)."""
-        if getattr(model, "takes_state", False):
+        if takes_raw_state(model):
             return model(xt, t, cond)
         loglik = self.local_loglik(xt, self.native_time(t))
         return self.posterior_logits(loglik, model(self.features(loglik), t.float(), cond))
@@ -469,7 +471,7 @@ class JacobiProcess(Process):
         backward passes; only the network's part is left to Hutchinson's estimator
         (``ddsm.sampling.likelihood``), which removes the within-position noise."""
         tau = self.native_time(u)
-        if not split or getattr(model, "takes_state", False):
+        if not split or takes_raw_state(model):
             out = self.model_output(model, v, u.float(), cond)
             return self.prob_flow_drift(self.score_from_output(out, v, tau), v), None
         loglik = self.local_loglik(v, tau)

@@ -49,6 +49,7 @@ from ._tokens import (
     stratified_times,
     uniform,
 )
+from ..models.base import RawStateModel, takes_raw_state
 from .base import FixedPositions, ModelFn, NoisySample, Process
 
 SAMPLERS = ("ancestral", "first-hitting")
@@ -105,7 +106,7 @@ class MaskedProcess(Process):
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Network logits ``(B, L, K)`` with the SUBS carry-over applied at unmasked positions."""
-        if not self.time_conditioning and not getattr(model, "takes_state", False):
+        if not self.time_conditioning and not takes_raw_state(model):
             t = torch.zeros_like(t)
         return carry_over(super().model_output(model, xt, t, cond), xt, self.mask_id)
 
@@ -147,9 +148,10 @@ class MaskedProcess(Process):
 
     # ------------------------------------------------------------------ reverse process
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Ancestral step: each masked token is unmasked with probability (t - s) / t to a draw
         from ``softmax(output)``; unmasked tokens never change (whatever ``output`` says)."""
+        self.check_dilation(dilation)
         t64, s64 = t.double(), s.double()
         p_unmask = ((t64 - s64) / t64.clamp_min(1e-12)).clamp(0.0, 1.0)
         return jump_to_posterior(output, xt, p_unmask, xt == self.mask_id, generator=generator)
@@ -250,19 +252,17 @@ class MaskedProcess(Process):
         return (total / steps / (n_real * math.log(2.0))).float()
 
 
-class CachedDenoiser:
+class CachedDenoiser(RawStateModel):
     """Wraps a network so that the ancestral loop skips calls where the state did not change.
 
     Use in the CLI as ``sample(process, CachedDenoiser(process, model), shape, ...)`` when
     ``process.name == "masked"`` and ``process.time_conditioning`` is False (with time
-    conditioning it simply calls the network every step). It has ``takes_state = True``, so
-    ``process.model_output`` hands it the raw state; it calls the network through
+    conditioning it simply calls the network every step). It is a
+    :class:`~ddsm.models.base.RawStateModel`, so ``process.model_output`` hands it the raw state; it calls the network through
     ``process.model_output`` itself and returns the cached SUBS logits when
     ``process.cached_output_valid`` holds and ``cond`` is unchanged. One instance per ``sample``
     call (it keeps the last state). ``calls`` counts real network evaluations.
     """
-
-    takes_state = True
 
     def __init__(self, process: MaskedProcess, model: ModelFn) -> None:
         self.process, self.model = process, model

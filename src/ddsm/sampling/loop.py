@@ -52,8 +52,7 @@ def sample(
     """
     if dilation < 1.0:
         raise ValueError("time dilation must be >= 1")
-    if dilation > 1.0 and not process.supports_dilation:
-        raise ValueError(f"process {process.name!r} does not support time dilation")
+    process.check_dilation(dilation)  # before any draw: a process without dilation refuses c != 1
     B = shape[0]
     xt = process.prior(shape, generator=generator, device=device)
     if times is not None and (times.dim() != 1 or len(times) < 2 or bool((times[1:] >= times[:-1]).any())):
@@ -68,8 +67,7 @@ def sample(
         out = process.model_output(model, xt, t_b, cond)
         if output_hook is not None:
             out = output_hook(out, xt, t_b)
-        extra = {"dilation": c} if c != 1.0 else {}
-        xt = process.step(out, xt, t_b, s_b, generator=generator, **extra)
+        xt = process.step(out, xt, t_b, s_b, generator=generator, dilation=c)
     tokens = process.decode(xt)
     if fixed is not None:
         tokens = torch.where(fixed.mask, fixed.tokens, tokens)
