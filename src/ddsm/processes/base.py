@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -102,6 +102,10 @@ class Process(ABC):
     #: ``output_from_score``); ``"analog-bits"``: the x0 estimate of analog bits (needs ``clip``,
     #: ``scale``, ``encoding`` and ``codes``, as ``BitsProcess``).
     classifier_guidance: ClassVar[Optional[str]] = None
+    #: the samplers this process has. ``"ancestral"`` is the shared grid loop
+    #: (``ddsm.sampling.sample`` calling ``step``); any other name is one of the process's own
+    #: samplers, run by :meth:`sample_with`. The default is :attr:`default_sampler`.
+    samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
 
     def __init__(self, K: int) -> None:
         if K < 2:
@@ -243,6 +247,39 @@ class Process(ABC):
             raise ValueError(f"process {self.name!r} does not support time dilation (got dilation "
                              f"{dilation if not isinstance(dilation, Tensor) else 'per row'}); only processes with "
                              f"supports_dilation do, e.g. 'jacobi'")
+
+    # ------------------------------------------------------------------ samplers
+    @property
+    def default_sampler(self) -> str:
+        """The sampler used when none is asked for: the first of ``samplers`` (a process with a
+        ``sampler`` option returns the configured one)."""
+        return self.samplers[0]
+
+    def resolve_sampler(self, sampler: Optional[str] = None) -> str:
+        """``sampler`` (None: :attr:`default_sampler`) checked against ``samplers``.
+
+        Raises ``ValueError`` (one line naming the process's samplers) for a name it lacks.
+        """
+        name = self.default_sampler if sampler is None else str(sampler)
+        if name not in self.samplers:
+            raise ValueError(f"process {self.name!r} has no sampler {name!r}; its samplers: "
+                             f"{', '.join(self.samplers)}")
+        return name
+
+    def sample_with(self, sampler: str, model: ModelFn, shape: tuple[int, int], *,
+                    cond: Optional[Tensor] = None, fixed: Optional[FixedPositions] = None,
+                    output_hook: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None,
+                    generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
+                    progress: Optional[Callable[[Iterable], Iterable]] = None) -> Tensor:
+        """Run one of this process's own samplers (a name in ``samplers`` other than
+        ``"ancestral"``, which the shared loop runs) and return ``(B, L)`` long tokens for
+        ``shape = (B, L)``. Arguments as :func:`ddsm.sampling.sample`; ``output_hook`` is called
+        with the network output, the state and the per-row times ``(B,)``.
+
+        Default: there is none, so it raises ``ValueError``.
+        """
+        raise ValueError(f"process {self.name!r} has no sampler {sampler!r} of its own; its samplers: "
+                         f"{', '.join(self.samplers)}")
 
     def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
                generator: Optional[torch.Generator] = None) -> Tensor:

@@ -1,4 +1,5 @@
-"""The one reverse sampling loop, shared by every process."""
+"""The one reverse sampling loop, shared by every process (it hands over to a process's own
+sampler, e.g. the masked process's first-hitting sampler, when one is asked for)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def sample(
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     return_state: bool = False,
     times: Optional[Tensor] = None,
+    sampler: Optional[str] = None,
 ) -> Tensor:
     """Draw ``shape = (B, L)`` sequences by running ``process`` backwards with ``model``.
 
@@ -47,9 +49,26 @@ def sample(
         output_hook: optional transform of the network output (guidance, forbidden tokens).
         progress: wraps the step iterator (e.g. ``tqdm``), for the CLI.
         return_state: return the final state instead of decoded tokens.
+        sampler: one of ``process.samplers`` (None: ``process.default_sampler``). ``"ancestral"``
+            runs this loop; any other is the process's own sampler (``process.sample_with``, e.g.
+            the masked process's ``"first-hitting"``), which takes ``cond``, ``fixed``,
+            ``output_hook``, ``generator``, ``device`` and ``progress`` but has no time grid:
+            ``steps`` is unused there, and ``times``, ``dilation`` > 1 and ``return_state`` are
+            refused.
     Returns:
         ``(B, L)`` long tokens (or the final state).
+    Raises:
+        ValueError: an unknown sampler, a dilation the process lacks, a bad ``times`` grid.
     """
+    name = process.resolve_sampler(sampler)
+    if name != "ancestral":
+        unused = [what for what, given in (("times", times is not None), ("dilation", dilation != 1.0),
+                                           ("return_state", return_state)) if given]
+        if unused:
+            raise ValueError(f"the {name!r} sampler of process {process.name!r} has no time grid; "
+                             f"drop {', '.join(unused)}")
+        return process.sample_with(name, model, shape, cond=cond, fixed=fixed, output_hook=output_hook,
+                                   generator=generator, device=device, progress=progress)
     if dilation < 1.0:
         raise ValueError("time dilation must be >= 1")
     process.check_dilation(dilation)  # before any draw: a process without dilation refuses c != 1
