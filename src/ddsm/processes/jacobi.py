@@ -469,7 +469,7 @@ class JacobiProcess(Process):
         The second part depends on each position's own sticks only (the exact local evidence and
         stick statistics), so its Jacobian is block-diagonal and its divergence exact at K - 1
         backward passes; only the network's part is left to Hutchinson's estimator
-        (``ddsm.sampling.likelihood``), which removes the within-position noise."""
+        (``ddsm.processes._ode_likelihood``), which removes the within-position noise."""
         tau = self.native_time(u)
         if not split or takes_raw_state(model):
             out = self.model_output(model, v, u.float(), cond)
