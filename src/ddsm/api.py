@@ -588,7 +588,7 @@ def score(
     steps (None: the process's default, see :func:`score_steps`)."""
     extra: dict[str, Any] = {"steps": score_steps(run.process, steps)}
     if t_start is not None:
-        if "t_start" not in inspect.signature(run.process.bits_per_token).parameters:
+        if not run.process.likelihood_t_start:
             raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
         T = float(run.process.T)  # type: ignore[attr-defined]  # the jacobi process, checked above
         if not 0.0 < t_start < T:

@@ -67,6 +67,14 @@ def test_only_jacobi_declares_dilation():
     assert sorted(n for n in NAMES if PROCESSES[n].supports_dilation) == ["jacobi"]
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_likelihood_start_time_is_declared(name):
+    """``likelihood_t_start`` says exactly whether ``bits_per_token`` takes ``t_start``."""
+    for p in [build_process(name, K)] + ([build_process(name, K, output="score")] if name == "jacobi" else []):
+        takes = "t_start" in inspect.signature(p.bits_per_token).parameters
+        assert p.likelihood_t_start == takes, name
+
+
 # ------------------------------------------------------------------ raw-state models
 def test_raw_state_declaration():
     assert takes_raw_state(Uniform()) and takes_raw_state(CachedDenoiser(MaskedProcess(K), Uniform()))

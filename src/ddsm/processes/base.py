@@ -106,6 +106,9 @@ class Process(ABC):
     #: (``ddsm.sampling.sample`` calling ``step``); any other name is one of the process's own
     #: samplers, run by :meth:`sample_with`. The default is :attr:`default_sampler`.
     samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
+    #: whether ``bits_per_token`` takes ``t_start``, the native time where an ODE bound starts
+    #: (the jacobi process); ``ddsm.api.score`` passes it only then
+    likelihood_t_start: ClassVar[bool] = False
 
     def __init__(self, K: int) -> None:
         if K < 2:

@@ -78,6 +78,7 @@ class JacobiProcess(Process):
     state_kind = "sticks"
     supports_dilation = True
     classifier_guidance = "posterior-logits"
+    likelihood_t_start = True
     #: the last reverse step draws x0 from the network's posterior (posterior output only)
     final_draw = True
 
