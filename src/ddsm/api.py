@@ -272,7 +272,8 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
              dilation_after: float, generator: Optional[torch.Generator], device: torch.device,
              progress: Optional[Callable[[Iterable], Iterable]], track: Optional[np.ndarray] = None,
              output_hook: Optional[Callable[..., torch.Tensor]] = None, precision: str = "fp32",
-             reward: Optional[Any] = None, guidance_interval: Optional[tuple[float, float]] = None):
+             reward: Optional[Any] = None, guidance_interval: Optional[tuple[float, float]] = None,
+             sampler: Optional[str] = None):
     """A ``DrawFn`` for ``constrained_design``: rows (with their design ids) with per-row fixed
     tokens/masks -> strings.
 
@@ -280,7 +281,8 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
     ``output_hook``: classifier guidance (applied after classifier-free guidance); ``precision``:
     ``"fp32"`` or ``"bf16"`` (autocast of the network only; the process's maths stays float64).
     ``reward``: a :class:`ddsm.sampling.RewardGuidance` (SMC / SVDD); each network batch then holds
-    ``batch_size // particles`` designs (at least one) times their particles.
+    ``batch_size // particles`` designs (at least one) times their particles. ``sampler``: one of
+    ``run.process.samplers`` (None: the process's default), for the plain (non-reward) draws.
     """
     from .guidance import ClassifierFreeGuidance
 
@@ -324,7 +326,7 @@ def _draw_fn(run: Run, *, steps: int, batch_size: int, label: Optional[int], gui
             if reward is None:
                 toks = sample(run.process, net, (b, L), steps=steps, cond=cond, fixed=fp, dilation=dilation,
                               dilation_after=dilation_after, output_hook=output_hook, generator=generator,
-                              device=device, progress=progress)
+                              device=device, progress=progress, sampler=sampler)
             else:
                 from .sampling import guided_sample
 
@@ -419,6 +421,7 @@ def design(
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     precision: str = "fp32",
+    sampler: Optional[str] = None,
 ):
     """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
@@ -451,6 +454,11 @@ def design(
             bundled oracle of the run's data set.
         guidance_interval: ``(lo, hi)``: apply both guidances only at public times lo <= t <= hi
             (other steps cost one unguided network call); None: every step.
+        sampler: one of ``run.process.samplers``, e.g. ``"first-hitting"`` for a masked model
+            (one network call per token, ``steps`` unused); None: the process's configured
+            default (``run.process.default_sampler``). Fixed positions, motif/GC constraints and
+            classifier-free guidance work with every sampler; reward guidance and time dilation
+            need ``"ancestral"``.
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
@@ -460,6 +468,10 @@ def design(
     if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
         raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
     interval = _interval(guidance_interval)  # checked once, shared by both guidances
+    try:
+        sampler = run.process.resolve_sampler(sampler)
+    except ValueError as e:
+        raise DDSMInputError(str(e)) from None
     steering = classifier_guidance > 0 or classifier is not None
     # With a classifier an unconditional model may still be steered: the class then names the
     # classifier's target only.
@@ -496,11 +508,14 @@ def design(
             clf = resolve_classifier(run, reward_oracle, device=device)
         reward_fn = parse_reward(reward, run.alphabet, classifier=clf, class_name=class_name)
         if math.isfinite(alpha):
+            if sampler != "ancestral":  # SMC / SVDD reweight the steps of the grid loop
+                raise DDSMInputError(f"reward guidance runs the ancestral sampler, not {sampler!r}; "
+                                     "pass sampler 'ancestral' or drop the reward")
             reward_guidance = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method, particles=int(particles))
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device),
-                    reward=reward_guidance, guidance_interval=interval)
+                    reward=reward_guidance, guidance_interval=interval, sampler=sampler)
     fm = ForbiddenMotifs.parse(forbid, alphabet=run.alphabet, both_strands=forbid_revcomp) if forbid else None
     if gc is not None and not run.alphabet.has_gc:
         raise DDSMInputError(f"a GC window needs a DNA or RNA model; this model's alphabet is {run.alphabet.name}")
@@ -572,7 +587,7 @@ def score(
     steps (None: the process's default, see :func:`score_steps`)."""
     extra: dict[str, Any] = {"steps": score_steps(run.process, steps)}
     if t_start is not None:
-        if "t_start" not in inspect.signature(run.process.bits_per_token).parameters:
+        if not run.process.likelihood_t_start:
             raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
         T = float(run.process.T)  # type: ignore[attr-defined]  # the jacobi process, checked above
         if not 0.0 < t_start < T:

@@ -1,50 +1,63 @@
-"""``ddsm sample --sampler``: passed to ``design`` only when given, recorded in headers, argv and sidecar."""
+"""``ddsm sample --sampler``: reaches the process's declared sampler (masked: first-hitting), recorded in
+headers, argv and sidecar; passed to ``design`` only when given; refused with one line where the process
+has no such sampler."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Optional
 
-from conftest import CPU
+import pytest
+from conftest import CPU, TINY_TRAIN
 from test_cli import assert_input_error
 
 import ddsm.api
+import ddsm.cli
 
 
-def _design_with_sampler(monkeypatch) -> list[Optional[str]]:
-    """Give ``design`` a ``sampler`` keyword (recorded, then dropped) if it has none yet."""
-    import inspect
-
+def _spy_design(monkeypatch) -> list[Optional[str]]:
+    """Record the ``sampler`` each ``design`` call gets (the real design still runs)."""
     seen: list[Optional[str]] = []
     real = ddsm.api.design
-    if "sampler" in inspect.signature(real).parameters:
-        def design(*a: Any, sampler: Optional[str] = None, **kw: Any):
-            seen.append(sampler)
-            return real(*a, sampler=sampler, **kw)
-    else:
-        def design(*a: Any, sampler: Optional[str] = None, **kw: Any):
-            seen.append(sampler)
-            return real(*a, **kw)
+
+    def design(*a: Any, sampler: Optional[str] = None, **kw: Any):
+        seen.append(sampler)
+        return real(*a, sampler=sampler, **kw)
+
     monkeypatch.setattr(ddsm.api, "design", design)
     return seen
 
 
-def test_sampler_recorded(cli, trained_model, tmp_path, monkeypatch):
-    seen = _design_with_sampler(monkeypatch)
+@pytest.fixture(scope="module")
+def masked_model(tmp_path_factory, data_dir) -> Path:
+    out = tmp_path_factory.mktemp("masked") / "ckpt"
+    assert ddsm.cli.main(["train", "--data", str(data_dir / "train.fasta"), "--out", str(out), "--process", "masked",
+                          *TINY_TRAIN, *CPU]) == 0
+    return out
+
+
+def test_first_hitting_sampler_of_a_masked_model(cli, masked_model, tmp_path, monkeypatch):
+    seen = _spy_design(monkeypatch)
     out = tmp_path / "d.fasta"
-    res = cli("sample", trained_model, "-n", "2", "-o", out, "--steps", "3", "--sampler", "ancestral", *CPU)
+    res = cli("sample", masked_model, "-n", "3", "-o", out, "--sampler", "first-hitting", "--seed", "4", *CPU)
     assert res.code == 0, res.err
-    assert seen == ["ancestral"]
-    headers = [line for line in out.read_text().splitlines() if line.startswith(">")]
-    assert headers and all("sampler=ancestral" in h for h in headers)
+    assert seen == ["first-hitting"]
+    lines = out.read_text().splitlines()
+    headers, seqs = lines[0::2], lines[1::2]
+    assert len(seqs) == 3 and all(set(q) <= set("ACGT") and q for q in seqs)
+    assert all("sampler=first-hitting" in h for h in headers)
     side = json.loads((tmp_path / "d.fasta.json").read_text())
-    assert side["settings"]["sampler"] == "ancestral"
+    assert side["settings"]["sampler"] == "first-hitting"
     i = side["argv"].index("--sampler")
-    assert side["argv"][i + 1] == "ancestral"
+    assert side["argv"][i + 1] == "first-hitting"
+    again = tmp_path / "e.fasta"  # the seed fixes the draw
+    assert cli("sample", masked_model, "-n", "3", "-o", again, "--sampler", "first-hitting", "--seed", "4", *CPU).code == 0
+    assert again.read_text().splitlines()[1::2] == seqs
 
 
 def test_no_sampler_leaves_outputs_as_before(cli, trained_model, tmp_path, monkeypatch):
-    seen = _design_with_sampler(monkeypatch)
+    seen = _spy_design(monkeypatch)
     out = tmp_path / "d.fasta"
     assert cli("sample", trained_model, "-n", "2", "-o", out, "--steps", "3", *CPU).code == 0
     assert seen == [None]
@@ -54,18 +67,15 @@ def test_no_sampler_leaves_outputs_as_before(cli, trained_model, tmp_path, monke
 
 
 def test_bad_sampler_is_one_error_line(cli, trained_model, tmp_path, capsys):
-    import pytest
-
     with pytest.raises(SystemExit) as e:  # argparse choices
         cli("sample", trained_model, "-n", "2", "-o", tmp_path / "d.fasta", "--sampler", "euler", *CPU)
     assert e.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_sampler_without_design_support_is_an_input_error(cli, trained_model, tmp_path, monkeypatch):
-    def design(run: Any, n: int, **kw: Any):  # a design() without the keyword
-        raise AssertionError("not reached")
-
-    monkeypatch.setattr(ddsm.api, "design", design)
-    res = cli("sample", trained_model, "-n", "2", "-o", tmp_path / "d.fasta", "--sampler", "first-hitting", *CPU)
-    assert_input_error(res, "--sampler")
+def test_a_sampler_the_process_lacks_is_an_input_error(cli, trained_model, tmp_path):
+    # trained_model is a jacobi model: it has the ancestral (reverse-SDE grid) sampler only
+    out = tmp_path / "d.fasta"
+    res = cli("sample", trained_model, "-n", "2", "-o", out, "--sampler", "first-hitting", *CPU)
+    assert_input_error(res, "first-hitting")
+    assert not out.exists()

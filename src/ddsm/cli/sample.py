@@ -145,18 +145,6 @@ def _check_flags(args: argparse.Namespace, out: Path) -> None:
         raise DDSMInputError("--time-dilation must be a finite number >= 1")
     if not 0 <= args.dilation_after <= 1:
         raise DDSMInputError("--dilation-after must be in [0, 1]")
-    if args.sampler is not None:
-        _check_sampler_supported()
-
-
-def _check_sampler_supported() -> None:
-    """``--sampler`` needs ``design(..., sampler=)``; one error line, not a TypeError, where it is missing."""
-    import inspect
-
-    from ..api import design
-
-    if "sampler" not in inspect.signature(design).parameters:
-        raise DDSMInputError("--sampler is not supported by this version of ddsm (design() takes no sampler)")
 
 
 def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[str, str]], list[dict[str, Any]]]:

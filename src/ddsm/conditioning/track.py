@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..data.track import as_track_array
 from ..errors import DDSMInputError
+from ..models.base import takes_raw_state
 
 #: value transforms applied to raw tracks before the network sees them (recorded in the config)
 TRACK_TRANSFORMS = ("none", "log1p")
@@ -123,16 +124,17 @@ class TrackBinding:
 
     Args:
         model: ``model(x (B', L, C_in + S), t (B',), labels (B',) | None) -> (B', L, C_out)``
-            (a backbone, or a wrapper such as classifier-free guidance); not a ``takes_state`` model,
-            since the track is appended to the *features*.
+            (a backbone, or a wrapper such as classifier-free guidance); not a raw-state model
+            (:func:`ddsm.models.base.takes_raw_state`), since the track is appended to the *features*.
         track: ``(B, L, S)`` float, already transformed.
         labels: ``(B,)`` long class ids, or None for unconditional networks.
     """
 
+    #: a binding feeds features (the track is appended to them), never the raw state
     takes_state = False
 
     def __init__(self, model: Callable[..., Tensor], track: Tensor, labels: Optional[Tensor] = None) -> None:
-        if getattr(model, "takes_state", False):
+        if takes_raw_state(model):
             raise ValueError("a track-conditioned network must take features, not the raw state (takes_state)")
         if track.dim() != 3:
             raise ValueError(f"bound track must be (B, L, S), got {tuple(track.shape)}")

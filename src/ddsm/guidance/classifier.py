@@ -54,8 +54,10 @@ The time factors cancel: the shift is largest where a bit is undecided and vanis
 idea as the dirichlet-fm form. The step clips x0' to the code box and feeds it back through
 self-conditioning.
 
-Other processes (discrete states) have no gradient to follow: :class:`ClassifierGuidance` refuses
-them with a :class:`DDSMInputError`.
+Which form applies is declared by the process itself (``Process.classifier_guidance``:
+``"posterior-logits"``, ``"stick-score"`` or ``"analog-bits"``), so a new process that shares one
+of these output spaces needs no edit here. Processes declaring None (discrete states) have no
+gradient to follow: :class:`ClassifierGuidance` refuses them with a :class:`DDSMInputError`.
 """
 
 from __future__ import annotations
@@ -68,10 +70,9 @@ import torch
 from torch import Tensor
 
 from ..errors import DDSMInputError
+from ..processes import PROCESSES
 from ..processes.base import Process
 from ..processes.bits import BitsProcess
-from ..processes.dirichlet_fm import DirichletFMProcess
-from ..processes.jacobi import JacobiProcess
 from ..processes.jacobi_score import JacobiScoreProcess
 from ..special.stickbreaking import pullback_x_to_v, sticks_to_simplex
 from .cfg import check_interval, in_interval
@@ -160,25 +161,27 @@ def _bits(p: BitsProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, stat
     return (x0 + w * (p.scale**2 - x0**2) * g).to(out.dtype)
 
 
-_FORMS: tuple[tuple[type, Callable[..., Tensor]], ...] = (
-    (JacobiScoreProcess, _jacobi_score),  # before JacobiProcess, its base class
-    (JacobiProcess, _posterior_logits),
-    (DirichletFMProcess, _posterior_logits),
-    (BitsProcess, _bits),
-)
-#: process names classifier guidance supports (for messages)
-GUIDED_PROCESSES = ("jacobi", "dirichlet-fm", "bits")
+#: ``Process.classifier_guidance`` value -> the form that edits such an output
+_FORMS: dict[str, Callable[..., Tensor]] = {
+    "posterior-logits": _posterior_logits,
+    "stick-score": _jacobi_score,
+    "analog-bits": _bits,
+}
+#: registered process names classifier guidance supports (for messages), read off their declarations
+GUIDED_PROCESSES = tuple(name for name, cls in PROCESSES.items() if cls.classifier_guidance in _FORMS)
 
 
 def supports_classifier_guidance(process: Process) -> bool:
-    return any(isinstance(process, cls) for cls, _ in _FORMS)
+    """Whether ``process`` declares an output form that classifier guidance knows."""
+    return process.classifier_guidance in _FORMS
 
 
 class ClassifierGuidance:
     """An ``output_hook`` for :func:`ddsm.sampling.sample`: ``(out, xt, t) -> guided out``.
 
     Args:
-        process: a ``jacobi``, ``dirichlet-fm`` or ``bits`` process.
+        process: a process that declares a ``classifier_guidance`` form (``jacobi``,
+            ``dirichlet-fm``, ``bits``: :data:`GUIDED_PROCESSES`).
         classifier: ``clf(x (B, L, K)) -> logits (B, C)``.
         target: the class index y to steer toward.
         weight: w > 0 (w = 0: do not install the hook at all).
@@ -188,7 +191,7 @@ class ClassifierGuidance:
 
     def __init__(self, process: Process, classifier: ClassifierFn, target: int, weight: float,
                  interval: Optional[tuple[float, float]] = None) -> None:
-        form = next((fn for cls, fn in _FORMS if isinstance(process, cls)), None)
+        form = _FORMS.get(process.classifier_guidance) if process.classifier_guidance else None
         if form is None:
             raise DDSMInputError(f"classifier guidance needs a simplex or bits process "
                                  f"({', '.join(GUIDED_PROCESSES)}); this model uses {process.name!r}")

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DDSMInputError
+from ..seeding import seeded_global_rng
 from ._encode import index_matrix
 
 logger = logging.getLogger(__name__)
@@ -359,10 +360,10 @@ def train_oracle(
     if unknown:
         raise DDSMInputError(f"labels {unknown[:5]} are not among the oracle classes {classes}")
     seq_len = seq_len or max(len(s) for s in train_seqs)
-    # Initialisation and dropout draw from torch's global generator: seed it inside a fork, so the
-    # run is reproducible and the caller's random state is left as it was.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    # Initialisation and dropout draw from torch's global generator (the oracle trains on the CPU):
+    # seed it for the block only, so the run is reproducible and the caller's random state (CPU
+    # and CUDA alike) is left as it was. Data order and augmentation draw from ``gen`` in _train.
+    with seeded_global_rng(cfg.seed):
         return _train(train_seqs, train_labels, valid_seqs, valid_labels, classes=classes, index=index,
                       label_key=label_key, name=name, seq_len=seq_len, model_options=model_options, cfg=cfg,
                       on_epoch=on_epoch)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from .base import Denoiser
+from .base import Denoiser, RawStateModel, takes_raw_state
 from .conv import ConvDenoiser
 from .embeddings import ConditionEmbedding, GaussianFourierFeatures, TimeEmbedding
 from .mlp import MLPDenoiser
@@ -40,6 +40,8 @@ __all__ = [
     "MODELS",
     "build_model",
     "Denoiser",
+    "RawStateModel",
+    "takes_raw_state",
     "ConvDenoiser",
     "TransformerDenoiser",
     "MLPDenoiser",

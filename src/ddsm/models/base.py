@@ -27,6 +27,30 @@ def upcast(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+class RawStateModel:
+    """Mixin declaring that a model is called on the process's *raw state*, ``model(xt, t, cond)``,
+    instead of the features ``process.model_input(xt, t)``.
+
+    For exact oracles (the contract tests) and wrappers that call the network through the process
+    themselves (``ddsm.processes.masked.CachedDenoiser``). The declaration is the class attribute
+    ``takes_state = True``; read it with :func:`takes_raw_state`, never by probing the object.
+    """
+
+    #: the declared capability; a wrapper may set it per instance to forward its inner model's
+    takes_state: ClassVar[bool] = True
+
+
+def takes_raw_state(model: object) -> bool:
+    """Whether ``model`` is declared to take the raw state (see :class:`RawStateModel`).
+
+    True only when its ``takes_state`` attribute is exactly ``True`` (declared by
+    :class:`RawStateModel`, by a class attribute of that name, or set per instance by a wrapper
+    that forwards its inner model's declaration); any other object, a backbone included, takes
+    features.
+    """
+    return getattr(model, "takes_state", False) is True
+
+
 class Denoiser(nn.Module):
     """Base class: ``forward(x, t, cond) -> output`` plus ``config()``.
 

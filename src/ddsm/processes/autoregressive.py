@@ -133,9 +133,10 @@ class AutoregressiveProcess(Process):
         return sample_categorical(probs, generator=generator)
 
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Draw the positions n(t) <= i < n(s) that are still hidden (fixed positions set by
         ``impose`` are kept), each from the network's output at that position."""
+        self.check_dilation(dilation)
         B, L = xt.shape
         n_t, n_s = self.filled(t, L), self.filled(s, L)
         lo, hi = int(n_t.min()), int(n_s.max())

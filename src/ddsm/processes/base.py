@@ -21,12 +21,13 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import torch
 from torch import Tensor
 
 from .. import rng as _rng
+from ..models.base import takes_raw_state
 
 #: ``model(features (B, L, C_in), t (B,), cond (B,) | None) -> output (B, L, C_out)``
 ModelFn = Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]
@@ -47,6 +48,22 @@ class NoisySample:
     t: Tensor
     target: Optional[Tensor] = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FixedPositions:
+    """Positions whose tokens are given (inpainting, Sudoku givens, ``--fixed`` patterns).
+
+    Part of the process contract (samplers that a process owns, such as the masked process's
+    first-hitting sampler, take it), so it lives here; ``ddsm.sampling`` re-exports it.
+
+    Attributes:
+        tokens: ``(B, L)`` long, the known tokens (any value where ``mask`` is False).
+        mask: ``(B, L)`` bool, True where the token is fixed.
+    """
+
+    tokens: Tensor
+    mask: Tensor
 
 
 @dataclass
@@ -77,6 +94,21 @@ class Process(ABC):
     supports_dilation: ClassVar[bool] = False
     #: whether the network should be causal (left-to-right processes)
     causal: ClassVar[bool] = False
+    #: how classifier guidance edits this process's network output (``ddsm.guidance.classifier``
+    #: keeps one form per value, none per process): None = not guidable (discrete states have no
+    #: gradient to follow); ``"posterior-logits"``: the output is logits ``(B, L, K)`` of
+    #: p(x0 | xt), tilted by w * grad log p(y | x) at the posterior mean; ``"stick-score"``: the
+    #: normalised stick score of the jacobi process (needs ``native_time`` and
+    #: ``output_from_score``); ``"analog-bits"``: the x0 estimate of analog bits (needs ``clip``,
+    #: ``scale``, ``encoding`` and ``codes``, as ``BitsProcess``).
+    classifier_guidance: ClassVar[Optional[str]] = None
+    #: the samplers this process has. ``"ancestral"`` is the shared grid loop
+    #: (``ddsm.sampling.sample`` calling ``step``); any other name is one of the process's own
+    #: samplers, run by :meth:`sample_with`. The default is :attr:`default_sampler`.
+    samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
+    #: whether ``bits_per_token`` takes ``t_start``, the native time where an ODE bound starts
+    #: (the jacobi process); ``ddsm.api.score`` passes it only then
+    likelihood_t_start: ClassVar[bool] = False
 
     def __init__(self, K: int) -> None:
         if K < 2:
@@ -129,9 +161,10 @@ class Process(ABC):
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Call the network on a state; processes may post-process its raw output here.
 
-        A model with ``takes_state = True`` (the oracles of the contract tests) gets the raw state.
+        A model declared to take the raw state (:func:`ddsm.models.base.takes_raw_state`: the
+        oracles of the contract tests, output caches) gets the raw state instead of the features.
         """
-        if getattr(model, "takes_state", False):
+        if takes_raw_state(model):
             return model(xt, t, cond)
         return model(self.model_input(xt, t), t, cond)
 
@@ -185,20 +218,92 @@ class Process(ABC):
 
     @abstractmethod
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """One reverse update from time ``t`` to ``s < t`` given the network's ``output`` at (xt, t).
 
-        ``t`` and ``s`` are ``(B,)``. Pure apart from the random draw.
+        Every argument a sampling loop passes is named here (the loops call
+        ``step(out, xt, t, s, generator=..., dilation=...)``), so a process cannot miss one.
+
+        Args:
+            output: the network's output at ``(xt, t)`` (after ``model_output`` and any hook).
+            xt: the state at ``t`` (shape per ``state_kind``).
+            t, s: ``(B,)`` public times, ``s < t``.
+            generator: the source of every random draw.
+            dilation: DDSM time dilation c >= 1, a float or ``(B,)`` per row: the state moves by c
+                times the model-time step ``t - s``. Only a process with ``supports_dilation``
+                honours it; the others call :meth:`check_dilation` first, which refuses c != 1.
+        Returns:
+            the state at ``s``. Pure apart from the random draw.
         """
+
+    def check_dilation(self, dilation: float | Tensor) -> None:
+        """Refuse a time dilation this process cannot apply (``dilation`` a float or ``(B,)``).
+
+        The one place where ``supports_dilation`` is enforced: a ``step`` without dilation calls it
+        rather than silently ignoring the argument. Raises ``ValueError`` when ``dilation`` differs
+        from 1 and the process does not declare ``supports_dilation``.
+        """
+        if self.supports_dilation:
+            return
+        other = (bool((dilation != 1.0).any()) if isinstance(dilation, Tensor) else float(dilation) != 1.0)
+        if other:
+            raise ValueError(f"process {self.name!r} does not support time dilation (got dilation "
+                             f"{dilation if not isinstance(dilation, Tensor) else 'per row'}); only processes with "
+                             f"supports_dilation do, e.g. 'jacobi'")
+
+    # ------------------------------------------------------------------ samplers
+    @property
+    def default_sampler(self) -> str:
+        """The sampler used when none is asked for: the first of ``samplers`` (a process with a
+        ``sampler`` option returns the configured one)."""
+        return self.samplers[0]
+
+    def resolve_sampler(self, sampler: Optional[str] = None) -> str:
+        """``sampler`` (None: :attr:`default_sampler`) checked against ``samplers``.
+
+        Raises ``ValueError`` (one line naming the process's samplers) for a name it lacks.
+        """
+        name = self.default_sampler if sampler is None else str(sampler)
+        if name not in self.samplers:
+            raise ValueError(f"process {self.name!r} has no sampler {name!r}; its samplers: "
+                             f"{', '.join(self.samplers)}")
+        return name
+
+    def sample_with(self, sampler: str, model: ModelFn, shape: tuple[int, int], *,
+                    cond: Optional[Tensor] = None, fixed: Optional[FixedPositions] = None,
+                    output_hook: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None,
+                    generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
+                    progress: Optional[Callable[[Iterable], Iterable]] = None) -> Tensor:
+        """Run one of this process's own samplers (a name in ``samplers`` other than
+        ``"ancestral"``, which the shared loop runs) and return ``(B, L)`` long tokens for
+        ``shape = (B, L)``. Arguments as :func:`ddsm.sampling.sample`; ``output_hook`` is called
+        with the network output, the state and the per-row times ``(B,)``.
+
+        Default: there is none, so it raises ``ValueError``.
+        """
+        raise ValueError(f"process {self.name!r} has no sampler {sampler!r} of its own; its samplers: "
+                         f"{', '.join(self.samplers)}")
 
     def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,
                generator: Optional[torch.Generator] = None) -> Tensor:
         """Set the known positions (``known`` ``(B, L)`` bool) of the state to their values in ``x0``.
 
-        Default: the clean state, as ``decode`` would read it. Processes override it where the
-        clean state is not a valid state at time t.
+        Args:
+            xt: the state at ``t`` (shape per ``state_kind``).
+            x0: ``(B, L)`` long, the known tokens (any value where ``known`` is False).
+            known: ``(B, L)`` bool.
+            t: ``(B,)`` public time.
+        Returns:
+            the state with the known positions imposed, valid at ``t``.
+
+        No default: how tokens are written into a state is process specific (a clean one-hot is
+        not a valid state of every process at every t: the jacobi process draws q(v | x0) instead,
+        analog bits draw z_t), so this raises ``NotImplementedError`` (a sampling loop given fixed
+        positions for such a process stops with it). Every registered process implements it (``jacobi``, ``masked``,
+        ``uniform``, ``discrete-fm``, ``dirichlet-fm``, ``bits``, ``autoregressive``; the contract
+        test ``test_fixed_positions_preserved`` checks each).
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"process {self.name!r} cannot impose fixed positions")
 
     @abstractmethod
     def decode(self, xt: Tensor) -> Tensor:

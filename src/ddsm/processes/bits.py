@@ -59,6 +59,7 @@ class BitsProcess(Process):
     name = "bits"
     description = "analog bits: Gaussian diffusion on {-1,+1} codes with self-conditioning, DDIM sampling"
     state_kind = "bits"
+    classifier_guidance = "analog-bits"
 
     def __init__(self, K: int, encoding: str = "binary", self_condition: bool = True, scale: float = 1.0,
                  schedule: str = "cosine", logsnr_min: float = -10.0, logsnr_max: float = 5.0,
@@ -205,12 +206,13 @@ class BitsProcess(Process):
 
     # ------------------------------------------------------------------ reverse process
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """DDIM update from t toward s' = max(s - td (t - s), 0); writes the new estimate into the state.
 
         z_s' = alpha_s' x0_hat + sqrt(sigma_s'^2 - c^2) eps_hat + c noise,
         eps_hat = (z_t - alpha_t x0_hat) / sigma_t,   c = eta sigma_s' / sigma_t sqrt(1 - alpha_t^2 / alpha_s'^2).
         """
+        self.check_dilation(dilation)
         x0_hat = self.clip(output.double())
         z = xt[..., : self.C].double()
         s_eff = (s.double() - self.td * (t.double() - s.double())).clamp_min(0.0)

@@ -144,6 +144,7 @@ class DirichletFMProcess(Process):
     name = "dirichlet-fm"
     description = "Dirichlet flow matching (Stark et al. 2024): Dir(1 + (alpha-1) e_x) paths, Euler ODE"
     state_kind = "simplex"
+    classifier_guidance = "posterior-logits"
 
     def __init__(self, K: int, alpha_scale: float = 2.0, alpha_max: float = 8.0,
                  final_decode: str = "argmax", eps: float = 1e-12) -> None:
@@ -248,9 +249,10 @@ class DirichletFMProcess(Process):
         return grid.float().to(device)
 
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Euler step of dx/dalpha = v(x) from alpha(t) to alpha(s); at s = 0 the vertex of the
         network's prediction (argmax or draw, per ``final_decode``)."""
+        self.check_dilation(dilation)
         probs = torch.softmax(output.double(), dim=-1)
         final = (s <= 0)[:, None, None]
         if bool(final.any()):

@@ -181,9 +181,10 @@ class DiscreteFMProcess(Process):
 
     # ------------------------------------------------------------------ reverse process
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Redraw positions from ``softmax(output)`` with probability (kappa(s) - kappa(t)) /
         (1 - kappa(t)); with the mask source only masked positions move."""
+        self.check_dilation(dilation)
         p_jump = ((self.kappa(s) - self.kappa(t)) / self.one_minus_kappa(t).clamp_min(1e-300)).clamp(0.0, 1.0)
         movable = xt == self.mask_id if self.masked_source else torch.ones_like(xt, dtype=torch.bool)
         return jump_to_posterior(output, xt, p_jump, movable, generator=generator)

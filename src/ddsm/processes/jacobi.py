@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -36,10 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng as _rng
+from ..models.base import takes_raw_state
 from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stick_tables import LineageDraws, StickTables, draw_sticks
 from ..special.stickbreaking import sticks_to_simplex
 from ..special.transition import LineageWindows, beta_sample, stats_at_one
+from ._ode_likelihood import ode_log_density
 from .base import ModelFn, NoisySample, Process, sample_categorical
 
 #: log-posterior features are clamped here (nats) and scaled by 1 / _FEATURE_SCALE
@@ -75,14 +77,27 @@ class JacobiProcess(Process):
                    "network = residual posterior on the local evidence (output=score: the paper's score)")
     state_kind = "sticks"
     supports_dilation = True
+    classifier_guidance = "posterior-logits"
+    likelihood_t_start = True
     #: the last reverse step draws x0 from the network's posterior (posterior output only)
     final_draw = True
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "JacobiProcess":
-        if cls is JacobiProcess and kwargs.get("output", "posterior") == "score":
-            from .jacobi_score import JacobiScoreProcess
+    #: ``output`` value -> the subclass that implements that parameterisation. Subclasses register
+    #: themselves (``class JacobiScoreProcess(JacobiProcess, output="score")``), so this module
+    #: needs no import of theirs: ``ddsm.processes`` imports every one before any is built.
+    _output_classes: ClassVar[dict[str, type["JacobiProcess"]]] = {}
 
-            return super().__new__(JacobiScoreProcess)
+    def __init_subclass__(cls, output: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if output is not None:
+            JacobiProcess._output_classes[output] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "JacobiProcess":
+        # ``JacobiProcess(K, output="score")`` (how a saved config is rebuilt) builds the subclass
+        # of that parameterisation; an unknown output falls through to ``__init__``'s error.
+        variant = JacobiProcess._output_classes.get(kwargs.get("output", "posterior"))
+        if cls is JacobiProcess and variant is not None:
+            return super().__new__(variant)
         return super().__new__(cls)
 
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
@@ -233,7 +248,7 @@ class JacobiProcess(Process):
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Posterior logits ``(B, L, K)`` float64 of p(x0 | xt)."""
-        if getattr(model, "takes_state", False):
+        if takes_raw_state(model):
             return model(xt, t, cond)
         loglik = self.local_loglik(xt, self.native_time(t))
         return self.posterior_logits(loglik, model(self.features(loglik), t.float(), cond))
@@ -431,8 +446,6 @@ class JacobiProcess(Process):
         ``t_start``: the native time tau0 (default ``t_min``); every tau0 in (0, T) gives a valid
         bound, a later one hides score error near the data rather than removing it.
         """
-        from ..sampling.likelihood import ode_log_density
-
         if pad_mask is not None and not bool(pad_mask.all()):
             raise ValueError("likelihoods of padded sequences are not supported by the jacobi process")
         tau0 = self.t_min if t_start is None else float(t_start)
@@ -457,9 +470,9 @@ class JacobiProcess(Process):
         The second part depends on each position's own sticks only (the exact local evidence and
         stick statistics), so its Jacobian is block-diagonal and its divergence exact at K - 1
         backward passes; only the network's part is left to Hutchinson's estimator
-        (``ddsm.sampling.likelihood``), which removes the within-position noise."""
+        (``ddsm.processes._ode_likelihood``), which removes the within-position noise."""
         tau = self.native_time(u)
-        if not split or getattr(model, "takes_state", False):
+        if not split or takes_raw_state(model):
             out = self.model_output(model, v, u.float(), cond)
             return self.prob_flow_drift(self.score_from_output(out, v, tau), v), None
         loglik = self.local_loglik(v, tau)

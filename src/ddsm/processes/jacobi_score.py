@@ -31,10 +31,11 @@ from .jacobi import JacobiProcess
 _LAMBDA_GRID = 48  # time points of the lambda_i(tau) table (interpolated in log tau)
 
 
-class JacobiScoreProcess(JacobiProcess):
+class JacobiScoreProcess(JacobiProcess, output="score"):
     """DDSM whose network regresses the normalised stick score (Avdeyev et al.'s parameterisation)."""
 
     final_draw = False  # a score network has no posterior to draw from: tokens are the argmax
+    classifier_guidance = "stick-score"  # guidance in score space, through stick-breaking
 
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 512,

@@ -25,7 +25,8 @@ Time conditioning. The true posterior p(x0 | z_t) at masked positions does not d
 Then the output depends on the state alone and can be reused between steps where nothing was
 unmasked (MDLM's ``ddpm_cache``): see ``cached_output_valid`` and ``CachedDenoiser``.
 
-Samplers (the ``sampler`` option names the one the CLI should run):
+Samplers (``samplers``; the ``sampler`` option is the default that ``ddsm.sampling.sample`` and
+``ddsm.api.design`` run when they are not asked for one):
     ``"ancestral"``     the shared grid loop ``ddsm.sampling.sample`` with ``step``; wrap the model
                         in ``CachedDenoiser(process, model)`` to skip calls where nothing changed.
     ``"first-hitting"`` ``sample_first_hitting`` (Zheng et al. 2024): draws the next unmasking
@@ -35,7 +36,7 @@ Samplers (the ``sampler`` option names the one the CLI should run):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -49,10 +50,8 @@ from ._tokens import (
     stratified_times,
     uniform,
 )
-from .base import ModelFn, NoisySample, Process
-
-if TYPE_CHECKING:  # the loop imports processes; import its dataclass for typing only
-    from ..sampling.loop import FixedPositions
+from ..models.base import RawStateModel, takes_raw_state
+from .base import FixedPositions, ModelFn, NoisySample, Process
 
 SAMPLERS = ("ancestral", "first-hitting")
 
@@ -63,6 +62,7 @@ class MaskedProcess(Process):
     name = "masked"
     description = "MDLM: masked (absorbing-state) diffusion, SUBS, ancestral or first-hitting sampler"
     state_kind = "tokens"
+    samplers = SAMPLERS
 
     def __init__(self, K: int, eps: float = 1e-3, sampler: str = "ancestral",
                  time_conditioning: bool = False) -> None:
@@ -70,8 +70,8 @@ class MaskedProcess(Process):
         Args:
             K: number of real tokens; the mask has id K.
             eps: schedule floor, alpha_1 = eps, and the smallest training time.
-            sampler: ``"ancestral"`` (grid loop with ``step``) or ``"first-hitting"``
-                (``sample_first_hitting``); read by the CLI, ``step`` is always ancestral.
+            sampler: the default sampler, ``"ancestral"`` (grid loop with ``step``) or
+                ``"first-hitting"`` (``sample_first_hitting``); ``step`` is always ancestral.
             time_conditioning: feed the network the true t instead of 0.
         """
         super().__init__(K)
@@ -84,6 +84,23 @@ class MaskedProcess(Process):
     @property
     def mask_id(self) -> int:
         return self.K
+
+    @property
+    def default_sampler(self) -> str:
+        """The configured ``sampler`` option."""
+        return self.sampler
+
+    def sample_with(self, sampler: str, model: ModelFn, shape: tuple[int, int], *,
+                    cond: Optional[Tensor] = None, fixed: Optional[FixedPositions] = None,
+                    output_hook: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None,
+                    generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
+                    progress: Optional[Callable[[Iterable], Iterable]] = None) -> Tensor:
+        """``"first-hitting"``: :meth:`sample_first_hitting` (see :meth:`Process.sample_with`)."""
+        if sampler == "first-hitting":
+            return self.sample_first_hitting(model, shape, cond=cond, fixed=fixed, output_hook=output_hook,
+                                             generator=generator, device=device, progress=progress)
+        return super().sample_with(sampler, model, shape, cond=cond, fixed=fixed, output_hook=output_hook,
+                                   generator=generator, device=device, progress=progress)
 
     # ------------------------------------------------------------------ schedule
     def alpha(self, t: Tensor) -> Tensor:
@@ -108,7 +125,7 @@ class MaskedProcess(Process):
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Network logits ``(B, L, K)`` with the SUBS carry-over applied at unmasked positions."""
-        if not self.time_conditioning and not getattr(model, "takes_state", False):
+        if not self.time_conditioning and not takes_raw_state(model):
             t = torch.zeros_like(t)
         return carry_over(super().model_output(model, xt, t, cond), xt, self.mask_id)
 
@@ -150,9 +167,10 @@ class MaskedProcess(Process):
 
     # ------------------------------------------------------------------ reverse process
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Ancestral step: each masked token is unmasked with probability (t - s) / t to a draw
         from ``softmax(output)``; unmasked tokens never change (whatever ``output`` says)."""
+        self.check_dilation(dilation)
         t64, s64 = t.double(), s.double()
         p_unmask = ((t64 - s64) / t64.clamp_min(1e-12)).clamp(0.0, 1.0)
         return jump_to_posterior(output, xt, p_unmask, xt == self.mask_id, generator=generator)
@@ -187,9 +205,11 @@ class MaskedProcess(Process):
     # ------------------------------------------------------------------ first-hitting sampler
     @torch.no_grad()
     def sample_first_hitting(self, model: ModelFn, shape: tuple[int, int], *,
-                             cond: Optional[Tensor] = None, fixed: Optional["FixedPositions"] = None,
+                             cond: Optional[Tensor] = None, fixed: Optional[FixedPositions] = None,
+                             output_hook: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None,
                              generator: Optional[torch.Generator] = None,
-                             device: Optional[torch.device] = None) -> Tensor:
+                             device: Optional[torch.device] = None,
+                             progress: Optional[Callable[[Iterable], Iterable]] = None) -> Tensor:
         """Exact simulation of the continuous-time reverse process, one token per network call.
 
         With n masked tokens at time t, each one's unmasking time (backwards) is t U_i (its
@@ -201,6 +221,9 @@ class MaskedProcess(Process):
             shape: ``(B, L)``.
             cond: ``(B,)`` class labels or None.
             fixed: known positions, unmasked before the first call and kept to the end.
+            output_hook: ``hook(out (B, L, K), xt (B, L), t (B,)) -> out``, applied to every network
+                output (e.g. guidance); ``t`` holds each row's own time.
+            progress: wraps the iterator over network calls (one per token still masked).
         Returns:
             ``(B, L)`` long tokens.
         """
@@ -210,7 +233,10 @@ class MaskedProcess(Process):
             xt = self.impose(xt, fixed.tokens, fixed.mask, torch.ones(B, device=xt.device))
         t = torch.ones(B, dtype=torch.float64, device=xt.device)
         rows = torch.arange(B, device=xt.device)
-        while True:
+        # Every call unmasks exactly one token of every row that has one left, so the run takes as
+        # many calls as the most-masked row has masked tokens (an iterator a progress bar can wrap).
+        calls: Iterable = range(int((xt == self.mask_id).sum(-1).max())) if B else range(0)
+        for _ in (calls if progress is None else progress(calls)):
             masked = xt == self.mask_id
             n = masked.sum(-1)
             active = n > 0
@@ -218,7 +244,10 @@ class MaskedProcess(Process):
                 break
             u = uniform((B,), like=t, generator=generator)
             t = torch.where(active, t * u ** (1.0 / n.clamp_min(1).double()), t)
-            out = self.model_output(model, xt, t.float().clamp_min(1e-12), cond)
+            t_f = t.float().clamp_min(1e-12)
+            out = self.model_output(model, xt, t_f, cond)
+            if output_hook is not None:
+                out = output_hook(out, xt, t_f)
             pos = draw_rows(torch.log(masked[active].double()), generator=generator)  # uniform among masked
             r = rows[active]
             xt[r, pos] = draw_rows(out[r, pos], generator=generator)
@@ -253,19 +282,17 @@ class MaskedProcess(Process):
         return (total / steps / (n_real * math.log(2.0))).float()
 
 
-class CachedDenoiser:
+class CachedDenoiser(RawStateModel):
     """Wraps a network so that the ancestral loop skips calls where the state did not change.
 
     Use in the CLI as ``sample(process, CachedDenoiser(process, model), shape, ...)`` when
     ``process.name == "masked"`` and ``process.time_conditioning`` is False (with time
-    conditioning it simply calls the network every step). It has ``takes_state = True``, so
-    ``process.model_output`` hands it the raw state; it calls the network through
+    conditioning it simply calls the network every step). It is a
+    :class:`~ddsm.models.base.RawStateModel`, so ``process.model_output`` hands it the raw state; it calls the network through
     ``process.model_output`` itself and returns the cached SUBS logits when
     ``process.cached_output_valid`` holds and ``cond`` is unchanged. One instance per ``sample``
     call (it keeps the last state). ``calls`` counts real network evaluations.
     """
-
-    takes_state = True
 
     def __init__(self, process: MaskedProcess, model: ModelFn) -> None:
         self.process, self.model = process, model

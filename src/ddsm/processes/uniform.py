@@ -209,8 +209,9 @@ class UniformProcess(Process):
         return probs / probs.sum(-1, keepdim=True)
 
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
-             generator: Optional[torch.Generator] = None) -> Tensor:
+             generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
         """Draw x_s ~ p_theta(x_s | x_t) (float64 categorical); at s = 0 this draws x0 ~ p_theta."""
+        self.check_dilation(dilation)
         return sample_categorical(self.reverse_probs(output, xt, t, s), generator=generator)
 
     def impose(self, xt: Tensor, x0: Tensor, known: Tensor, t: Tensor, *,

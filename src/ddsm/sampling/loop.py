@@ -1,27 +1,15 @@
-"""The one reverse sampling loop, shared by every process."""
+"""The one reverse sampling loop, shared by every process (it hands over to a process's own
+sampler, e.g. the masked process's first-hitting sampler, when one is asked for)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
 
-from ..processes.base import ModelFn, Process
-
-
-@dataclass
-class FixedPositions:
-    """Positions whose tokens are given (inpainting, Sudoku givens, ``--fixed`` patterns).
-
-    Attributes:
-        tokens: ``(B, L)`` long, the known tokens (any value where ``mask`` is False).
-        mask: ``(B, L)`` bool, True where the token is fixed.
-    """
-
-    tokens: Tensor
-    mask: Tensor
+# FixedPositions lives with the process contract (``impose`` takes it); re-exported here
+from ..processes.base import FixedPositions, ModelFn, Process
 
 
 #: called with the network output ``(B, L, C_out)``, the state and t; returns a modified output.
@@ -45,6 +33,7 @@ def sample(
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     return_state: bool = False,
     times: Optional[Tensor] = None,
+    sampler: Optional[str] = None,
 ) -> Tensor:
     """Draw ``shape = (B, L)`` sequences by running ``process`` backwards with ``model``.
 
@@ -60,13 +49,29 @@ def sample(
         output_hook: optional transform of the network output (guidance, forbidden tokens).
         progress: wraps the step iterator (e.g. ``tqdm``), for the CLI.
         return_state: return the final state instead of decoded tokens.
+        sampler: one of ``process.samplers`` (None: ``process.default_sampler``). ``"ancestral"``
+            runs this loop; any other is the process's own sampler (``process.sample_with``, e.g.
+            the masked process's ``"first-hitting"``), which takes ``cond``, ``fixed``,
+            ``output_hook``, ``generator``, ``device`` and ``progress`` but has no time grid:
+            ``steps`` is unused there, and ``times``, ``dilation`` > 1 and ``return_state`` are
+            refused.
     Returns:
         ``(B, L)`` long tokens (or the final state).
+    Raises:
+        ValueError: an unknown sampler, a dilation the process lacks, a bad ``times`` grid.
     """
+    name = process.resolve_sampler(sampler)
+    if name != "ancestral":
+        unused = [what for what, given in (("times", times is not None), ("dilation", dilation != 1.0),
+                                           ("return_state", return_state)) if given]
+        if unused:
+            raise ValueError(f"the {name!r} sampler of process {process.name!r} has no time grid; "
+                             f"drop {', '.join(unused)}")
+        return process.sample_with(name, model, shape, cond=cond, fixed=fixed, output_hook=output_hook,
+                                   generator=generator, device=device, progress=progress)
     if dilation < 1.0:
         raise ValueError("time dilation must be >= 1")
-    if dilation > 1.0 and not process.supports_dilation:
-        raise ValueError(f"process {process.name!r} does not support time dilation")
+    process.check_dilation(dilation)  # before any draw: a process without dilation refuses c != 1
     B = shape[0]
     xt = process.prior(shape, generator=generator, device=device)
     if times is not None and (times.dim() != 1 or len(times) < 2 or bool((times[1:] >= times[:-1]).any())):
@@ -81,8 +86,7 @@ def sample(
         out = process.model_output(model, xt, t_b, cond)
         if output_hook is not None:
             out = output_hook(out, xt, t_b)
-        extra = {"dilation": c} if c != 1.0 else {}
-        xt = process.step(out, xt, t_b, s_b, generator=generator, **extra)
+        xt = process.step(out, xt, t_b, s_b, generator=generator, dilation=c)
     tokens = process.decode(xt)
     if fixed is not None:
         tokens = torch.where(fixed.mask, fixed.tokens, tokens)

@@ -143,6 +143,9 @@ def guided_sample(
     """Draw ``shape = (n, L)`` designs from the reward-tilted model (arguments as
     :func:`ddsm.sampling.sample`; ``cond (n,)`` and ``fixed`` rows are per design)."""
     n, L = shape
+    if dilation < 1.0:
+        raise ValueError("time dilation must be >= 1")
+    process.check_dilation(dilation)  # as the plain loop: refused before any draw
     grid = process.time_grid(steps, device=device)
     pairs = list(dilated_pairs(grid, dilation, dilation_after))
     iterator: Iterable = pairs if progress is None else progress(pairs)
@@ -183,8 +186,7 @@ def _smc(process, model, n, L, g: RewardGuidance, pairs, cond, fixed, hook, gene
             xt, out, prev = xt[idx], out[idx], prev[idx]
             logw[low] = 0.0
             resamples += int(low.sum())
-        extra = {"dilation": c} if c != 1.0 else {}
-        xt = process.step(out, xt, t_b, s_b, generator=generator, **extra)
+        xt = process.step(out, xt, t_b, s_b, generator=generator, dilation=c)
     tokens = _final_tokens(process, xt, fixed_p)
     final = _reward(g, tokens)
     logw += ((final - prev) / g.alpha).view(n, P)
@@ -205,8 +207,7 @@ def _svdd(process, model, n, L, g: RewardGuidance, pairs, n_steps, cond, fixed, 
         t_b, s_b = t.expand(n), s.expand(n)
         if out is None:  # the first step; later ones reuse the chosen candidate's output
             xt, out = _call(process, model, xt, t_b, cond, fixed, hook, generator)
-        extra = {"dilation": c} if c != 1.0 else {}
-        cands = torch.cat([process.step(out, xt, t_b, s_b, generator=generator, **extra) for _ in range(M)])
+        cands = torch.cat([process.step(out, xt, t_b, s_b, generator=generator, dilation=c) for _ in range(M)])
         last = j == n_steps - 1
         if last:
             value = _reward(g, _final_tokens(process, cands, fixed_c))

@@ -6,7 +6,8 @@ so 10-60 s before the first sample of a K = 9 (Sudoku) or larger model. Those la
 theta = a + b and the anchor time, and every process here uses integer theta (a = 1,
 b = K - 1 - i), so they are computed once by this module and stored in
 ``resources/lineage_anchors.npz`` (float64; plain arrays, loaded with ``allow_pickle=False``).
-Other theta values are computed on demand as before. Regenerate with
+Other theta values are computed on demand as before. This module only reads the table, so that
+``lineage`` can import it; ``ddsm.special.anchor_build`` computes it. Regenerate with
 
     python bench/make_lineage_anchors.py          # writes src/ddsm/resources/lineage_anchors.npz
 
@@ -44,30 +45,3 @@ def lookup(anchor: int, anchor_time: float, theta: float) -> Optional[tuple[int,
     i = int(hit[0])
     n = int(tab["lengths"][i, anchor])
     return int(tab["starts"][i, anchor]), tuple(float(v) for v in tab["values"][i, anchor, :n])
-
-
-def build(thetas: tuple[int, ...] = THETAS) -> dict[str, np.ndarray]:
-    """Compute every anchor law for ``thetas`` with the multi-precision series."""
-    from .lineage import _anchors, _series_mp
-
-    anchors = _anchors()
-    laws = [[_series_mp(float(a), float(th)) for a in anchors] for th in thetas]
-    width = max(len(v) for row in laws for _, v in row)
-    values = np.zeros((len(thetas), len(anchors), width))
-    starts = np.zeros((len(thetas), len(anchors)), dtype=np.int64)
-    lengths = np.zeros_like(starts)
-    for i, row in enumerate(laws):
-        for j, (lo, v) in enumerate(row):
-            starts[i, j], lengths[i, j] = lo, len(v)
-            values[i, j, : len(v)] = v
-    return {"thetas": np.asarray(thetas, dtype=np.int64), "anchors": anchors, "starts": starts,
-            "lengths": lengths, "values": values}
-
-
-def write(path: Path = TABLE) -> dict[str, np.ndarray]:
-    """Build the table and write it to ``path`` atomically (temporary name, then rename)."""
-    tab = build()
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **tab)
-    tmp.replace(path)
-    return tab

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
+from .anchor_table import lookup
+
 T_FLOAT64 = 0.3
 T_NORMAL = 0.05
 _TAIL_SD = 9.0  # window half-width in standard deviations of the lineage count
@@ -138,8 +140,6 @@ _N_ANCHORS = 12
 def _anchor_law(j: int, t: float, theta: float) -> tuple[int, tuple[float, ...]]:
     """The exact law at anchor ``j`` (time ``t``): from the shipped table when it has this theta
     (see :mod:`ddsm.special.anchor_table`), else by the multi-precision series."""
-    from .anchor_table import lookup
-
     return lookup(j, t, theta) or _series_mp(t, theta)
 
 

@@ -51,6 +51,7 @@ from ..compiling import compile_or_eager
 from ..conditioning.track import TrackBinding
 from ..ema import EMA
 from ..errors import DDSMInputError
+from ..models.base import takes_raw_state
 from ..seeding import derive_seed, get_rng_state, make_generator, seeded_global_rng, set_rng_state
 from .config import TrainConfig, lr_at
 from .state import (BACKUP_DIR, StopOnSignal, TrainingInterrupted, backup_checkpoint, check_resume,
@@ -194,7 +195,7 @@ class _Trainer:
         self.ddp = distributed.wrap_ddp(model, device) if self.world > 1 else None
         self.forward = _Forward(
             _maybe_compile(self.ddp if self.ddp is not None else model, config.compile),
-            takes_state=bool(getattr(model, "takes_state", False)),
+            takes_state=takes_raw_state(model),
             autocast_device=device.type if config.bf16 else None,
         )
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
