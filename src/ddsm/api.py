@@ -220,9 +220,9 @@ def load_run(path: Path | str, *, device: Optional[torch.device] = None) -> Run:
     pcfg, mcfg = cfg["process"], cfg["model"]
     if pcfg["name"] not in PROCESSES:
         raise DDSMInputError(f"{path}: unknown process {pcfg['name']!r} (newer ddsm?)")
-    from .models import MODELS
+    from .models import ALL_MODELS
 
-    if mcfg["name"] not in MODELS:
+    if mcfg["name"] not in ALL_MODELS:
         raise DDSMInputError(f"{path}: unknown model {mcfg['name']!r} (newer ddsm?)")
     missing = [k for k in ("alphabet", "seq_len") if k not in cfg]
     if missing:

@@ -217,16 +217,17 @@ def write_sidecar(path: Path, provenance: Mapping[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------- dataclass flags
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, helps: Mapping[str, str],
-                        default_note: str = "") -> None:
+                        default_note: str = "", defaults: Optional[Mapping[str, Any]] = None) -> None:
     """One ``--field-name`` flag per entry of ``helps`` (a field of dataclass ``cls`` -> help text).
 
     The flag's type comes from the field's default (``bool``: a ``store_true`` switch) and its
-    help ends with that default, so each default is written once, in the dataclass. Every flag
-    has ``default=None`` so that :func:`given_flags` can tell "not given" from a given value.
+    help ends with that default, so each default is written once, in the dataclass (or in
+    ``defaults``, a task's own defaults of some fields, such as Sudoku's). Every flag has
+    ``default=None`` so that :func:`given_flags` can tell "not given" from a given value.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, text in helps.items():
-        default = fields[name].default
+        default = (defaults or {}).get(name, fields[name].default)
         flag = "--" + name.replace("_", "-")
         shown = ("on" if default else "off") if isinstance(default, bool) else repr(default)
         note = f" (default {shown}{default_note})"

@@ -1,4 +1,5 @@
-"""``ddsm sudoku solve`` and ``ddsm sudoku generate`` (the work is in :mod:`ddsm.sudoku`).
+"""``ddsm sudoku solve`` and ``ddsm sudoku generate`` (the work is in :mod:`ddsm.sudoku`); ``ddsm sudoku
+train`` is in :mod:`ddsm.cli.sudoku_train`.
 
 Both use the bundled model unless ``--model DIR`` names another Sudoku checkpoint. Bad files or
 options raise :class:`DDSMInputError` (one ``ddsm: error: ...`` line, exit 2); a bad puzzle only
@@ -21,6 +22,7 @@ import torch
 
 from ..errors import DDSMInputError
 from ..precision import PRECISIONS
+from . import sudoku_train
 from .common import check_output, check_seed, select_device
 
 
@@ -72,6 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "valid by construction, reported apart from the model-only rate; --steps default 20)")
     shared(g)
     g.set_defaults(func=run)
+    sudoku_train.add_parser(ssub)
     return sp
 
 

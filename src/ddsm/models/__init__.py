@@ -22,22 +22,32 @@ MODELS: dict[str, type[nn.Module]] = {
     "conv": ConvDenoiser,
     "transformer": TransformerDenoiser,
     "mlp": MLPDenoiser,
-    # the digit-equivariant (cell, digit) network of 9 x 9 Sudoku boards (ddsm.sudoku)
+}
+
+#: backbones of one task's fixed layout (Sudoku: 81 cells x 9 digits, features in digit pairs).
+#: Every loader builds them by name like the others, but they are not general sequence backbones:
+#: ``ddsm train --model`` does not offer them and the backbone contract test does not apply.
+TASK_MODELS: dict[str, type[nn.Module]] = {
     "sudoku": SudokuDenoiser,
 }
+
+#: every name a checkpoint's ``model.name`` may hold
+ALL_MODELS: dict[str, type[nn.Module]] = {**MODELS, **TASK_MODELS}
 
 
 def build_model(
     name: str, in_channels: int, out_channels: int, n_classes: int = 0, **kwargs: Any
 ) -> nn.Module:
     """Instantiate a registered backbone; ``build_model(name, **model.config())`` rebuilds one."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](in_channels, out_channels, n_classes, **kwargs)
+    if name not in ALL_MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(ALL_MODELS))}")
+    return ALL_MODELS[name](in_channels, out_channels, n_classes, **kwargs)
 
 
 __all__ = [
     "MODELS",
+    "TASK_MODELS",
+    "ALL_MODELS",
     "build_model",
     "Denoiser",
     "RawStateModel",

@@ -9,10 +9,10 @@ Modules (one concept each):
 - ``propagation``: batched naked/hidden singles on candidate tables;
 - ``process``: Sudoku's settings of the registered ``jacobi`` process (DDSM, posterior output),
   and the upgrade of checkpoints of the former Sudoku-only process;
-- ``SudokuDenoiser`` (``ddsm.models.sudoku_grid``, registered as the ``sudoku`` backbone): the
+- ``SudokuDenoiser`` (``ddsm.models.sudoku_grid``, the ``sudoku`` entry of ``ddsm.models.TASK_MODELS``): the
   digit-equivariant network (optionally with recurrent rounds);
 - ``uniformity``: symmetry-invariant statistics telling a biased grid generator from a fair one;
-- ``training``, ``model_io``: training on streamed grids, loading checkpoints (bundled default);
+- ``training``, ``model_io``: the training recipe (``ddsm sudoku train``), loading checkpoints (bundled default);
 - ``generate``, ``constrained``, ``solve``: sampling grids, the constraint-aware sampler, solvers;
 - ``csvio``: files (the ``ddsm sudoku`` commands live in the CLI package, module ``sudoku``).
 """

@@ -127,9 +127,9 @@ def micro_batch_bounds(batch_size: int, n_micro: int) -> list[tuple[int, int]]:
 def _model_name(model: nn.Module, given: Optional[str]) -> str:
     if given:
         return given
-    from ..models import MODELS  # the registry is the source of names; it pulls in every backbone
+    from ..models import ALL_MODELS  # the registry is the source of names; it pulls in every backbone
 
-    for name, cls in MODELS.items():
+    for name, cls in ALL_MODELS.items():
         if type(model) is cls:
             return name
     name = getattr(model, "name", None) or type(model).__name__
