@@ -22,6 +22,7 @@ from ddsm.metrics import kmer_js
 from ddsm.metrics.oracle import load_oracle
 from ddsm.seeding import seed_everything
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="dhs4", choices=sorted(BUNDLED_REFERENCE))

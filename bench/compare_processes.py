@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import math
 import time
 from pathlib import Path
 
@@ -109,7 +108,8 @@ def main() -> None:
                 if name == "autoregressive":  # exact ancestral sampling with the KV cache
                     toks = torch.cat([proc.generate(net, (50, L), generator=g) for _ in range(2)])
                 else:
-                    toks = torch.cat([sample(proc, net, (50, L), steps=args.sample_steps, generator=g) for _ in range(2)])
+                    toks = torch.cat([sample(proc, net, (50, L), steps=args.sample_steps, generator=g)
+                                      for _ in range(2)])
             t_s = time.time() - t0
             seqs = [alpha.decode(r) for r in toks.numpy()]
             js = kmer_js(seqs, ref, 3, alpha.letters)

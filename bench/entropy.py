@@ -16,7 +16,6 @@ bound (ELBO or ODE bound), so every number must be >= H; the gap is the model's 
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import time
 
@@ -144,7 +143,8 @@ def main() -> None:
             bits = bound(steps=args.eval_steps)
         ok = "OK" if bits.mean().item() >= H - 3 * bits.std().item() / math.sqrt(len(bits)) else "BELOW TRUTH: BUG"
         print(f"{name:14s} {steps:6d} steps in {t_train:5.0f} s | bits/token {bits.mean().item():.4f} "
-              f"+- {bits.std().item() / math.sqrt(len(bits)):.4f} vs truth {H:.4f} (excess {bits.mean().item() - H:+.4f}) "
+              f"+- {bits.std().item() / math.sqrt(len(bits)):.4f} vs truth {H:.4f} "
+              f"(excess {bits.mean().item() - H:+.4f}) "
               f"[{ok}] eval {time.time() - t0:.0f} s")
 
 

@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--particles", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--classifier-weight", type=float, default=2.0)
-    ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance weight (default: the shipped one)")
+    ap.add_argument("--cfg", type=float, default=None,
+                    help="classifier-free guidance weight (default: the shipped one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -65,7 +66,8 @@ def main() -> None:
     valid = [r for r in valid if id(r) not in held]  # the reference of every row, the real row's excluded
     d = run.sampling_defaults
     steps, cfg = int(d.get("steps", 50)), float(d.get("guidance", 1.0)) if args.cfg is None else args.cfg
-    print(f"{args.name} ({run.process.name} model {args.model or 'bundled'}): {args.n_per_class} designs per class, {steps} steps, CFG {cfg:g}, precision "
+    print(f"{args.name} ({run.process.name} model {args.model or 'bundled'}): {args.n_per_class} designs per class, "
+          f"{steps} steps, CFG {cfg:g}, precision "
           f"{d.get('precision', 'fp32')}; SMC/SVDD: {args.particles} particles, alpha {args.alpha:g}; "
           f"reference valid.fasta ({len(valid)}), novelty vs train.fasta ({len(train)})")
     header = f"{'method':22s} " + " ".join(f"{h:>8s}" for _, h in COLS) + f" {'s/design':>9s}"
@@ -93,7 +95,8 @@ def main() -> None:
         for c in run.classes:
             res = design(run, args.n_per_class, class_name=c, **kw)
             recs += [Record(f"{c}_{i}", s, {key: c}) for i, s in enumerate(res.sequences) if s is not None]
-        report({"none": f"CFG {cfg:g}" + (" (shipped)" if args.cfg is None and args.model is None else ""), "classifier": f"+ classifier w={args.classifier_weight:g}",
+        report({"none": f"CFG {cfg:g}" + (" (shipped)" if args.cfg is None and args.model is None else ""),
+                "classifier": f"+ classifier w={args.classifier_weight:g}",
                 "smc": f"+ SMC P={args.particles}", "svdd": f"+ SVDD M={args.particles}"}[method], recs,
                (time.time() - t0) / max(1, len(recs)))
 

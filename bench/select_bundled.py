@@ -4,7 +4,8 @@
         [--steps 50,100] [--n-per-class 64] [--ship]
 
 For every snapshot in ``RUN/snapshots`` (the last ``--last`` of them) and every guidance weight and
-step count (and ``--intervals``, the public-time window where guidance is applied): design ``--n-per-class`` sequences per class (classifier-free guidance; seed fixed, so
+step count (and ``--intervals``, the public-time window where guidance is applied): design
+``--n-per-class`` sequences per class (classifier-free guidance; seed fixed, so
 every candidate sees the same noise), then evaluate them against the same number of ``valid.fasta``
 sequences per class with the bundled oracle, k-mer spectra, the real-vs-designed discriminator and
 diversity. Only train/valid are read; the test splits stay unseen.
@@ -49,8 +50,8 @@ from ddsm.seeding import seed_everything
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"dhs4": "cell_type", "epd_promoters": "species"}
-METRICS = ("oracle_target_frac", "eval_oracle_target_frac", "kmer3_js", "kmer4_js", "kmer5_js", "kmer6_js", "disc_auroc", "diversity",
-           "diversity_reference", "nearest_train_identity", "memorised_frac")
+METRICS = ("oracle_target_frac", "eval_oracle_target_frac", "kmer3_js", "kmer4_js", "kmer5_js", "kmer6_js",
+           "disc_auroc", "diversity", "diversity_reference", "nearest_train_identity", "memorised_frac")
 
 
 def per_class_subset(records: list, key: str, n: int, seed: int) -> list:
@@ -118,7 +119,8 @@ def ship(args: argparse.Namespace, run_dir: Path, base: dict, rows: list, best: 
     src = run_dir / "snapshots" / best["snapshot"]
     cfg = json.loads((src / "config.json").read_text())
     cfg["sampling"] = {"guidance": best["guidance"], "steps": best["steps"], "precision": best["precision"],
-                       **({"classifier_guidance": best["classifier_guidance"]} if best.get("classifier_guidance") else {}),
+                       **({"classifier_guidance": best["classifier_guidance"]}
+                          if best.get("classifier_guidance") else {}),
                        **({"guidance_interval": best["guidance_interval"]} if best.get("guidance_interval") else {}),
                        "selected_by": selected_by}
     dest.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,8 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'prec':>4s} {'oracle':>7s} {'judge':>7s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'prec':>4s} "
+          f"{'oracle':>7s} {'judge':>7s} "
           f"{'4-mer JS':>8s} {'AUROC':>6s} {'cAUROC':>6s} {'cJS4':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
     for snap in snaps:
@@ -201,12 +204,13 @@ def main() -> None:
             m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
             sc = selection_score(m, base)
             rows.append({"snapshot": snap.name, "guidance": w, "classifier_guidance": cg, "steps": steps,
-                         "precision": prec, "guidance_interval": None if iv is None else list(iv), **m, "score": sc, "meets_goals": meets_goals(m, base),
-                         "design_seconds": t_design})
+                         "precision": prec, "guidance_interval": None if iv is None else list(iv), **m,
+                         "score": sc, "meets_goals": meets_goals(m, base), "design_seconds": t_design})
             print(f"{snap.name:>12s} {w:4g} {cg:4g} {interval_text(iv):>7s} {steps:5d} {prec:>4s} "
                   f"{m['oracle_target_frac']:7.3f} "
                   f"{m['eval_oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
-                  f"{m['disc_auroc']:6.3f} {m['class_auroc']:6.3f} {m['class_kmer4_js']:6.4f} {m['diversity']:7.3f} {m['nearest_train_identity']:7.3f} {sc:6.3f} "
+                  f"{m['disc_auroc']:6.3f} {m['class_auroc']:6.3f} {m['class_kmer4_js']:6.4f} {m['diversity']:7.3f} "
+                  f"{m['nearest_train_identity']:7.3f} {sc:6.3f} "
                   f"{t_design:5.0f}", flush=True)
     # among the candidates that meet every goal the best score; if none does, the best score
     best = max(rows, key=lambda r: (r["meets_goals"], r["score"]))

@@ -46,7 +46,8 @@ def main() -> None:
     shuf = [Record(f"s{i}", dinucleotide_shuffle(r.seq, rng)) for i, r in enumerate(real)]
     ds_real, ds_shuf = encode_records(real, DNA), encode_records(shuf, DNA)
     print(f"dhs4: {len(train)} train, {args.n} valid + shuffles; {args.steps} steps each, conv 64 x 4, batch 64")
-    print(f"{'process':10s} {'AUROC':>6s} {'paired':>7s} {'bits real':>9s} {'bits shuf':>9s} {'train s':>8s} {'score s':>8s}")
+    print(f"{'process':10s} {'AUROC':>6s} {'paired':>7s} {'bits real':>9s} {'bits shuf':>9s} "
+          f"{'train s':>8s} {'score s':>8s}")
     for name in args.processes.split(","):
         torch.manual_seed(args.seed)
         t0 = time.time()

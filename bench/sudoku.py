@@ -36,15 +36,15 @@ from typing import Optional
 
 import torch
 
+from ddsm.models.sudoku_grid import SudokuDenoiser
+from ddsm.precision import PRECISIONS
 from ddsm.sudoku.board import is_valid_grid, parse_board
 from ddsm.sudoku.constrained import ON_DEAD
 from ddsm.sudoku.generate import generate_constrained, generate_grids
 from ddsm.sudoku.generator import base_grids
-from ddsm.sudoku.uniformity import compare
-from ddsm.models.sudoku_grid import SudokuDenoiser
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.precision import PRECISIONS
 from ddsm.sudoku.solve import SolveConfig, solve_givens_only, solve_puzzles
+from ddsm.sudoku.uniformity import compare
 
 COLLECTIONS = ("norvig_top95", "norvig_hardest11", "forum_hardest_1905_dev1000")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sudoku_hard_collections"
@@ -80,7 +80,8 @@ def bench_constrained(sm, n: int, cfg: SolveConfig, seed: int) -> None:
     sec = (time.perf_counter() - t0) / n
     ok = is_valid_grid(res.solutions.clamp_min(0)) & res.valid
     _emit({"task": "generate_constrained", "grids": n, "steps": cfg.steps, "valid": round(float(ok.float().mean()), 4),
-           "by_solver": dict(Counter(res.solver)), "mean_samples_used": round(float(res.samples_used.float().mean()), 3),
+           "by_solver": dict(Counter(res.solver)),
+           "mean_samples_used": round(float(res.samples_used.float().mean()), 3),
            "seconds_per_grid": round(sec, 4), "uniformity": _uniformity(res.solutions[ok], seed)})
 
 
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--givens-dilation", type=float, default=1.0)
     p.add_argument("--skip-generate", action="store_true")
     p.add_argument("--constrained-grids", type=int, default=0,
-                   help="also generate this many grids constraint-aware (solver on empty boards), with the uniformity check")
+                   help="also generate this many grids constraint-aware (solver on empty boards), "
+                        "with the uniformity check")
     p.add_argument("--rounds", type=int, default=None,
                    help="run the network's weight-tied block this many times (default: as trained)")
     p.add_argument("--skip-solve", action="store_true")

@@ -19,10 +19,10 @@ import time
 import torch
 
 from ddsm.compiling import compile_or_eager
-from ddsm.sudoku.generator import GridStream, base_grids
 from ddsm.models.sudoku_grid import SudokuDenoiser
-from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.precision import native_bf16
+from ddsm.sudoku.generator import GridStream, base_grids
+from ddsm.sudoku.model_io import load_sudoku_model
 from ddsm.sudoku.process import sudoku_process
 
 

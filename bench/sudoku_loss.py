@@ -22,9 +22,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from ddsm.precision import PRECISIONS
 from ddsm.sudoku.generator import GridStream, base_grids
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.precision import PRECISIONS
 
 #: edges of the native-time bands reported (the bundled process runs tau from 0.01 to T = 5)
 BANDS = (0.0, 0.3, 0.6, 1.0, 1.5, 2.0, 2.5, 3.5, 5.01)

@@ -24,10 +24,10 @@ import time
 
 import torch
 
+from ddsm.precision import PRECISIONS
 from ddsm.sudoku.board import is_valid_grid
 from ddsm.sudoku.generate import generate_grids
 from ddsm.sudoku.model_io import load_sudoku_model
-from ddsm.precision import PRECISIONS
 
 
 def public_grid(spec: str, proc, steps: int) -> torch.Tensor:

@@ -87,8 +87,8 @@ def main() -> None:
     seed_everything(args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                       eval_every=args.eval_every, eval_batches=8, checkpoint_every=args.checkpoint_every,
-                      seed=args.seed, schedule="constant", cooldown_steps=args.cooldown, ema_decay=args.ema, label_dropout=0.1,
-                      log_every=50, bf16=args.bf16)
+                      seed=args.seed, schedule="constant", cooldown_steps=args.cooldown, ema_decay=args.ema,
+                      label_dropout=0.1, log_every=50, bf16=args.bf16)
     snaps = out / "snapshots"
     t0 = time.time()
 

@@ -1,5 +1,8 @@
 """Train the Sudoku denoiser on streamed random grids and write a checkpoint folder.
 
+The same run as `ddsm sudoku train` (the recipe `ddsm.sudoku.training` through the one trainer) with
+the flag names of the recorded runs below, plus a model-only validity check at the end.
+
 This is the documented recipe behind the bundled model in ``src/ddsm/resources/sudoku``:
 
     # CPU, a few minutes (the bundled CPU model)
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=0,
                    help="runs of one weight-tied block (recurrent message passing; 0: none). With --init from a "
                         "network without them, the tied block starts as the identity")
-    p.add_argument("--tied-after", type=int, default=None, help="the tied block runs after this many blocks (default: half)")
+    p.add_argument("--tied-after", type=int, default=None,
+                   help="the tied block runs after this many blocks (default: half)")
     p.add_argument("--resume", action="store_true",
                    help="continue the resumable run in --out (same sizes) up to --steps")
     p.add_argument("--step-schedule", action="store_true",
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, default=2000, help="distinct backtracking grids behind the stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="warm-start from this Sudoku checkpoint folder (same model sizes)")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on where bf16 is native: CUDA, CPUs with AMX)")
+    p.add_argument("--no-amp", action="store_true",
+                   help="no bf16 autocast (default: on where bf16 is native: CUDA, CPUs with AMX)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1 is fastest for these small ops on a shared 2-core machine)")
     p.add_argument("--compile", action="store_true",

@@ -1,7 +1,7 @@
 """The Python API: train on sequences, load a run, sample, score. Returns plain Python/NumPy data.
 
-The ``ddsm`` command line (the ``cli`` package) is a thin layer over these functions: it parses arguments, reads and writes
-files and draws progress bars.
+The ``ddsm`` command line (the ``cli`` package) is a thin layer over these functions: it parses
+arguments, reads and writes files and draws progress bars.
 """
 
 from __future__ import annotations
@@ -511,7 +511,8 @@ def design(
             if sampler != "ancestral":  # SMC / SVDD reweight the steps of the grid loop
                 raise DDSMInputError(f"reward guidance runs the ancestral sampler, not {sampler!r}; "
                                      "pass sampler 'ancestral' or drop the reward")
-            reward_guidance = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method, particles=int(particles))
+            reward_guidance = RewardGuidance(reward_fn, alpha=float(alpha), method=reward_method,
+                                             particles=int(particles))
     draw = _draw_fn(run, steps=steps, batch_size=batch_size, label=label, guidance=guidance, dilation=dilation,
                     dilation_after=dilation_after, generator=generator, device=device, progress=progress,
                     track=tracks, output_hook=hook, precision=resolve_precision(precision, device),

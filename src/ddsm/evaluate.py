@@ -389,8 +389,10 @@ def evaluate_detailed(
         d_bits = dict(zip(d_all, np.asarray(likelihood([d_seqs[i] for i in d_all]), dtype=float)))
         r_bits = dict(zip(r_all, np.asarray(likelihood([r_seqs[i] for i in r_all]), dtype=float)))
         for c in rows:
-            table[c]["model_bits_designed"] = float(np.mean([d_bits[int(i)] for i in d_sub[c]])) if len(d_sub[c]) else float("nan")
-            table[c]["model_bits_reference"] = float(np.mean([r_bits[int(i)] for i in r_sub[c]])) if len(r_sub[c]) else float("nan")
+            table[c]["model_bits_designed"] = (float(np.mean([d_bits[int(i)] for i in d_sub[c]]))
+                                               if len(d_sub[c]) else float("nan"))
+            table[c]["model_bits_reference"] = (float(np.mean([r_bits[int(i)] for i in r_sub[c]]))
+                                                if len(r_sub[c]) else float("nan"))
         columns += ["model_bits_designed", "model_bits_reference"]
         logger.info("likelihood of %d + %d sequences: %.1f s", len(d_all), len(r_all), time.time() - t0)
     df = pd.DataFrame.from_dict(table, orient="index")[columns]

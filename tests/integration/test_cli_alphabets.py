@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 import pytest
+from test_cli import assert_input_error, read_fasta_simple
 
 from conftest import CPU, TINY_TRAIN, random_dna, write_fasta
-from test_cli import assert_input_error, read_fasta_simple
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -71,7 +71,8 @@ def test_letters_of_no_alphabet_are_an_error_unless_custom(cli, tmp_path, tiny_t
     assert_input_error(cli("train", "--data", one, "--out", tmp_path / "m", *tiny_train, *CPU), "'X'")
     res = cli("train", "--data", data, "--out", tmp_path / "c", *tiny_train, "--alphabet", "custom", *CPU)
     assert res.code == 0, res.err
-    assert json.loads((tmp_path / "c" / "config.json").read_text())["alphabet"] == {"name": "custom", "letters": "!?ACGT"}
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["alphabet"] == {"name": "custom",
+                                                                                "letters": "!?ACGT"}
 
 
 @pytest.mark.parametrize("header", ["class==strong", "class=weak=strong"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from conftest import CPU, random_dna, write_fasta
 from test_cli import assert_input_error
 
+from conftest import CPU, random_dna, write_fasta
 from ddsm.cli import build_parser
 
 

@@ -6,9 +6,9 @@ import json
 import random
 
 import pytest
-from conftest import CPU, TINY_TRAIN, random_dna
 from test_cli import assert_input_error, read_fasta_simple, read_tsv
 
+from conftest import CPU, TINY_TRAIN, random_dna
 from ddsm.cli import main
 
 

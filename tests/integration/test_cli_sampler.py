@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from conftest import CPU, TINY_TRAIN
 from test_cli import assert_input_error
 
 import ddsm.api
 import ddsm.cli
+from conftest import CPU, TINY_TRAIN
 
 
 def _spy_design(monkeypatch) -> list[Optional[str]]:
@@ -52,7 +52,8 @@ def test_first_hitting_sampler_of_a_masked_model(cli, masked_model, tmp_path, mo
     i = side["argv"].index("--sampler")
     assert side["argv"][i + 1] == "first-hitting"
     again = tmp_path / "e.fasta"  # the seed fixes the draw
-    assert cli("sample", masked_model, "-n", "3", "-o", again, "--sampler", "first-hitting", "--seed", "4", *CPU).code == 0
+    assert cli("sample", masked_model, "-n", "3", "-o", again, "--sampler", "first-hitting", "--seed", "4",
+               *CPU).code == 0
     assert again.read_text().splitlines()[1::2] == seqs
 
 

@@ -13,9 +13,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from ddsm.cli.evaluate import add_parser as add_evaluate_parser
 from ddsm.data import Record, write_fasta
 from ddsm.errors import DDSMInputError
-from ddsm.cli.evaluate import add_parser as add_evaluate_parser
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

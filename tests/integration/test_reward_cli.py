@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CPU
 from test_cli import assert_input_error, read_fasta_simple
 
+from conftest import CPU
 from ddsm.api import design, load_run
 
 

@@ -79,7 +79,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     with pytest.raises(_Crash):
         train_sudoku(RECIPE, cfg, tmp_path / "b", on_step=crash)
     train_sudoku(RECIPE, cfg, tmp_path / "b", resume=True)
-    a, b = load_file(str(tmp_path / "a" / "model_raw.safetensors")), load_file(str(tmp_path / "b" / "model_raw.safetensors"))
+    a = load_file(str(tmp_path / "a" / "model_raw.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model_raw.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

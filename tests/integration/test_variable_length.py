@@ -7,9 +7,9 @@ import random
 
 import numpy as np
 import pytest
-from conftest import CPU
 from test_cli import assert_input_error, read_fasta_simple, read_tsv
 
+from conftest import CPU
 from ddsm.cli import main
 
 LENGTHS = [12, 16, 20, 28, 36]

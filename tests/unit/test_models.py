@@ -234,12 +234,12 @@ def test_kv_cache_matches_full_causal_forward(attn_bias, prefill):
     x, t = _inputs(B=3, L=9)
     cond = torch.tensor([0, 2, 3])
     full = model(x, t, cond)
-    outs, cache, pos = [], None, 0
+    outs, cache, start = [], None, 0
     if prefill:
         out, cache = model.forward_step(x[:, :prefill], 0, cache, cond)
         outs.append(out)
-        pos = prefill
-    for pos in range(pos, x.shape[1]):
+        start = prefill
+    for pos in range(start, x.shape[1]):
         out, cache = model.forward_step(x[:, pos : pos + 1], pos, cache, cond)
         outs.append(out)
     assert isinstance(cache, KVCache) and cache.length == x.shape[1]

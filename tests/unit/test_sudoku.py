@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from ddsm.legacy import LEGACY_POSTERIOR as LEGACY_PROCESS
+from ddsm.legacy import upgrade_config
+from ddsm.models.sudoku_grid import SudokuDenoiser
 from ddsm.processes.jacobi import JacobiProcess
+from ddsm.special.stick_posterior import category_loglik, mixture_score
 from ddsm.sudoku.board import (
     describe_problem,
     format_board,
@@ -20,9 +24,6 @@ from ddsm.sudoku.board import (
     parse_board,
 )
 from ddsm.sudoku.generator import GridStream, base_grids, random_grids
-from ddsm.models.sudoku_grid import SudokuDenoiser
-from ddsm.special.stick_posterior import category_loglik, mixture_score
-from ddsm.legacy import LEGACY_POSTERIOR as LEGACY_PROCESS, upgrade_config
 from ddsm.sudoku.process import sudoku_process
 from ddsm.sudoku.propagation import candidates, probe, propagate
 from ddsm.sudoku.search import backtrack
@@ -323,7 +324,8 @@ def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
     train_sudoku(small, cfg, tmp_path / "one")
     grown = SudokuRecipe(pool_size=8, model={"d_model": 8, "n_layers": 3, "hidden": 8}, process={"n_train_times": 8})
     train_sudoku(grown, cfg, tmp_path / "three", init_from=tmp_path / "one")
-    one, three = load_sudoku_model(tmp_path / "one", precision="fp32"), load_sudoku_model(tmp_path / "three", precision="fp32")
+    one = load_sudoku_model(tmp_path / "one", precision="fp32")
+    three = load_sudoku_model(tmp_path / "three", precision="fp32")
     assert three.net.n_layers == 3
     with torch.no_grad():  # lr 0: the deeper network is still exactly the shallow one
         torch.testing.assert_close(three.net(x, t), one.net(x, t))

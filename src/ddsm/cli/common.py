@@ -257,3 +257,18 @@ def merge_layers(*layers: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     for layer in layers:
         out.update(layer or {})
     return out
+
+
+def run_training_command(args: argparse.Namespace, body: Callable[[argparse.Namespace, Any], int]) -> int:
+    """``--nproc N > 1``: re-launch this command line as N torchrun workers; else run ``body(args,
+    ctx)`` in this process with its distributed context (a torchrun worker joins the group)."""
+    from ..distributed import init_from_env, launch_torchrun, shutdown
+
+    check_positive(nproc=args.nproc)
+    if args.nproc > 1:
+        return launch_torchrun(args.argv, args.nproc)
+    ctx = init_from_env(select_device(args.device))
+    try:
+        return body(args, ctx)
+    finally:
+        shutdown()

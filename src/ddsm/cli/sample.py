@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--name", default=None,
                    help="run name: design ids are NAME_0, NAME_1, ... (default: the output file's name without "
                         "extensions)")
-    s.add_argument("--fixed", default=None, help="pattern of the sequence length or a file holding it; free positions are N or . for DNA/RNA, "
+    s.add_argument("--fixed", default=None,
+                   help="pattern of the sequence length or a file holding it; free positions are N or . for DNA/RNA, "
                         ". - X for proteins (N is asparagine), . - for custom alphabets")
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight w (with --class; default: the model's recorded default, "
@@ -66,7 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--classifier-guidance", dest="classifier_guidance", type=float, default=None, metavar="W",
                    help="classifier (oracle) guidance weight toward --class: adds W * grad log p(class | x) to "
                         "the sampler (jacobi, dirichlet-fm and bits only; combines with --guidance); default: the "
-                        "model's recorded default with --class (chosen on validation data for the bundled models), else 0")
+                        "model's recorded default with --class (chosen on validation data for the bundled models), "
+                        "else 0")
     s.add_argument("--classifier", default=None, metavar="DIR",
                    help="oracle folder or bundled oracle name for --classifier-guidance (default: the bundled "
                         "oracle trained on the model's data set, when there is one)")
@@ -129,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     for rid, why in failures:
         print(f"ddsm: {rid} not written: {why}", file=sys.stderr)
     print(f"wrote {len(records)} of {args.n * len(plan.classes)} sequences to {out} (settings in {sidecar.name}) in "
-          f"{time.time() - t0:.1f} s" + (f" ({len(failures)} failed the constraints, listed above)" if failures else ""))
+          f"{time.time() - t0:.1f} s"
+          + (f" ({len(failures)} failed the constraints, listed above)" if failures else ""))
     return 0
 
 

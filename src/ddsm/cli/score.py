@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             for i, n, b in zip(ds.ids, lengths, bits)]
     write_tsv(out, rows, force=args.force)
     write_sidecar(sidecar, _provenance(args, run_, out, steps, bits, device))
-    print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: mean {float(np.mean(bits)):.4f} bits/token -> {out}")
+    print(f"scored {len(bits)} sequences in {time.time() - t0:.1f} s: "
+          f"mean {float(np.mean(bits)):.4f} bits/token -> {out}")
     return 0
 
 
@@ -101,7 +102,8 @@ def _load(args: argparse.Namespace, run: Any, label_key: Any, annotations: dict[
     if args.track and run.track is None:
         raise DDSMInputError("this model was trained without a signal track; drop --track")
     if ds.length != run.seq_len:
-        raise DDSMInputError(f"sequences have length {ds.length}; the model was trained on length {run.seq_len} (use --crop)")
+        raise DDSMInputError(f"sequences have length {ds.length}; "
+                             f"the model was trained on length {run.seq_len} (use --crop)")
     return ds
 
 

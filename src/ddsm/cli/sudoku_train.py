@@ -19,7 +19,15 @@ import torch
 
 from ..errors import DDSMInputError
 from ..training import TrainConfig
-from .common import add_dataclass_flags, check_out_folder, check_positive, check_seed, given_flags, merge_layers
+from .common import (
+    add_dataclass_flags,
+    check_out_folder,
+    check_positive,
+    check_seed,
+    given_flags,
+    merge_layers,
+    run_training_command,
+)
 
 #: TrainConfig fields with a ``ddsm sudoku train`` flag -> help
 TRAIN_FLAGS = {
@@ -79,17 +87,7 @@ def add_parser(ssub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``ddsm sudoku train``."""
-    from ..distributed import init_from_env, launch_torchrun, shutdown
-    from .common import select_device
-
-    check_positive(nproc=args.nproc)
-    if args.nproc > 1:
-        return launch_torchrun(args.argv, args.nproc)
-    ctx = init_from_env(select_device(args.device))
-    try:
-        return _train(args, ctx)
-    finally:
-        shutdown()
+    return run_training_command(args, _train)
 
 
 def _recipe(args: argparse.Namespace, saved: dict[str, Any]):

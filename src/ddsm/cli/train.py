@@ -27,7 +27,7 @@ from .common import (
     given_flags,
     merge_layers,
     parse_json_file,
-    select_device,
+    run_training_command,
     set_options,
 )
 
@@ -73,10 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--variable-length", dest="variable_length", action="store_true",
                    help="model the lengths: sequences end with a learned end-of-sequence letter, so designs "
                         "follow the training length distribution (padding to --length, default the longest)")
-    t.add_argument("--label-key", dest="label_key", default=None, help="header key holding class labels, e.g. cell_type")
-    t.add_argument("--alphabet", default=None, help="dna | rna | protein | custom (every distinct letter of the data) | custom:LETTERS (token order); "
+    t.add_argument("--label-key", dest="label_key", default=None,
+                   help="header key holding class labels, e.g. cell_type")
+    t.add_argument("--alphabet", default=None,
+                   help="dna | rna | protein | custom (every distinct letter of the data) | "
+                        "custom:LETTERS (token order); "
                         "default: inferred among dna, rna, protein (said on stderr)")
-    t.add_argument("--unknown", default="error", choices=["error", "random", "skip"], help="letters outside the alphabet (e.g. N)")
+    t.add_argument("--unknown", default="error", choices=["error", "random", "skip"],
+                   help="letters outside the alphabet (e.g. N)")
     t.add_argument("--track", default=None, metavar="FILE.npy",
                    help="per-position signal track(s), NumPy (N, L) or (N, L, S), one row per --data record "
                         "(in file order); the model is conditioned on it and sampling then needs one")
@@ -98,16 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``ddsm train``: re-launch through torchrun for ``--nproc N``, else train in this process."""
-    from ..distributed import init_from_env, launch_torchrun, shutdown
-
-    check_positive(nproc=args.nproc)
-    if args.nproc > 1:
-        return launch_torchrun(args.argv, args.nproc)
-    ctx = init_from_env(select_device(args.device))
-    try:
-        return _train(args, ctx)
-    finally:
-        shutdown()
+    return run_training_command(args, _train)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Fixed positions are imposed inside the sampler (and checked). For variable-length models (an
 end letter, see ``Alphabet.end``) a design is its row up to the first end letter; a length window is
 repaired like a motif: a design too long gets end letters fixed from the window's maximum on, one
-too short keeps its letters and has the positions from its end up to the maximum re-sampled. Forbidden motifs are removed by
+too short keeps its letters and has the positions from its end up to the maximum re-sampled.
+Forbidden motifs are removed by
 *repair*: the positions of each hit (plus a small margin) are freed and re-sampled by the model
 with the rest of the sequence held fixed (inpainting), which keeps the design close to the model's
 distribution instead of throwing it away. A sequence outside the GC window is re-drawn. Rounds
@@ -146,6 +147,7 @@ def constrained_design(
                 if not length_range[0] <= cut <= length_range[1]:
                     why.append(f"length {cut} outside [{length_range[0]}, {length_range[1]}]")
             if not gc_ok and gc is not None and i in current:
-                why.append(f"GC {gc.gc(current[i].split(end)[0] if end else current[i]):.3f} outside [{gc.lo:g}, {gc.hi:g}]")
+                why.append(f"GC {gc.gc(current[i].split(end)[0] if end else current[i]):.3f} "
+                           f"outside [{gc.lo:g}, {gc.hi:g}]")
             failures[i] = "budget of sampling rounds spent: " + (", ".join(why) or "unsatisfied")
     return DesignResult(seqs, used, failures)

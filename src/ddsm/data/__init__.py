@@ -10,8 +10,8 @@ from ddsm.data.alphabet import (
     PROTEIN,
     RNA,
     Alphabet,
-    get_alphabet,
     describe_inference,
+    get_alphabet,
     infer_alphabet,
 )
 from ddsm.data.bundled import bundled_path, list_bundled

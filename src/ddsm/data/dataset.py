@@ -6,8 +6,8 @@ reconciled, so every later stage can assume a clean ``(N, L)`` int array with va
 
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 from ddsm.data.fasta import parse_fasta
 from ddsm.data.io import PathLike, read_text
 from ddsm.data.record import Record
-from ddsm.errors import DDSMInputError
 from ddsm.data.table import guess_delimiter, parse_table
+from ddsm.errors import DDSMInputError
 
 
 def read_sequences(

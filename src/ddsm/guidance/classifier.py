@@ -142,7 +142,9 @@ def bits_probabilities(process: BitsProcess, x0_hat: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ per-process forms
-def _jacobi_score(p: JacobiScoreProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, v: Tensor, t: Tensor) -> Tensor:
+def _jacobi_score(
+    p: JacobiScoreProcess, clf: ClassifierFn, y: int, w: float, out: Tensor, v: Tensor, t: Tensor
+) -> Tensor:
     v = v.double()
     g_x = grad_log_prob(clf, sticks_to_simplex(v), y)
     g_v = pullback_x_to_v(g_x, v)  # chain rule through stick-breaking

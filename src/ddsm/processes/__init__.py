@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .autoregressive import AutoregressiveProcess
 from .base import LossOutput, NoisySample, Process
+from .bits import BitsProcess
+from .dirichlet_fm import DirichletFMProcess
+from .discrete_fm import DiscreteFMProcess
 from .jacobi import JacobiProcess
 from .jacobi_score import JacobiScoreProcess
 from .masked import MaskedProcess
-from .discrete_fm import DiscreteFMProcess
 from .uniform import UniformProcess
-from .bits import BitsProcess
-from .dirichlet_fm import DirichletFMProcess
-from .autoregressive import AutoregressiveProcess
 
 #: name (the CLI's ``--process``) -> class
 PROCESSES: dict[str, type[Process]] = {
@@ -36,4 +36,5 @@ def build_process(name: str, K: int, **options: Any) -> Process:
     return PROCESSES[name](K=K, **options)
 
 
-__all__ = ["PROCESSES", "DEFAULT_PROCESS", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess", "JacobiScoreProcess"]
+__all__ = ["PROCESSES", "DEFAULT_PROCESS", "Process", "NoisySample", "LossOutput", "build_process", "JacobiProcess",
+           "JacobiScoreProcess"]

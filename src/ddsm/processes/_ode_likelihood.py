@@ -22,7 +22,6 @@ from torch import Tensor
 from .. import rng as _rng
 from .base import ModelFn
 
-
 #: most sticks per position for which the local part of the divergence is computed exactly
 _MAX_EXACT_LOCAL = 8
 

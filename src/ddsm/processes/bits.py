@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng as _rng
-
 from .base import LossOutput, ModelFn, NoisySample, Process, reduce_terms
 
 _ENCODINGS = ("binary", "onehot")

@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng as _rng
-
 from ..special.transition import numpy_rng
 from .base import ModelFn, NoisySample, Process, sample_categorical
 

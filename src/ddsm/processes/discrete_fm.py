@@ -44,7 +44,6 @@ import torch
 from torch import Tensor
 
 from .. import rng as _rng
-
 from ._tokens import (
     carry_over,
     draw_device,

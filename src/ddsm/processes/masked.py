@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor
 
+from ..models.base import RawStateModel, takes_raw_state
 from ._tokens import (
     carry_over,
     draw_rows,
@@ -50,7 +51,6 @@ from ._tokens import (
     stratified_times,
     uniform,
 )
-from ..models.base import RawStateModel, takes_raw_state
 from .base import FixedPositions, ModelFn, NoisySample, Process
 
 SAMPLERS = ("ancestral", "first-hitting")
@@ -288,8 +288,8 @@ class CachedDenoiser(RawStateModel):
     Use in the CLI as ``sample(process, CachedDenoiser(process, model), shape, ...)`` when
     ``process.name == "masked"`` and ``process.time_conditioning`` is False (with time
     conditioning it simply calls the network every step). It is a
-    :class:`~ddsm.models.base.RawStateModel`, so ``process.model_output`` hands it the raw state; it calls the network through
-    ``process.model_output`` itself and returns the cached SUBS logits when
+    :class:`~ddsm.models.base.RawStateModel`, so ``process.model_output`` hands it the raw state; it
+    calls the network through ``process.model_output`` itself and returns the cached SUBS logits when
     ``process.cached_output_valid`` holds and ``cond`` is unchanged. One instance per ``sample``
     call (it keeps the last state). ``calls`` counts real network evaluations.
     """

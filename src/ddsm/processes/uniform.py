@@ -53,7 +53,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import rng as _rng
-
 from .base import ModelFn, NoisySample, Process, sample_categorical
 
 #: logit of the impossible tokens in ``oracle_output`` (0 for x0). exp(-30) ~ 1e-13: a numerically

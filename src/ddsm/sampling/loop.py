@@ -11,7 +11,6 @@ from torch import Tensor
 # FixedPositions lives with the process contract (``impose`` takes it); re-exported here
 from ..processes.base import FixedPositions, ModelFn, Process
 
-
 #: called with the network output ``(B, L, C_out)``, the state and t; returns a modified output.
 OutputHook = Callable[[Tensor, Tensor, Tensor], Tensor]
 

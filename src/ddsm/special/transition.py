@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from .. import rng as _rng
-
 from .lineage import T_NORMAL, lineage_weights, normal_count
 
 _MAX_CELLS = 1 << 21  # element x window cells per group: bounds memory at about 16 MiB
@@ -118,8 +117,8 @@ _CACHE: dict[tuple[float, bytes], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _trimmed_weights(uniq: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """``lineage_weights`` with each row cut to the m carrying non-zero mass, re-packed left. The last few results are memoised because
-    sampling and scoring one batch ask for the same times twice."""
+    """``lineage_weights`` with each row cut to the m carrying non-zero mass, re-packed left. The last
+    few results are memoised because sampling and scoring one batch ask for the same times twice."""
     key = (float(theta), uniq.tobytes())
     if key in _CACHE:
         return _CACHE[key]
@@ -233,7 +232,8 @@ def beta_sample(alpha: Tensor, beta: Tensor, *, generator: Optional[torch.Genera
     the device; they follow torch's global seed for that device (set by the CLI's ``--seed``),
     since torch's gamma sampler takes no generator.
     """
-    alpha, beta = torch.broadcast_tensors(alpha.double(), torch.as_tensor(beta, dtype=torch.float64, device=alpha.device))
+    alpha, beta = torch.broadcast_tensors(alpha.double(),
+                                          torch.as_tensor(beta, dtype=torch.float64, device=alpha.device))
     if alpha.device.type == "cpu":
         y = numpy_rng(generator).beta(alpha.numpy(), beta.numpy())
         return torch.from_numpy(np.asarray(y, dtype=np.float64)).reshape(alpha.shape)

@@ -160,5 +160,6 @@ def describe_problem(text: str) -> Optional[str]:
     if len(bad):
         unit, digit = int(bad[0, 0]), int(bad[0, 1])
         kind = ("row", "column", "box")[unit // 9]
-        return f"conflicting givens: digit {digit + 1} appears {int(counts[unit, digit])} times in {kind} {unit % 9 + 1}"
+        return (f"conflicting givens: digit {digit + 1} appears {int(counts[unit, digit])} times in "
+                f"{kind} {unit % 9 + 1}")
     return None

@@ -69,7 +69,8 @@ from ..special.stick_posterior import category_loglik, mixture_score
 from ..special.stickbreaking import sticks_to_simplex
 from .board import N_CELLS
 from .model_io import SudokuModel
-from .propagation import eliminate, place, probe as probe_tables, propagate
+from .propagation import eliminate, place, propagate
+from .propagation import probe as probe_tables
 
 MODES = ("static", "peers", "propagate")
 ON_DEAD = ("rewind", "copy", "drop")

@@ -137,7 +137,7 @@ def _chunks(per: Tensor, batch_size: int) -> list[slice]:
 def solve_puzzles(
     sm: SudokuModel,
     puzzles: Tensor,
-    cfg: SolveConfig = SolveConfig(),
+    cfg: Optional[SolveConfig] = None,
     *,
     generator: Optional[torch.Generator] = None,
     on_round: Optional[Callable[[int, int], None]] = None,
@@ -145,8 +145,10 @@ def solve_puzzles(
     """Solve ``puzzles (N, 81)`` long (blanks -1; givens must not conflict).
 
     Args:
+        cfg: the solver's options (None: ``SolveConfig()``, the defaults).
         on_round: called as ``on_round(samples_drawn, n_unsolved)`` after every round.
     """
+    cfg = cfg or SolveConfig()
     N = puzzles.shape[0]
     sols = torch.full((N, N_CELLS), -1, dtype=torch.long)
     valid = torch.zeros(N, dtype=torch.bool)

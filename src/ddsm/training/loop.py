@@ -54,8 +54,16 @@ from ..errors import DDSMInputError
 from ..models.base import takes_raw_state
 from ..seeding import derive_seed, get_rng_state, make_generator, seeded_global_rng, set_rng_state
 from .config import TrainConfig, lr_at
-from .state import (BACKUP_DIR, StopOnSignal, TrainingInterrupted, backup_checkpoint, check_resume,
-                    check_resume_options, non_finite, recover_checkpoint)
+from .state import (
+    BACKUP_DIR,
+    StopOnSignal,
+    TrainingInterrupted,
+    backup_checkpoint,
+    check_resume,
+    check_resume_options,
+    non_finite,
+    recover_checkpoint,
+)
 from .streams import Batch, BatchStream, MicroBatch, TensorStream
 
 if TYPE_CHECKING:  # avoid importing every process just to train one
@@ -216,7 +224,8 @@ class _Trainer:
         saved_cfg = load_config(out)
         check_resume(saved_cfg, self.config, self.meta, out)
         if "init_from" in saved_cfg and "init_from" not in self.meta:
-            self.meta["init_from"] = saved_cfg["init_from"]  # the lineage of a warm-started run outlives its resumptions
+            # the lineage of a warm-started run outlives its resumptions
+            self.meta["init_from"] = saved_cfg["init_from"]
         options = {"process": self.process.config()}
         if hasattr(self.model, "config"):
             options["model"] = self.model.config()
@@ -346,7 +355,8 @@ class _Trainer:
         config = self.config
         if self.out is None:
             return False
-        by_clock = config.checkpoint_minutes > 0 and time.perf_counter() - self.last_save > 60.0 * config.checkpoint_minutes
+        by_clock = (config.checkpoint_minutes > 0
+                    and time.perf_counter() - self.last_save > 60.0 * config.checkpoint_minutes)
         return _every(config.checkpoint_every, step) or last or stopping or by_clock
 
     # ------------------------------------------------------------------ the loop
