@@ -75,6 +75,12 @@ def main() -> None:
     ap.add_argument("--model", default="conv", help="backbone (autoregressive needs a causal one: transformer)")
     ap.add_argument("--process-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="process options, e.g. output=score (JSON values)")
+    ap.add_argument("--model-set", nargs="*", default=None, metavar="KEY=VALUE",
+                    help="backbone options replacing --hidden/--blocks (JSON values), e.g. d_model=128 n_layers=4 "
+                         "causal=true for the transformer")
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="wall-clock limit of this invocation (0: none); the checkpoint is written when it passes, "
+                         "so equal-time runs of several processes can be compared and resumed")
     ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
     args = ap.parse_args()
     if args.threads:
@@ -84,11 +90,13 @@ def main() -> None:
     valid_ds = encode_records(read_fasta(data / args.name / "valid.fasta"), train_ds.alphabet, label_key=key,
                               classes=train_ds.classes)
     process_options = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.process_set)}
+    model_options = ({"hidden": args.hidden, "n_blocks": args.blocks} if args.model_set is None
+                     else {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.model_set)})
     seed_everything(args.seed)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                       eval_every=args.eval_every, eval_batches=8, checkpoint_every=args.checkpoint_every,
                       seed=args.seed, schedule="constant", cooldown_steps=args.cooldown, ema_decay=args.ema,
-                      label_dropout=0.1, log_every=50, bf16=args.bf16)
+                      label_dropout=0.1, log_every=50, bf16=args.bf16, minutes=args.minutes)
     snaps = out / "snapshots"
     t0 = time.time()
 
@@ -111,7 +119,7 @@ def main() -> None:
           f"({torch.get_num_threads()} threads)", flush=True)
     try:
         _, summary = fit(train_ds, out, process=args.process, process_options=process_options, model=args.model,
-                         model_options={"hidden": args.hidden, "n_blocks": args.blocks}, train_config=cfg,
+                         model_options=model_options, train_config=cfg,
                          valid=valid_ds, device=torch.device(args.device), resume=args.resume, on_step=on_step,
                          extra_meta={"data_path": f"../shared/data/{args.name}/train.fasta", "label_key": key,
                                      "command": "python bench/train_bundled.py " + " ".join(sys.argv[1:])})
