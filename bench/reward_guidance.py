@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --n-per-class 32
     # any other process trained on the same data (bench/train_bundled.py --process masked ...):
     OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --model runs/dhs4_masked --methods none,smc,svdd
+    # equal CPU time per design across processes: SMC / SVDD sized to 3 s per design
+    OMP_NUM_THREADS=1 python bench/reward_guidance.py --name dhs4 --model runs/dhs4_uniform --budget 3
 
 For every class of the bundled model, designs are drawn with each method (the shipped default
 classifier-free guidance alone; plus classifier guidance with the bundled oracle; plus SMC and
@@ -37,6 +39,20 @@ COLS = [("oracle_target_frac", "guide"), ("eval_oracle_target_frac", "judge"), (
         ("nearest_train_identity", "near id")]
 
 
+def calibrated_particles(run, method: str, args: argparse.Namespace, steps: int, cfg: float, d: dict) -> int:
+    """Particles (SMC) or candidates (SVDD) that make one design cost ``args.budget`` CPU seconds:
+    a timed draw of 4 designs at 2 particles gives the cost per particle-design (a design with P
+    particles runs P chains, so its cost is close to linear in P)."""
+    gen = seed_everything(args.seed + 1)  # not the bench's draws
+    t0 = time.time()
+    design(run, 4, class_name=run.classes[0], steps=steps, guidance=cfg, generator=gen,
+           precision=d.get("precision", "fp32"), reward="oracle", reward_method=method, particles=2, alpha=args.alpha)
+    per = (time.time() - t0) / 8
+    p = max(1, int(args.budget / per))
+    print(f"  {method}: {per:.3f} s per particle-design -> {p} particles for {args.budget:g} s per design", flush=True)
+    return p
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--name", choices=sorted(KEYS), default="dhs4")
@@ -45,6 +61,10 @@ def main() -> None:
     ap.add_argument("--n-per-class", type=int, default=32)
     ap.add_argument("--methods", default="none,classifier,smc,svdd")
     ap.add_argument("--particles", type=int, default=8)
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="CPU seconds per design for SMC / SVDD: their particle count is set from a timed "
+                         "calibration draw so that every process and method spends the same time per design "
+                         "(0: --particles)")
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--classifier-weight", type=float, default=2.0)
     ap.add_argument("--cfg", type=float, default=None,
@@ -82,12 +102,15 @@ def main() -> None:
 
     report("real (valid subset)", ref_sub, float("nan"))
     for method in args.methods.split(","):
+        particles = args.particles
+        if args.budget > 0 and method in ("smc", "svdd"):
+            particles = calibrated_particles(run, method, args, steps, cfg, d)
         gen = seed_everything(args.seed)
         kw = dict(steps=steps, guidance=cfg, generator=gen, precision=d.get("precision", "fp32"))
         if method == "classifier":
             kw["classifier_guidance"] = args.classifier_weight
         elif method in ("smc", "svdd"):
-            kw.update(reward="oracle", reward_method=method, particles=args.particles, alpha=args.alpha)
+            kw.update(reward="oracle", reward_method=method, particles=particles, alpha=args.alpha)
         elif method != "none":
             raise SystemExit(f"unknown method {method}")
         t0 = time.time()
@@ -97,7 +120,7 @@ def main() -> None:
             recs += [Record(f"{c}_{i}", s, {key: c}) for i, s in enumerate(res.sequences) if s is not None]
         report({"none": f"CFG {cfg:g}" + (" (shipped)" if args.cfg is None and args.model is None else ""),
                 "classifier": f"+ classifier w={args.classifier_weight:g}",
-                "smc": f"+ SMC P={args.particles}", "svdd": f"+ SVDD M={args.particles}"}[method], recs,
+                "smc": f"+ SMC P={particles}", "svdd": f"+ SVDD M={particles}"}[method], recs,
                (time.time() - t0) / max(1, len(recs)))
 
 

@@ -6,10 +6,11 @@ arguments, reads and writes files and draws progress bars.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -392,6 +393,19 @@ def _interval(interval: Optional[tuple[float, float]]) -> Optional[tuple[float, 
         raise DDSMInputError(str(e)) from None
 
 
+def with_substeps(run: Run, substeps: int) -> Run:
+    """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call (a copy:
+    ``run`` itself is unchanged; the copy shares its network and stick tables)."""
+    if not isinstance(getattr(run.process, "substeps", None), int) or getattr(run.process, "output", "") != "posterior":
+        raise DDSMInputError(f"--substeps needs a jacobi model with the posterior output; this model uses "
+                             f"{run.process.name!r}")
+    if isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1:
+        raise DDSMInputError(f"--substeps must be an integer >= 1, got {substeps}")
+    process = copy.copy(run.process)
+    process.substeps = int(substeps)
+    return replace(run, process=process)
+
+
 def design(
     run: Run,
     n: int,
@@ -422,6 +436,7 @@ def design(
     progress: Optional[Callable[[Iterable], Iterable]] = None,
     precision: str = "fp32",
     sampler: Optional[str] = None,
+    substeps: Optional[int] = None,
 ):
     """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
@@ -459,6 +474,9 @@ def design(
             default (``run.process.default_sampler``). Fixed positions, motif/GC constraints and
             classifier-free guidance work with every sampler; reward guidance and time dilation
             need ``"ancestral"``.
+        substeps: SDE sub-steps per network call of a jacobi model (posterior output), between
+            which the exact local evidence is refreshed (see ``JacobiProcess``); None: the
+            process's own (8).
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
@@ -468,6 +486,8 @@ def design(
     if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
         raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
     interval = _interval(guidance_interval)  # checked once, shared by both guidances
+    if substeps is not None:
+        run = with_substeps(run, substeps)
     try:
         sampler = run.process.resolve_sampler(sampler)
     except ValueError as e:

@@ -80,3 +80,24 @@ def test_a_sampler_the_process_lacks_is_an_input_error(cli, trained_model, tmp_p
     res = cli("sample", trained_model, "-n", "2", "-o", out, "--sampler", "first-hitting", *CPU)
     assert_input_error(res, "first-hitting")
     assert not out.exists()
+
+
+def test_substeps_reach_the_jacobi_step_and_are_recorded(cli, trained_model, tmp_path):
+    out, one = tmp_path / "d.fasta", tmp_path / "one.fasta"
+    assert cli("sample", trained_model, "-n", "3", "-o", out, "--steps", "3", "--substeps", "2", "--seed", "1",
+               *CPU).code == 0
+    assert all("substeps=2" in h for h in out.read_text().splitlines()[0::2])
+    side = json.loads((tmp_path / "d.fasta.json").read_text())
+    i = side["argv"].index("--substeps")
+    assert side["argv"][i + 1] == "2"
+    assert cli("sample", trained_model, "-n", "3", "-o", one, "--steps", "3", "--substeps", "1", "--seed", "1",
+               *CPU).code == 0
+    # the sub-steps change the draws (the same seed, a different integrator)
+    assert one.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]
+
+
+def test_bad_substeps_are_one_error_line(cli, trained_model, masked_model, tmp_path):
+    out = tmp_path / "d.fasta"
+    assert_input_error(cli("sample", trained_model, "-n", "2", "-o", out, "--substeps", "0", *CPU), "substeps")
+    assert_input_error(cli("sample", masked_model, "-n", "2", "-o", out, "--substeps", "4", *CPU), "substeps")
+    assert not out.exists()

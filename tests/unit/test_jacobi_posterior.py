@@ -200,9 +200,10 @@ def test_saved_options_without_output_load_the_score_network():
 
 
 def test_last_step_draws_tokens_from_the_posterior():
-    """The final reverse step ends on the vertex of a token drawn from the output posterior."""
+    """The final reverse step ends on the vertex of a token drawn from the output posterior
+    (one sub-step: the output is the posterior of the last sub-step)."""
     K = 4
-    p = build_process("jacobi", K)
+    p = build_process("jacobi", K, substeps=1)
     g = torch.Generator().manual_seed(3)
     v = p.prior((2000, 1), generator=g)
     grid = p.time_grid(10)
@@ -233,3 +234,25 @@ def test_bf16_autocast_wrapper_keeps_a_float32_head_close_to_fp32():
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError):
         resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_substeps_hold_the_network_correction_fixed_and_refresh_the_local_evidence():
+    """A step of n sub-steps is n one-sub-step steps whose logits after the first are the exact local
+    evidence at the moved sticks plus the correction (output - evidence) at the step's start."""
+    K, B, L = 4, 3, 5
+    two, one = build_process("jacobi", K, substeps=2), build_process("jacobi", K, substeps=1)
+    g = torch.Generator().manual_seed(0)
+    grid = two.time_grid(6)
+    t, s = grid[2].expand(B), grid[3].expand(B)
+    v = two.prior((B, L), generator=g)
+    out = torch.randn(B, L, K, generator=g, dtype=torch.float64)
+    got = two.step(out, v, t, s, generator=torch.Generator().manual_seed(5))
+    mid = two._substep_times(t, s)[1]
+    assert torch.allclose(mid, (t.double() + s.double()) / 2)
+    gen = torch.Generator().manual_seed(5)
+    correction = out - one.local_loglik(v, one.native_time(t))
+    v1 = one.step(out, v, t, mid, generator=gen)
+    want = one.step(one.local_loglik(v1, one.native_time(mid)) + correction, v1, mid, s, generator=gen)
+    assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="substeps"):
+        build_process("jacobi", K, substeps=0)

@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output FASTA")
     s.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default: the model's recorded default, else 100)")
+    s.add_argument("--substeps", type=int, default=None,
+                   help="jacobi models: SDE sub-steps per network call, the exact local evidence refreshed at "
+                        "each (default: the model's recorded default, else 8)")
     s.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="reverse-time sampler (recorded in the headers); default: the process's own")
     s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,
@@ -142,7 +145,7 @@ def _check_flags(args: argparse.Namespace, out: Path) -> None:
     check_output(sidecar_path(out), args.force, "provenance sidecar")
     if args.n < 1:
         raise DDSMInputError("-n must be at least 1")
-    check_positive(steps=args.steps, batch_size=args.batch_size)
+    check_positive(steps=args.steps, batch_size=args.batch_size, substeps=args.substeps)
     check_seed(args.seed)
     if not (math.isfinite(args.time_dilation) and args.time_dilation >= 1):
         raise DDSMInputError("--time-dilation must be a finite number >= 1")
@@ -158,6 +161,8 @@ def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[s
     meta = header_meta(args, plan)
     # --sampler goes to design() only when given, so the process's own default stays the default
     extra = {"sampler": args.sampler} if args.sampler is not None else {}
+    if args.substeps is not None:
+        extra["substeps"] = args.substeps
     records, failures, designs = [], [], []
     for class_name in plan.classes:
         result = design(plan.run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,

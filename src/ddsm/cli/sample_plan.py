@@ -67,6 +67,8 @@ def build_plan(args: argparse.Namespace, out: Path) -> Plan:
             run.class_index(c)  # an unknown name lists the valid ones
     if args.steps is None:
         args.steps = int(defaults.get("steps", 100))
+    if args.substeps is None and defaults.get("substeps") is not None:
+        args.substeps = int(defaults["substeps"])
     if args.guidance is None:
         args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
     interval = guidance_interval(args.guidance_interval, defaults)

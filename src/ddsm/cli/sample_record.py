@@ -19,6 +19,8 @@ def header_meta(args: argparse.Namespace, plan: Plan) -> dict[str, str]:
             "steps": str(args.steps), "dilation": f"{args.time_dilation:g}", "precision": plan.precision}
     if args.sampler is not None:
         meta["sampler"] = args.sampler
+    if args.substeps is not None:
+        meta["substeps"] = str(args.substeps)
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"
     if plan.interval is not None and (args.guidance or args.classifier_guidance):
@@ -44,7 +46,8 @@ def argv_of(args: argparse.Namespace, plan: Plan, out: Path) -> list[str]:
             str(args.rounds), "--device", args.device]
     for flag, value in (("--class", args.class_name), ("--fixed", args.fixed), ("--gc", args.gc),
                         ("--length-range", args.length_range), ("--design-length", args.design_length),
-                        ("--track", args.track), ("--classifier", args.classifier), ("--sampler", args.sampler)):
+                        ("--track", args.track), ("--classifier", args.classifier), ("--sampler", args.sampler),
+                        ("--substeps", args.substeps)):
         if value is not None:
             argv += [flag, str(value)]
     if args.classifier_guidance:

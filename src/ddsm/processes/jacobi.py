@@ -103,7 +103,7 @@ class JacobiProcess(Process):
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 0.5, focus_tau_min: float = 0.05,
-                 focus_tau_max: float = 3.0) -> None:
+                 focus_tau_max: float = 3.0, substeps: int = 8) -> None:
         """
         Args:
             K: number of categories.
@@ -121,6 +121,12 @@ class JacobiProcess(Process):
                 [focus_tau_min, focus_tau_max], where tokens get decided (measured on
                 bench/entropy.py's chain: 1.13 vs 1.15 bits/token at 400 steps). Cross-entropy is
                 minimised by the true posterior at every time, so this only moves effort.
+            substeps: Euler-Maruyama sub-steps per reverse step (posterior output). The network is
+                called once per step; between sub-steps its correction to the logits is held fixed
+                while the exact local evidence log q_tau(v_l | k), the stiff part of the score near
+                a vertex, is re-evaluated at the moving sticks and time. A sub-step costs a table
+                lookup, not a network call. On the bundled dhs4 model at 25 steps, 8 sub-steps
+                took the designs' 4-mer JS from 0.085 to 0.063 (100 plain steps: 0.060).
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
@@ -132,6 +138,8 @@ class JacobiProcess(Process):
             raise ValueError(f"jacobi process needs an integer n_train_times >= 0, got {n_train_times}")
         if output not in ("posterior", "score"):
             raise ValueError(f"jacobi output must be 'posterior' or 'score', got {output!r}")
+        if int(substeps) != substeps or substeps < 1:
+            raise ValueError(f"jacobi process needs an integer substeps >= 1, got {substeps}")
         if not 0.0 <= focus <= 1.0 or not 0.0 < focus_tau_min < focus_tau_max:
             raise ValueError(f"jacobi focus needs 0 <= focus <= 1 and 0 < focus_tau_min < focus_tau_max, got "
                              f"{focus}, {focus_tau_min}, {focus_tau_max}")
@@ -139,6 +147,7 @@ class JacobiProcess(Process):
         self.speed_balanced, self.eps = bool(speed_balanced), float(eps)
         self.n_train_times, self.output = int(n_train_times), output
         self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
+        self.substeps = int(substeps)
         i = np.arange(K - 1)
         self.a = np.ones(K - 1)
         self.b = (K - 1 - i).astype(np.float64)
@@ -160,6 +169,19 @@ class JacobiProcess(Process):
         return torch.sqrt(tau.double() / self.T)
 
     # ------------------------------------------------------------------ exact stick statistics
+    def _covering_table(self, times: np.ndarray, inv: np.ndarray, key: bytes) -> tuple[bytes, np.ndarray]:
+        """A cached table holding every one of ``times`` (sorted, unique), and the rows in it;
+        else ``key`` and ``inv`` unchanged. Sub-steps ask for one time at a time, which
+        :meth:`time_grid` has tabulated together (one table build instead of one per time)."""
+        for other in reversed(self._tables):
+            if other == b"train":
+                continue
+            grid = np.frombuffer(other, dtype=np.float64)
+            pos = np.searchsorted(grid, times).clip(0, len(grid) - 1)
+            if bool((grid[pos] == times).all()):
+                return other, pos[np.asarray(inv).reshape(-1)]
+        return key, inv
+
     @cached_property
     def train_times(self) -> Tensor:
         """``(G,)`` float64 public training times: cell midpoints of [sqrt(t_train_min / T), 1]."""
@@ -180,6 +202,8 @@ class JacobiProcess(Process):
         else:
             times, inv = np.unique(taus, return_inverse=True)
             key = times.tobytes()
+        if key not in self._tables and not draws:
+            key, inv = self._covering_table(times, inv, key)
         if key in self._tables:
             self._tables.move_to_end(key)
             stats, lineage = self._tables[key]
@@ -361,7 +385,21 @@ class JacobiProcess(Process):
 
     # ------------------------------------------------------------------ reverse process
     def time_grid(self, steps: int, *, device: Optional[torch.device] = None) -> Tensor:
-        return torch.linspace(1.0, math.sqrt(self.t_min / self.T), steps + 1, device=device)
+        grid = torch.linspace(1.0, math.sqrt(self.t_min / self.T), steps + 1, device=device)
+        if self.substeps > 1 and self.output == "posterior":
+            # tabulate every sub-step time in one build (~0.5 s for 200 times, against ~14 ms each
+            # when built one by one)
+            visited = torch.cat([torch.stack(self._substep_times(t.reshape(1), s.reshape(1))[:-1])
+                                 for t, s in zip(grid[:-1], grid[1:])]).reshape(-1)
+            self._tables_at(self.native_time(visited))
+        return grid
+
+    def _substep_times(self, t: Tensor, s: Tensor) -> list[Tensor]:
+        """Public times ``(B,)`` float64 from ``t`` to ``s`` in :attr:`substeps` equal sub-steps
+        (the one formula that :meth:`time_grid` tabulates and :meth:`step` walks)."""
+        t, s = t.double(), s.double()
+        n = self.substeps if self.output == "posterior" else 1
+        return [t] + [t + (s - t) * (j / n) for j in range(1, n)] + [s]
 
     def _stick_params(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         as_t = lambda arr: torch.as_tensor(arr, dtype=torch.float64, device=v.device)  # noqa: E731
@@ -369,19 +407,36 @@ class JacobiProcess(Process):
 
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,
              generator: Optional[torch.Generator] = None, dilation: float | Tensor = 1.0) -> Tensor:
-        """Euler-Maruyama step of the reverse SDE from tau(t) to tau(s) (times ``dilation``, a
-        float or ``(B,)``), with the score implied by ``output``:
+        """Reverse SDE from tau(t) to tau(s) (times ``dilation``, a float or ``(B,)``) in
+        :attr:`substeps` Euler-Maruyama sub-steps, with the score implied by ``output``:
 
         dv = s_i [ (a (1 - v) - b v) / 2 - (1 - 2 v) - v (1 - v) score ] (-dtau)
              + sqrt(s_i dtau v (1 - v)) dW
+
+        Sub-steps after the first re-form the posterior logits as the exact local evidence at the
+        new sticks plus the network's correction at ``(xt, t)``, held fixed: the evidence changes
+        fast near a vertex, the correction (what the rest of the sequence says) slowly.
         """
-        score = self.score_from_output(output, xt, self.native_time(t))
-        v = self.score_step(score, xt, t, s, generator=generator, dilation=dilation)
+        times = self._substep_times(t, s)
+        v, logits, correction = xt, output, None
+        for j, (tj, sj) in enumerate(zip(times[:-1], times[1:])):
+            tau = self.native_time(tj)
+            if len(times) > 2:  # one table pass gives the evidence and the scores
+                stats = self.stick_stats(v, tau)
+                if j == 0:
+                    correction = output.double() - category_loglik(stats)
+                else:
+                    logits = category_loglik(stats) + correction
+                score = mixture_score(torch.softmax(logits.double(), dim=-1), stats)
+            else:
+                score = self.score_from_output(logits, v, tau)
+            v = self.score_step(score, v, tj, sj, generator=generator, dilation=dilation)
+        output = logits
         if self.final_draw and bool((s.double() <= self._t_end + 1e-12).all()):
             # The reverse process ends with x0 ~ p(x0 | v_{t_min}): draw the tokens from the
             # posterior (float64) instead of reading the argmax of a nearly-decided simplex point.
-            # The output is the posterior at (xt, t), one step before t_min; that step moves it by
-            # less than the posterior's own uncertainty at t_min.
+            # The logits are those of the last sub-step, one sub-step before t_min; that sub-step
+            # moves them by less than the posterior's own uncertainty at t_min.
             tokens = sample_categorical(torch.softmax(output.double(), -1), generator=generator)
             v = self.vertex_sticks(tokens, like=v)
         return v
