@@ -71,14 +71,15 @@ def main() -> None:
                     help="classifier-free guidance weight (default: the shipped one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", default=str(DATA), help="folder holding <name>/train.fasta and valid.fasta")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     key = KEYS[args.name]
     run = load_run(args.model or args.name)
     if run.classes != load_run(args.name).classes:
         raise SystemExit(f"{args.model}: classes {run.classes} are not those of {args.name}")
-    valid = read_fasta(DATA / args.name / "valid.fasta")
-    train = read_fasta(DATA / args.name / "train.fasta")
+    valid = read_fasta(Path(args.data_dir) / args.name / "valid.fasta")
+    train = read_fasta(Path(args.data_dir) / args.name / "train.fasta")
     rng = np.random.default_rng(args.seed)
     per = {c: [r for r in valid if r.meta[key] == c] for c in run.classes}
     ref_sub = [r for c in run.classes for r in (per[c][i] for i in rng.permutation(len(per[c]))[: args.n_per_class])]
