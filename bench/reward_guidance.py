@@ -46,7 +46,8 @@ def calibrated_particles(run, method: str, args: argparse.Namespace, steps: int,
     gen = seed_everything(args.seed + 1)  # not the bench's draws
     t0 = time.time()
     design(run, 4, class_name=run.classes[0], steps=steps, guidance=cfg, generator=gen,
-           precision=d.get("precision", "fp32"), reward="oracle", reward_method=method, particles=2, alpha=args.alpha)
+           precision=d.get("precision", "fp32"), substeps=d.get("substeps"), reward="oracle", reward_method=method,
+           particles=2, alpha=args.alpha)
     per = (time.time() - t0) / 8
     p = max(1, int(args.budget / per))
     print(f"  {method}: {per:.3f} s per particle-design -> {p} particles for {args.budget:g} s per design", flush=True)
@@ -107,7 +108,8 @@ def main() -> None:
         if args.budget > 0 and method in ("smc", "svdd"):
             particles = calibrated_particles(run, method, args, steps, cfg, d)
         gen = seed_everything(args.seed)
-        kw = dict(steps=steps, guidance=cfg, generator=gen, precision=d.get("precision", "fp32"))
+        kw = dict(steps=steps, guidance=cfg, generator=gen, precision=d.get("precision", "fp32"),
+                  substeps=d.get("substeps"))
         if method == "classifier":
             kw["classifier_guidance"] = args.classifier_weight
         elif method in ("smc", "svdd"):

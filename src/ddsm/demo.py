@@ -97,7 +97,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
     t0 = time.time()
     for cls in run.classes:
         res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
-                     precision=str(defaults.get("precision", "fp32")),
+                     precision=str(defaults.get("precision", "fp32")), substeps=defaults.get("substeps"),
                      classifier_guidance=float(defaults.get("classifier_guidance", 0.0)),
                      guidance_interval=(tuple(defaults["guidance_interval"]) if defaults.get("guidance_interval")
                                         else None),
