@@ -25,7 +25,7 @@ from .errors import DDSMInputError
 from .legacy import upgrade_config
 from .models import build_model
 from .precision import resolve_precision
-from .processes import DEFAULT_PROCESS, PROCESSES, Process, build_process
+from .processes import DEFAULT_PROCESS, PROCESSES, JacobiProcess, Process, build_process
 from .sampling import FixedPositions, sample
 from .seeding import seeded_global_rng
 from .training import Batch, TrainConfig, train
@@ -396,7 +396,7 @@ def _interval(interval: Optional[tuple[float, float]]) -> Optional[tuple[float, 
 def with_substeps(run: Run, substeps: int) -> Run:
     """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call (a copy:
     ``run`` itself is unchanged; the copy shares its network and stick tables)."""
-    if not isinstance(getattr(run.process, "substeps", None), int) or getattr(run.process, "output", "") != "posterior":
+    if not (isinstance(run.process, JacobiProcess) and run.process.output == "posterior"):
         raise DDSMInputError(f"--substeps needs a jacobi model with the posterior output; this model uses "
                              f"{run.process.name!r}")
     if isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1:
