@@ -16,6 +16,7 @@ bound (ELBO or ODE bound), so every number must be >= H; the gap is the model's 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -72,17 +73,24 @@ def main() -> None:
                     help="ODE steps of DDSM's bound; it is also computed at half as many, and the change "
                          "(divided by 3: Heun is second order) printed as the ODE error estimate")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-test", type=int, default=256, help="held-out sequences the bound is averaged over")
     ap.add_argument("--jacobi-starts", default="",
                     help="native start times of DDSM's ODE bound to choose from (e.g. 0.01,0.05,0.2,1); "
                          "chosen on 128 separate validation sequences, then reported on the test set")
+    ap.add_argument("--jacobi-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="jacobi process options (JSON values), e.g. focus_law=entropy focus=0.5")
     args = ap.parse_args()
+    jacobi_opts = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
+                   for k, v in (kv.split("=", 1) for kv in args.jacobi_set)}
     K, L, order = 4, args.length, args.order
     rng = np.random.default_rng(args.seed)
     P, pi = markov_chain(order, K, rng)
     H = entropy_per_token(P, pi, L, order)
     train_x = torch.from_numpy(draw(P, pi, 20000, L, order, K, rng))
-    test_x = torch.from_numpy(draw(P, pi, 256, L, order, K, rng))
+    test_x = torch.from_numpy(draw(P, pi, args.n_test, L, order, K, rng))
     valid_x = torch.from_numpy(draw(P, pi, 128, L, order, K, rng))  # only for choosing a bound's start
+    if jacobi_opts:
+        print(f"jacobi options: {jacobi_opts}")
     print(f"order-{order} Markov chain, K={K}, L={L}: true entropy {H:.4f} bits/token "
           f"(uniform would be 2.0); budget {args.seconds:.0f} s per process, torch threads {torch.get_num_threads()}")
     names = [n for n in args.processes.split(",") if n]
@@ -90,7 +98,7 @@ def main() -> None:
         if name not in PROCESSES:
             raise SystemExit(f"unknown process {name}")
         torch.manual_seed(args.seed)
-        proc = build_process(name, K)
+        proc = build_process(name, K, **(jacobi_opts if name == "jacobi" else {}))
         model = "transformer" if proc.causal else args.model
         net = build_network(proc, model, 0)
         # steps from a short timing run, so each process gets the same wall-clock budget

@@ -162,6 +162,27 @@ def test_focus_window_gets_the_promised_share_of_training_times():
     assert t.dtype == torch.float64 and bool(torch.isin(t, p.train_times).all())
 
 
+def test_entropy_focus_follows_the_rise_of_the_local_posterior_entropy():
+    p = build_process("jacobi", 4, focus=1.0, focus_law="entropy")
+    w = p.entropy_focus
+    tau = p.native_time(p.train_times)
+    assert w.dtype == torch.float64 and bool((w >= 0).all()) and abs(w.sum().item() - 1) < 1e-12
+    # K = 4: the local evidence decides a token below tau ~ 0.2 and says nothing above tau ~ 4
+    # (iid-uniform tokens), so almost no focused mass lies outside that range
+    assert w[tau < 0.15].sum() < 0.01 and w[tau > 4.5].sum() < 0.01
+    assert w[(tau > 0.5) & (tau < 1.5)].sum() > 0.4
+    # the draws follow those probabilities, and the private estimate leaves the caller's stream alone
+    g = torch.Generator().manual_seed(0)
+    rows = p.focused_rows(torch.zeros(40000, dtype=torch.long), generator=g)
+    freq = torch.bincount(rows, minlength=len(w)).double() / len(rows)
+    assert (freq - w).abs().sum() < 0.06
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    fresh = build_process("jacobi", 4, focus=1.0, focus_law="entropy")
+    torch.testing.assert_close(fresh.sample_time(64, generator=g1), p.sample_time(64, generator=g2))
+    with pytest.raises(ValueError, match="focus_law"):
+        build_process("jacobi", 4, focus_law="bands")
+
+
 def test_vectorised_draws_follow_the_exact_transition_law():
     """One stick (K = 2) at vertex 1: draws must match the exact marginal CDF (KS test)."""
     from scipy import stats as st

@@ -103,7 +103,7 @@ class JacobiProcess(Process):
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 0.5, focus_tau_min: float = 0.05,
-                 focus_tau_max: float = 3.0, substeps: int = 8) -> None:
+                 focus_tau_max: float = 3.0, substeps: int = 8, focus_law: str = "window") -> None:
         """
         Args:
             K: number of categories.
@@ -121,6 +121,11 @@ class JacobiProcess(Process):
                 [focus_tau_min, focus_tau_max], where tokens get decided (measured on
                 bench/entropy.py's chain: 1.13 vs 1.15 bits/token at 400 steps). Cross-entropy is
                 minimised by the true posterior at every time, so this only moves effort.
+            focus_law: how the focused rows are drawn. ``"window"``: uniformly from the window
+                above. ``"entropy"``: in proportion to how much the local evidence's posterior
+                entropy (iid-uniform tokens, exact noisy law) rises across each training cell, so
+                focused times are uniform in local information, as masked diffusion's uniform
+                mask rate is; no window to choose, and it follows K and T.
             substeps: Euler-Maruyama sub-steps per reverse step (posterior output). The network is
                 called once per step; between sub-steps its correction to the logits is held fixed
                 while the exact local evidence log q_tau(v_l | k), the stiff part of the score near
@@ -140,6 +145,8 @@ class JacobiProcess(Process):
             raise ValueError(f"jacobi output must be 'posterior' or 'score', got {output!r}")
         if int(substeps) != substeps or substeps < 1:
             raise ValueError(f"jacobi process needs an integer substeps >= 1, got {substeps}")
+        if focus_law not in ("window", "entropy"):
+            raise ValueError(f"jacobi focus_law must be 'window' or 'entropy', got {focus_law!r}")
         if not 0.0 <= focus <= 1.0 or not 0.0 < focus_tau_min < focus_tau_max:
             raise ValueError(f"jacobi focus needs 0 <= focus <= 1 and 0 < focus_tau_min < focus_tau_max, got "
                              f"{focus}, {focus_tau_min}, {focus_tau_max}")
@@ -147,7 +154,7 @@ class JacobiProcess(Process):
         self.speed_balanced, self.eps = bool(speed_balanced), float(eps)
         self.n_train_times, self.output = int(n_train_times), output
         self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
-        self.substeps = int(substeps)
+        self.substeps, self.focus_law = int(substeps), focus_law
         i = np.arange(K - 1)
         self.a = np.ones(K - 1)
         self.b = (K - 1 - i).astype(np.float64)
@@ -301,16 +308,42 @@ class JacobiProcess(Process):
 
     def focused_rows(self, rows: Tensor, *, generator: Optional[torch.Generator] = None) -> Tensor:
         """Training-grid rows ``(B,)`` with a random fraction ``focus`` replaced by rows drawn
-        uniformly from the focus window [focus_tau_min, focus_tau_max] (native time)."""
+        from the focus law: uniformly from the window [focus_tau_min, focus_tau_max] (native
+        time), or with the probabilities :attr:`entropy_focus`."""
         if self.focus <= 0:
             return rows
-        tau = self.native_time(self.train_times)
-        window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
-        if not len(window):
-            return rows
         batch = rows.shape[0]
-        pick = window[_rng.randint(0, len(window), (batch,), generator=generator)]
+        if self.focus_law == "entropy":
+            cdf = torch.cumsum(self.entropy_focus, 0)
+            u = _rng.rand(batch, generator=generator, dtype=torch.float64) * cdf[-1]
+            pick = torch.searchsorted(cdf, u).clamp_max(len(cdf) - 1)
+        else:
+            tau = self.native_time(self.train_times)
+            window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
+            if not len(window):
+                return rows
+            pick = window[_rng.randint(0, len(window), (batch,), generator=generator)]
         return torch.where(_rng.rand(batch, generator=generator) < self.focus, pick, rows)
+
+    @cached_property
+    def entropy_focus(self) -> Tensor:
+        """``(G,)`` float64 probabilities of the training-grid rows, proportional to the rise of
+        H(tau) = E[entropy of softmax(log q_tau(v | k))] across each cell, x0 iid uniform: the
+        local information that the forward process removes there. Estimated once from exact
+        noisy draws with a fixed private seed (the caller's random streams are not touched);
+        H is made monotone before differencing so Monte-Carlo noise cannot give negative mass."""
+        t = self.train_times
+        g = torch.Generator().manual_seed(20231)
+        n = max(32, min(512, 4096 // self.K))  # positions per row: K = 4 -> 512, K = 65 -> 63 (~3 s)
+        x0 = torch.randint(0, self.K, (len(t), n), generator=g)
+        v = self.sample_noisy(x0, t, generator=g).xt
+        logpost = torch.log_softmax(self.local_loglik(v, self.native_time(t)), dim=-1)
+        H = np.maximum.accumulate((-(logpost.exp() * logpost).sum(-1)).mean(-1).numpy())
+        edges = np.concatenate([[H[0]], 0.5 * (H[1:] + H[:-1]), [H[-1]]])
+        mass = np.diff(edges)
+        if mass.sum() <= 0:
+            mass = np.ones_like(mass)
+        return torch.from_numpy(mass / mass.sum())
 
     def sample_noisy(self, x0: Tensor, t: Tensor, *, generator: Optional[torch.Generator] = None) -> NoisySample:
         """Exact draw of the sticks ``(B, L, K-1)`` given ``x0 (B, L)``: lineage counts of every
