@@ -277,3 +277,15 @@ def test_substeps_hold_the_network_correction_fixed_and_refresh_the_local_eviden
     assert torch.allclose(got, want, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="substeps"):
         build_process("jacobi", K, substeps=0)
+
+
+def test_options_saved_before_focus_law_keep_the_window_law():
+    from ddsm.processes.jacobi import JacobiProcess
+
+    old = {"K": 4, "output": "posterior", "focus_tau_min": 0.05, "focus_tau_max": 3.0}
+    p = JacobiProcess(**JacobiProcess.upgrade_options(old))
+    assert p.focus_law == "window" and p.focus == 0.5
+    score = JacobiProcess(**JacobiProcess.upgrade_options({"K": 4}))
+    assert score.output == "score"
+    fresh = JacobiProcess(**JacobiProcess.upgrade_options(build_process("jacobi", 4).config()))
+    assert fresh.focus_law == "entropy" and fresh.focus == 1.0
