@@ -16,7 +16,6 @@ bound (ELBO or ODE bound), so every number must be >= H; the gap is the model's 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from ddsm.api import build_network
+from ddsm.cli.common import set_options
 from ddsm.processes import PROCESSES, build_process
 from ddsm.training import TrainConfig, train
 
@@ -80,8 +80,7 @@ def main() -> None:
     ap.add_argument("--jacobi-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="jacobi process options (JSON values), e.g. focus_law=entropy focus=0.5")
     args = ap.parse_args()
-    jacobi_opts = {k: json.loads(v) if v[:1] in "0123456789-[{tf" else v
-                   for k, v in (kv.split("=", 1) for kv in args.jacobi_set)}
+    jacobi_opts = set_options(args.jacobi_set)
     K, L, order = 4, args.length, args.order
     rng = np.random.default_rng(args.seed)
     P, pi = markov_chain(order, K, rng)
