@@ -123,6 +123,7 @@ def ship(args: argparse.Namespace, run_dir: Path, base: dict, rows: list, best: 
                           if best.get("classifier_guidance") else {}),
                        **({"guidance_interval": best["guidance_interval"]} if best.get("guidance_interval") else {}),
                        **({"substeps": best["substeps"]} if best.get("substeps") else {}),
+                       **({"grid_focus": best["grid_focus"]} if best.get("grid_focus") else {}),
                        "selected_by": selected_by}
     dest.mkdir(parents=True, exist_ok=True)
     # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
@@ -156,6 +157,9 @@ def main() -> None:
     ap.add_argument("--substeps", default="",
                     help="comma-separated SDE sub-steps per network call of a jacobi model (empty: the process's "
                          "default)")
+    ap.add_argument("--grid-focus", dest="grid_focus", default="",
+                    help="comma-separated fractions of a jacobi model's sampling steps placed by the entropy law "
+                         "(empty: the process's default, uniform)")
     ap.add_argument("--precision", default="fp32", help="comma-separated network precisions to compare (fp32, bf16)")
     ap.add_argument("--n-per-class", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -186,15 +190,16 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'sub':>3s} {'prec':>4s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'sub':>3s} {'grid':>4s} {'prec':>4s} "
           f"{'oracle':>7s} {'judge':>7s} "
           f"{'4-mer JS':>8s} {'AUROC':>6s} {'cAUROC':>6s} {'cJS4':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
     for snap in snaps:
         run = load_run(snap)
         subs = [int(n) for n in args.substeps.split(",")] if args.substeps else [None]
-        for steps, sub, prec, w, cg, iv in [(int(s), n, p, float(x), float(c), parse_interval(i))
-                                            for s in args.steps.split(",") for n in subs
+        focuses = [float(g) for g in args.grid_focus.split(",")] if args.grid_focus else [None]
+        for steps, sub, gf, prec, w, cg, iv in [(int(s), n, g, p, float(x), float(c), parse_interval(i))
+                                                for s in args.steps.split(",") for n in subs for g in focuses
                                             for p in args.precision.split(",")
                                             for x in args.guidance.split(",")
                                             for c in args.classifier_guidance.split(",")
@@ -205,17 +210,18 @@ def main() -> None:
             for cls in run.classes:
                 res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen,
                              batch_size=args.n_per_class, precision=prec, classifier_guidance=cg,
-                             guidance_interval=iv, substeps=sub)
+                             guidance_interval=iv, substeps=sub, grid_focus=gf)
                 recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
             t_design = time.time() - t0
             m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
             sc = selection_score(m, base)
             rows.append({"snapshot": snap.name, "guidance": w, "classifier_guidance": cg, "steps": steps,
                          "substeps": sub if sub is not None else getattr(run.process, "substeps", None),
+                         "grid_focus": gf if gf is not None else getattr(run.process, "grid_focus", None),
                          "precision": prec, "guidance_interval": None if iv is None else list(iv), **m,
                          "score": sc, "meets_goals": meets_goals(m, base), "design_seconds": t_design})
             print(f"{snap.name:>12s} {w:4g} {cg:4g} {interval_text(iv):>7s} {steps:5d} {str(sub or '-'):>3s} "
-                  f"{prec:>4s} "
+                  f"{'-' if gf is None else f'{gf:g}':>4s} {prec:>4s} "
                   f"{m['oracle_target_frac']:7.3f} "
                   f"{m['eval_oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
                   f"{m['disc_auroc']:6.3f} {m['class_auroc']:6.3f} {m['class_kmer4_js']:6.4f} {m['diversity']:7.3f} "

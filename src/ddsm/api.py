@@ -393,16 +393,27 @@ def _interval(interval: Optional[tuple[float, float]]) -> Optional[tuple[float, 
         raise DDSMInputError(str(e)) from None
 
 
-def with_substeps(run: Run, substeps: int) -> Run:
-    """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call (a copy:
-    ``run`` itself is unchanged; the copy shares its network and stick tables)."""
+def with_jacobi_sampling(run: Run, *, substeps: Optional[int] = None, grid_focus: Optional[float] = None) -> Run:
+    """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call and/or
+    placing a fraction ``grid_focus`` of its sampling steps by the entropy law (None: unchanged).
+    A copy: ``run`` itself is unchanged; the copy shares its network and stick tables."""
+    if substeps is None and grid_focus is None:
+        return run
+    flag = "--substeps" if substeps is not None else "--grid-focus"
     if not (isinstance(run.process, JacobiProcess) and run.process.output == "posterior"):
-        raise DDSMInputError(f"--substeps needs a jacobi model with the posterior output; this model uses "
+        raise DDSMInputError(f"{flag} needs a jacobi model with the posterior output; this model uses "
                              f"{run.process.name!r}")
-    if isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1:
+    if substeps is not None and (isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1):
         raise DDSMInputError(f"--substeps must be an integer >= 1, got {substeps}")
+    if grid_focus is not None and (isinstance(grid_focus, bool) or not 0.0 <= float(grid_focus) < 1.0):
+        raise DDSMInputError(f"--grid-focus must lie in [0, 1), got {grid_focus}")
+    if grid_focus:
+        run.process.entropy_focus  # noqa: B018  (estimated once on the shared process, ~1 s, not per copy)
     process = copy.copy(run.process)
-    process.substeps = int(substeps)
+    if substeps is not None:
+        process.substeps = int(substeps)
+    if grid_focus is not None:
+        process.grid_focus = float(grid_focus)
     return replace(run, process=process)
 
 
@@ -437,6 +448,7 @@ def design(
     precision: str = "fp32",
     sampler: Optional[str] = None,
     substeps: Optional[int] = None,
+    grid_focus: Optional[float] = None,
 ):
     """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
@@ -477,6 +489,8 @@ def design(
         substeps: SDE sub-steps per network call of a jacobi model (posterior output), between
             which the exact local evidence is refreshed (see ``JacobiProcess``); None: the
             process's own (8).
+        grid_focus: fraction of a jacobi model's sampling steps placed by the entropy law, where
+            tokens get decided (see ``JacobiProcess``); None: the process's own (0, uniform).
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
@@ -486,8 +500,7 @@ def design(
     if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
         raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
     interval = _interval(guidance_interval)  # checked once, shared by both guidances
-    if substeps is not None:
-        run = with_substeps(run, substeps)
+    run = with_jacobi_sampling(run, substeps=substeps, grid_focus=grid_focus)
     try:
         sampler = run.process.resolve_sampler(sampler)
     except ValueError as e:

@@ -96,6 +96,21 @@ def test_substeps_reach_the_jacobi_step_and_are_recorded(cli, trained_model, tmp
     assert one.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]
 
 
+def test_grid_focus_reaches_the_jacobi_grid_and_is_recorded(cli, trained_model, masked_model, tmp_path):
+    out, plain = tmp_path / "d.fasta", tmp_path / "plain.fasta"
+    assert cli("sample", trained_model, "-n", "3", "-o", out, "--steps", "4", "--grid-focus", "0.8", "--seed", "1",
+               *CPU).code == 0
+    assert all("grid_focus=0.8" in h for h in out.read_text().splitlines()[0::2])
+    side = json.loads((tmp_path / "d.fasta.json").read_text())
+    assert side["argv"][side["argv"].index("--grid-focus") + 1] == "0.8"
+    assert cli("sample", trained_model, "-n", "3", "-o", plain, "--steps", "4", "--seed", "1", *CPU).code == 0
+    assert plain.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]  # other step times
+    bad = tmp_path / "bad.fasta"
+    assert_input_error(cli("sample", trained_model, "-n", "2", "-o", bad, "--grid-focus", "1", *CPU), "grid-focus")
+    assert_input_error(cli("sample", masked_model, "-n", "2", "-o", bad, "--grid-focus", "0.5", *CPU), "grid-focus")
+    assert not bad.exists()
+
+
 def test_bad_substeps_are_one_error_line(cli, trained_model, masked_model, tmp_path):
     out = tmp_path / "d.fasta"
     assert_input_error(cli("sample", trained_model, "-n", "2", "-o", out, "--substeps", "0", *CPU), "substeps")

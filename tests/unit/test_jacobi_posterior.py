@@ -183,6 +183,25 @@ def test_entropy_focus_follows_the_rise_of_the_local_posterior_entropy():
         build_process("jacobi", 4, focus_law="bands")
 
 
+def test_grid_focus_places_sampling_steps_where_the_entropy_law_has_its_mass():
+    plain = build_process("jacobi", 4)
+    torch.testing.assert_close(plain.time_grid(20), torch.linspace(1.0, plain._t_end, 21))  # w = 0: unchanged
+    tau_lo, tau_hi = 0.377, 2.10  # K = 4: 5 % and 95 % quantiles of the entropy law (tau)
+    counts = []
+    for w in (0.0, 0.5, 0.8):
+        grid = build_process("jacobi", 4, grid_focus=w).time_grid(40).double()
+        assert grid[0] == 1.0 and abs(grid[-1].item() - plain._t_end) < 1e-7 and bool((grid.diff() < 0).all())
+        tau = plain.native_time(0.5 * (grid[1:] + grid[:-1]))  # step midpoints
+        inside = ((tau > tau_lo) & (tau < tau_hi)).double().mean().item()
+        # the mixture puts w x 0.9 of the steps in that band, plus the uniform part's share of it
+        share = (math.sqrt(tau_hi / 10) - math.sqrt(tau_lo / 10)) / (1 - plain._t_end)
+        assert abs(inside - (w * 0.9 + (1 - w) * share)) < 0.06
+        counts.append(inside)
+    assert counts[0] < counts[1] < counts[2]
+    with pytest.raises(ValueError, match="grid_focus"):
+        build_process("jacobi", 4, grid_focus=1.0)
+
+
 def test_vectorised_draws_follow_the_exact_transition_law():
     """One stick (K = 2) at vertex 1: draws must match the exact marginal CDF (KS test)."""
     from scipy import stats as st

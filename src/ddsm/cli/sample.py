@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--substeps", type=int, default=None,
                    help="jacobi models: SDE sub-steps per network call, the exact local evidence refreshed at "
                         "each (default: the model's recorded default, else 8)")
+    s.add_argument("--grid-focus", dest="grid_focus", type=float, default=None,
+                   help="jacobi models: fraction in [0, 1) of the sampling steps placed where tokens get decided "
+                        "(the entropy law), the rest uniform in time (default: the model's recorded default, else 0)")
     s.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="reverse-time sampler (recorded in the headers); default: the process's own")
     s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,
@@ -151,6 +154,8 @@ def _check_flags(args: argparse.Namespace, out: Path) -> None:
         raise DDSMInputError("--time-dilation must be a finite number >= 1")
     if not 0 <= args.dilation_after <= 1:
         raise DDSMInputError("--dilation-after must be in [0, 1]")
+    if args.grid_focus is not None and not 0 <= args.grid_focus < 1:
+        raise DDSMInputError("--grid-focus must lie in [0, 1)")
 
 
 def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[str, str]], list[dict[str, Any]]]:
@@ -163,6 +168,8 @@ def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[s
     extra = {"sampler": args.sampler} if args.sampler is not None else {}
     if args.substeps is not None:
         extra["substeps"] = args.substeps
+    if args.grid_focus is not None:
+        extra["grid_focus"] = args.grid_focus
     records, failures, designs = [], [], []
     for class_name in plan.classes:
         result = design(plan.run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,
