@@ -1,42 +1,58 @@
 #!/usr/bin/env bash
-# One short GPU session (an H100 lent through the device tool) doing three things:
-#   1. the CUDA rows of the training-throughput bench (fp32 and bf16 autocast), measured alone;
-#   2. the bundled dhs4 / epd_promoters DDSM models, warm-started from the shipped ones;
-#   3. the bundled Sudoku denoiser, warm-started from the shipped one,
-# with 2 and 3 sharing the GPU. Outputs (logs and two tarballs) go to $OUT.
+# One short GPU trip (a lent H100/H200 through the device tool, ~10 minutes of device time):
+#   1. the bundled dhs4 and epd_promoters DDSM models trained from scratch with the current default
+#      process (posterior output, training times uniform in local information), side by side;
+#   2. the bundled Sudoku denoiser deepened and trained further (bench/gpu_sudoku.sh), beside them.
+# The snapshots come back for selection on the CPU (bench/select_bundled.py); nothing is shipped here.
 #
-#   OUT=/tmp/gpu MINUTES=6 bash bench/gpu_session.sh
+#   OUT=/tmp/gpu MINUTES=7 bash bench/gpu_session.sh
+#   DEVICE=cpu MINUTES=0.2 EVERY=4 SUDOKU=0 bash bench/gpu_session.sh     # dry run of the plumbing on a CPU
 #
-# Data: the dhs4 / epd_promoters train and valid FASTA files under $DATA (default .gpu_data, a copy of
-# ../shared/data made for the trip, since the device machine sees only the repository).
+# Data: $DATA/<name>/{train,valid}.fasta (default .gpu_data, a copy of ../shared/data made for the trip,
+# since the device machine sees only the repository). The device tool returns at most 8 files of 16 MiB,
+# so each run comes back as two tarballs of at most two 5.4 MB weight files each.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-/tmp/gpu_session}
-MINUTES=${MINUTES:-6}
+MINUTES=${MINUTES:-7}
 DATA=${DATA:-.gpu_data}
-DEVICE=${DEVICE:-cuda}          # DEVICE=cpu MAX_STEPS=3 EVAL=8: a dry run of the script on a CPU
-MAX_STEPS=${MAX_STEPS:-0}
-EVAL=${EVAL:-1000}
-mkdir -p "$OUT/dhs4" "$OUT/epd_promoters" "$OUT/sudoku"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+DEVICE=${DEVICE:-cuda}
+BATCH=${BATCH:-256}
+STEPS=${STEPS:-9000}            # constant rate, then a linear cooldown over the last COOL steps
+COOL=${COOL:-2000}
+EVERY=${EVERY:-1000}            # snapshot every EVERY steps
+SUDOKU=${SUDOKU:-1}
+WORK=${WORK:-/tmp/gpu_work}
+mkdir -p "$OUT" "$WORK"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
 
-# 1. throughput, nothing else on the GPU
-for proc in jacobi masked; do
-  timeout 150 python bench/throughput.py --cuda-only --process "$proc" --batch-size 128 --steps 30 \
-    2>&1 | grep -v Warning | tee -a "$OUT/throughput.log"
-done
-
-# 2 + 3. trainings side by side
 for name in dhs4 epd_promoters; do
-  python bench/train_bundled.py --name "$name" --device "$DEVICE" --minutes "$MINUTES" --init "$name" --max-steps "$MAX_STEPS" \
-    --batch-size 256 --lr 7e-4 --data-dir "$DATA" --out "$OUT/$name" > "$OUT/$name.log" 2>&1 &
+  python bench/train_bundled.py --name "$name" --device "$DEVICE" --minutes "$MINUTES" --steps "$STEPS" \
+    --cooldown "$COOL" --batch-size "$BATCH" --lr 1e-3 --warmup 500 --checkpoint-every "$EVERY" \
+    --snapshot-every "$EVERY" --eval-every "$EVERY" --data-dir "$DATA" --out "$WORK/$name" \
+    > "$WORK/$name.log" 2>&1 &
 done
-python bench/train_sudoku.py --device "$DEVICE" --minutes "$MINUTES" --steps "${MAX_STEPS/#0/100000}" --batch-size 256 \
-  --d-model 96 --layers 8 --hidden 192 --lr 5e-4 --warmup 50 --pool 20000 --init src/ddsm/resources/sudoku \
-  --eval "$EVAL" --eval-steps 100 --out "$OUT/sudoku" > "$OUT/sudoku.log" 2>&1 &
+if [ "$SUDOKU" = 1 ]; then
+  OUT="$WORK/sudoku_trip" MINUTES=$(python -c "print(max(0.2, $MINUTES - 1))") DEVICE="$DEVICE" \
+    bash bench/gpu_sudoku.sh > "$WORK/sudoku_trip.log" 2>&1 &
+fi
 wait
-tail -n 3 "$OUT/dhs4.log" "$OUT/epd_promoters.log" "$OUT/sudoku.log"
-tar -C "$OUT" -cf "$OUT/dna_models.tar" dhs4 epd_promoters && rm -rf "$OUT/dhs4" "$OUT/epd_promoters"
-(cd "$OUT/sudoku" && rm -f model_raw.safetensors optimizer.safetensors train_state.json)
-tar -C "$OUT" -cf "$OUT/sudoku_model.tar" sudoku && rm -rf "$OUT/sudoku"
+tail -n 3 "$WORK"/*.log | tee "$OUT/tails.txt"
+
+# the last three snapshots and the final EMA weights of each run, two weight files per tarball
+for name in dhs4 epd_promoters; do
+  run="$WORK/$name"
+  mapfile -t snaps < <(ls -d "$run"/snapshots/step_* 2>/dev/null | sort | tail -n 3)
+  mkdir -p "$WORK/pack_${name}_a/$name/snapshots" "$WORK/pack_${name}_b/$name/snapshots"
+  for s in "${snaps[@]:0:2}"; do cp -r "$s" "$WORK/pack_${name}_a/$name/snapshots/"; done
+  for s in "${snaps[@]:2}"; do cp -r "$s" "$WORK/pack_${name}_b/$name/snapshots/"; done
+  cp "$run"/model.safetensors "$run"/config.json "$run"/curve.json "$WORK/$name.log" \
+    "$WORK/pack_${name}_b/$name/" 2>/dev/null
+  tar -C "$WORK/pack_${name}_a" -cf "$OUT/${name}_a.tar" "$name"
+  tar -C "$WORK/pack_${name}_b" -cf "$OUT/${name}_b.tar" "$name"
+done
+if [ "$SUDOKU" = 1 ]; then
+  cp "$WORK/sudoku_trip/sudoku_model.tar" "$OUT/" 2>/dev/null
+  tar -C "$WORK" -cf "$OUT/sudoku_logs.tar" sudoku_trip.log $(cd "$WORK" && ls sudoku_trip/*.log sudoku_trip/*.txt 2>/dev/null)
+fi
 ls -la "$OUT"
