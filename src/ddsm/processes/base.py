@@ -187,7 +187,7 @@ class Process(ABC):
                     device: Optional[torch.device] = None) -> Tensor:
         """Training times ``(B,)``; default: antithetic-stratified uniform on [0, 1]."""
         u = _rng.rand((), generator=generator, device=device, dtype=torch.float64)
-        t = (u + torch.arange(batch, device=device, dtype=torch.float64) / batch) % 1.0
+        t = (u + torch.arange(batch, device=u.device, dtype=torch.float64) / batch) % 1.0
         return t.float()
 
     # ------------------------------------------------------------------ training

@@ -318,7 +318,8 @@ class JacobiProcess(Process):
         G = self.n_train_times
         if not G:
             raise ValueError("the posterior jacobi process trains on a time grid (n_train_times >= 1)")
-        u = super().sample_time(batch, generator=generator).double()
+        # the grid and its focus law live on the CPU; a CUDA generator's draws are brought there
+        u = super().sample_time(batch, generator=generator, device=torch.device("cpu")).double()
         rows = (u * G).long().clamp_max(G - 1)
         return self.train_times[self.focused_rows(rows, generator=generator)].to(device)
 
@@ -331,15 +332,15 @@ class JacobiProcess(Process):
         batch = rows.shape[0]
         if self.focus_law == "entropy":
             cdf = torch.cumsum(self.entropy_focus, 0)
-            u = _rng.rand(batch, generator=generator, dtype=torch.float64) * cdf[-1]
+            u = _rng.rand(batch, generator=generator, dtype=torch.float64, device=rows.device) * cdf[-1]
             pick = torch.searchsorted(cdf, u).clamp_max(len(cdf) - 1)
         else:
             tau = self.native_time(self.train_times)
             window = torch.nonzero((tau >= self.focus_tau_min) & (tau <= self.focus_tau_max)).flatten()
             if not len(window):
                 return rows
-            pick = window[_rng.randint(0, len(window), (batch,), generator=generator)]
-        return torch.where(_rng.rand(batch, generator=generator) < self.focus, pick, rows)
+            pick = window[_rng.randint(0, len(window), (batch,), generator=generator, device=rows.device)]
+        return torch.where(_rng.rand(batch, generator=generator, device=rows.device) < self.focus, pick, rows)
 
     @cached_property
     def entropy_focus(self) -> Tensor:
