@@ -1,4 +1,4 @@
-"""Per-sequence noise of DDSM's likelihood bound: Hutchinson with the local part exact vs plain.
+"""Per-sequence noise of DDSM's likelihood bound: Hutchinson's probe fresh or fixed, local part exact or not.
 
     OMP_NUM_THREADS=1 python bench/bound_variance.py [--model dhs4] [--n 16] [--repeats 4] [--steps 100]
 
@@ -7,7 +7,9 @@ estimates (a fresh noisy start and a fresh probe each time) matters as much as i
 first ``--n`` sequences of the model's ``valid.fasta``, prints the mean bound (bits/token), the
 mean over sequences of the per-sequence standard deviation over ``--repeats`` estimates, and the
 seconds, for the default estimator (the part of the divergence that holds the network's output
-fixed computed exactly, K - 1 backward passes) and for the plain one (probe on everything).
+fixed computed exactly, K - 1 backward passes, and a fresh Rademacher probe at every evaluation),
+the same with one probe fixed along the trajectory (FFJORD's), and the plain one (fixed probe on
+everything).
 """
 
 from __future__ import annotations
@@ -44,15 +46,19 @@ def main() -> None:
 
     print(f"{args.model}: {args.n} valid sequences, {args.repeats} estimates each, {args.steps} Heun steps, "
           f"unconditional, {torch.get_num_threads()} thread(s)")
-    for name, parts in (("local part exact (default)", split_parts), ("plain Hutchinson", plain_parts)):
+    rows = (("local part exact, fresh probe (default)", split_parts, "fresh"),
+            ("local part exact, fixed probe", split_parts, "fixed"),
+            ("plain Hutchinson, fixed probe", plain_parts, "fixed"))
+    for name, parts, probe in rows:
         type(proc).drift_parts = parts
         try:
             t0 = time.time()
             res = np.stack([proc.bits_per_token(net, x0, generator=torch.Generator().manual_seed(r),
-                                                steps=args.steps).numpy() for r in range(args.repeats)])
+                                                steps=args.steps, probe=probe).numpy()
+                            for r in range(args.repeats)])
         finally:
             type(proc).drift_parts = split_parts
-        print(f"{name:28s} mean {res.mean():.4f} bits/token, per-sequence sd {res.std(0, ddof=1).mean():.4f}, "
+        print(f"{name:40s} mean {res.mean():.4f} bits/token, per-sequence sd {res.std(0, ddof=1).mean():.4f}, "
               f"{time.time() - t0:.0f} s", flush=True)
 
 

@@ -6,7 +6,12 @@ We integrate in public time u (tau = tau(u)) with Heun's method on a grid that i
 native time (the flow changes fastest near the data). The divergence of the part of
 F that involves the network is computed with autograd, exactly (one backward pass per
 coordinate: cheap for short sequences and small K) or by Hutchinson's estimator (one backward
-pass per evaluation, unbiased, with a Rademacher probe fixed along the trajectory as in FFJORD).
+pass per evaluation, unbiased). The Rademacher probe is drawn afresh at every evaluation by
+default: the trajectory is the deterministic drift's and does not depend on the probe, so each
+evaluation's estimate stays unbiased given the path, and the errors of the ~2 x steps evaluations
+average out in the integral instead of adding up coherently as with FFJORD's probe fixed along the
+trajectory (which an adaptive solver needs, a fixed-step one does not). ``bench/bound_variance.py``
+measures the per-sequence spread of both.
 
 Process maths (the jacobi process's ``bits_per_token`` calls it), so it lives below the sampling
 layer; ``ddsm.sampling.likelihood`` re-exports it under its old name.
@@ -64,7 +69,7 @@ def _drift_and_divergence(process, model: ModelFn, v: Tensor, u: Tensor, cond: O
 
 @torch.no_grad()
 def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Optional[Tensor] = None,
-                    steps: int = 100, divergence: str = "hutchinson",
+                    steps: int = 100, divergence: str = "hutchinson", probe: str = "fresh",
                     generator: Optional[torch.Generator] = None) -> Tensor:
     """log p_theta,tau(t0)(v0) of sticks ``v0 (B, L, K-1)`` under the model's probability flow, ``(B,)``.
 
@@ -73,12 +78,20 @@ def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Op
             ``prob_flow_drift``, ``stationary_logpdf`` and ``eps`` (the Jacobi process).
         t0: ``(B,)`` public start time.
         divergence: ``"hutchinson"`` or ``"exact"``.
+        probe: with Hutchinson, ``"fresh"`` (a new Rademacher probe at every evaluation: the same
+            mean, far less spread) or ``"fixed"`` (one probe along the whole trajectory, FFJORD's).
     """
     if divergence not in ("hutchinson", "exact"):
         raise ValueError("divergence must be 'hutchinson' or 'exact'")
-    probe = None
-    if divergence == "hutchinson":
-        probe = (_rng.randint(0, 2, v0.shape, generator=generator).to(v0.device) * 2 - 1).float()
+    if probe not in ("fresh", "fixed"):
+        raise ValueError("probe must be 'fresh' or 'fixed'")
+
+    def rademacher() -> Optional[Tensor]:
+        if divergence != "hutchinson":
+            return None
+        return (_rng.randint(0, 2, v0.shape, generator=generator).to(v0.device) * 2 - 1).float()
+
+    fixed = rademacher() if probe == "fixed" else None
     v = v0.double()
     # Geometric grid in native time from tau0 to T: the flow changes fastest near the data.
     tau0 = process.native_time(t0.double())
@@ -90,9 +103,10 @@ def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Op
     for k in range(steps):
         u, u_next = grid[:, k], grid[:, k + 1]
         h = u_next - u
-        k1, d1 = _drift_and_divergence(process, model, v, u, cond, probe)
+        k1, d1 = _drift_and_divergence(process, model, v, u, cond, fixed if probe == "fixed" else rademacher())
         v_pred = (v + h[:, None, None] * k1).clamp(eps, 1 - eps)
-        k2, d2 = _drift_and_divergence(process, model, v_pred, u_next, cond, probe)
+        k2, d2 = _drift_and_divergence(process, model, v_pred, u_next, cond,
+                                       fixed if probe == "fixed" else rademacher())
         v = (v + 0.5 * h[:, None, None] * (k1 + k2)).clamp(eps, 1 - eps)
         acc = acc + 0.5 * h * (d1 + d2)
     return process.stationary_logpdf(v) + acc

@@ -555,7 +555,8 @@ class JacobiProcess(Process):
     # ------------------------------------------------------------------ likelihood
     def bits_per_token(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
                        pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
-                       steps: int = 200, divergence: str = "hutchinson", t_start: Optional[float] = None) -> Tensor:
+                       steps: int = 200, divergence: str = "hutchinson", t_start: Optional[float] = None,
+                       probe: str = "fresh") -> Tensor:
         """Upper bound on -log2 P(x0) per token from the probability-flow ODE.
 
         -log P(x0) <= E_{v ~ q(v | x0, tau0)} [ -log p_theta,tau0(v) + sum_l log sum_k q(v_l | k, tau0) ]
@@ -568,6 +569,8 @@ class JacobiProcess(Process):
         ``bench/entropy.py`` prints the change from ``steps`` to ``2 * steps`` as the error estimate.
         ``t_start``: the native time tau0 (default ``t_min``); every tau0 in (0, T) gives a valid
         bound, a later one hides score error near the data rather than removing it.
+        ``probe``: Hutchinson's probe, ``"fresh"`` at every evaluation (default) or ``"fixed"``
+        along the trajectory (``ddsm.processes._ode_likelihood``).
         """
         if pad_mask is not None and not bool(pad_mask.all()):
             raise ValueError("likelihoods of padded sequences are not supported by the jacobi process")
@@ -578,7 +581,7 @@ class JacobiProcess(Process):
         t0 = torch.full((B,), math.sqrt(tau0 / self.T), dtype=torch.float64, device=x0.device)
         v0 = self.sample_noisy(x0, t0, generator=generator).xt
         log_p = ode_log_density(self, model, v0, t0, cond=cond, steps=steps, divergence=divergence,
-                                generator=generator)
+                                probe=probe, generator=generator)
         log_norm = torch.logsumexp(self.conditional_logpdf_all(v0, self.native_time(t0)), dim=-1).sum(-1)
         nll = -log_p + log_norm
         return nll / (L * math.log(2.0))
