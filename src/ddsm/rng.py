@@ -43,6 +43,12 @@ def randint(low: int, high: int, shape: Sequence[int] | int, *, generator: Optio
     return x.to(device) if device is not None else x
 
 
+def rademacher(shape: Sequence[int] | int, *, generator: Optional[torch.Generator] = None, device: Device = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """Independent +-1 entries (Hutchinson's probe), drawn as ``randint(0, 2)`` on the generator's device."""
+    return (randint(0, 2, shape, generator=generator, device=device) * 2 - 1).to(dtype)
+
+
 def multinomial(probs: Tensor, n: int, *, generator: Optional[torch.Generator] = None) -> Tensor:
     """``torch.multinomial`` on the generator's device; result on ``probs``' device."""
     dev = _gen_device(generator, probs.device)

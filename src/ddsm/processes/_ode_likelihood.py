@@ -86,12 +86,16 @@ def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Op
     if probe not in ("fresh", "fixed"):
         raise ValueError("probe must be 'fresh' or 'fixed'")
 
-    def rademacher() -> Optional[Tensor]:
-        if divergence != "hutchinson":
-            return None
-        return (_rng.randint(0, 2, v0.shape, generator=generator).to(v0.device) * 2 - 1).float()
+    hutchinson = divergence == "hutchinson"
 
-    fixed = rademacher() if probe == "fixed" else None
+    def draw() -> Tensor:
+        return _rng.rademacher(v0.shape, generator=generator, device=v0.device)
+
+    fixed = draw() if hutchinson and probe == "fixed" else None
+
+    def next_probe() -> Optional[Tensor]:
+        return draw() if hutchinson and fixed is None else fixed
+
     v = v0.double()
     # Geometric grid in native time from tau0 to T: the flow changes fastest near the data.
     tau0 = process.native_time(t0.double())
@@ -103,10 +107,9 @@ def ode_log_density(process, model: ModelFn, v0: Tensor, t0: Tensor, *, cond: Op
     for k in range(steps):
         u, u_next = grid[:, k], grid[:, k + 1]
         h = u_next - u
-        k1, d1 = _drift_and_divergence(process, model, v, u, cond, fixed if probe == "fixed" else rademacher())
+        k1, d1 = _drift_and_divergence(process, model, v, u, cond, next_probe())
         v_pred = (v + h[:, None, None] * k1).clamp(eps, 1 - eps)
-        k2, d2 = _drift_and_divergence(process, model, v_pred, u_next, cond,
-                                       fixed if probe == "fixed" else rademacher())
+        k2, d2 = _drift_and_divergence(process, model, v_pred, u_next, cond, next_probe())
         v = (v + 0.5 * h[:, None, None] * (k1 + k2)).clamp(eps, 1 - eps)
         acc = acc + 0.5 * h * (d1 + d2)
     return process.stationary_logpdf(v) + acc

@@ -332,7 +332,7 @@ class DirichletFMProcess(Process):
         def probe() -> Optional[Tensor]:
             if divergence != "hutchinson":
                 return None
-            return (_rng.randint(0, 2, (B, L, self.K - 1), generator=generator) * 2 - 1).double().to(x0.device)
+            return _rng.rademacher((B, L, self.K - 1), generator=generator, device=x0.device, dtype=torch.float64)
 
         h = (1.0 - a_end) / steps  # integrate backwards in alpha
         acc = torch.zeros(B, dtype=torch.float64, device=x0.device)
