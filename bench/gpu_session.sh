@@ -6,7 +6,7 @@
 # The snapshots come back for selection on the CPU (bench/select_bundled.py); nothing is shipped here.
 #
 #   OUT=/tmp/gpu MINUTES=7 bash bench/gpu_session.sh
-#   DEVICE=cpu MINUTES=0.2 EVERY=4 SUDOKU=0 bash bench/gpu_session.sh     # dry run of the plumbing on a CPU
+#   DEVICE=cpu MINUTES=0.5 STEPS=12 COOL=4 EVERY=4 BATCH=8 SUDOKU=0 bash bench/gpu_session.sh   # CPU dry run
 #
 # Data: $DATA/<name>/{train,valid}.fasta (default .gpu_data, a copy of ../shared/data made for the trip,
 # since the device machine sees only the repository). The device tool returns at most 8 files of 16 MiB,
