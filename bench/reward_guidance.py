@@ -46,7 +46,8 @@ def calibrated_particles(run, method: str, args: argparse.Namespace, steps: int,
     gen = seed_everything(args.seed + 1)  # not the bench's draws
     t0 = time.time()
     design(run, 4, class_name=run.classes[0], steps=steps, guidance=cfg, generator=gen,
-           precision=d.get("precision", "fp32"), substeps=d.get("substeps"), reward="oracle", reward_method=method,
+           precision=d.get("precision", "fp32"), substeps=d.get("substeps"), grid_focus=d.get("grid_focus"),
+           reward="oracle", reward_method=method,
            particles=2, alpha=args.alpha)
     per = (time.time() - t0) / 8
     p = max(1, int(args.budget / per))
@@ -89,7 +90,7 @@ def main() -> None:
     d = run.sampling_defaults
     steps, cfg = int(d.get("steps", 50)), float(d.get("guidance", 1.0)) if args.cfg is None else args.cfg
     print(f"{args.name} ({run.process.name} model {args.model or 'bundled'}): {args.n_per_class} designs per class, "
-          f"{steps} steps, CFG {cfg:g}, precision "
+          f"{steps} steps (grid focus {d.get('grid_focus', 0)}), CFG {cfg:g}, precision "
           f"{d.get('precision', 'fp32')}; SMC/SVDD: {args.particles} particles, alpha {args.alpha:g}; "
           f"reference valid.fasta ({len(valid)}), novelty vs train.fasta ({len(train)})")
     header = f"{'method':22s} " + " ".join(f"{h:>8s}" for _, h in COLS) + f" {'s/design':>9s}"
@@ -109,7 +110,7 @@ def main() -> None:
             particles = calibrated_particles(run, method, args, steps, cfg, d)
         gen = seed_everything(args.seed)
         kw = dict(steps=steps, guidance=cfg, generator=gen, precision=d.get("precision", "fp32"),
-                  substeps=d.get("substeps"))
+                  substeps=d.get("substeps"), grid_focus=d.get("grid_focus"))
         if method == "classifier":
             kw["classifier_guidance"] = args.classifier_weight
         elif method in ("smc", "svdd"):
