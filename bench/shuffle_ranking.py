@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jacobi-bounds", default="ode", help="jacobi's likelihood bounds to rank by, e.g. ode,sde")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     train = encode_records(read_fasta(DATA / "train.fasta"), DNA)
@@ -55,13 +56,15 @@ def main() -> None:
                      train_config=TrainConfig(steps=args.steps, batch_size=64, warmup_steps=100, seed=args.seed,
                                               eval_every=0, checkpoint_every=0))
         t_train = time.time() - t0
-        t0 = time.time()
-        g = torch.Generator().manual_seed(args.seed)
-        b_real = np.asarray(score(run, ds_real, generator=g))
-        b_shuf = np.asarray(score(run, ds_shuf, generator=g))
-        t_score = time.time() - t0
-        print(f"{name:10s} {auroc(b_real, b_shuf):6.3f} {np.mean(b_real < b_shuf):7.3f} {b_real.mean():9.4f} "
-              f"{b_shuf.mean():9.4f} {t_train:8.0f} {t_score:8.0f}", flush=True)
+        for bound in (args.jacobi_bounds.split(",") if run.process.likelihood_bounds else [None]):
+            t0 = time.time()
+            g = torch.Generator().manual_seed(args.seed)
+            b_real = np.asarray(score(run, ds_real, generator=g, bound=bound))
+            b_shuf = np.asarray(score(run, ds_shuf, generator=g, bound=bound))
+            t_score = time.time() - t0
+            label = name if bound is None else f"{name} {bound}"
+            print(f"{label:10s} {auroc(b_real, b_shuf):6.3f} {np.mean(b_real < b_shuf):7.3f} {b_real.mean():9.4f} "
+                  f"{b_shuf.mean():9.4f} {t_train:8.0f} {t_score:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

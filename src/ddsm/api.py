@@ -608,6 +608,7 @@ def score(
     repeats: int = 1,
     track: Optional[Any] = None,
     t_start: Optional[float] = None,
+    bound: Optional[str] = None,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
@@ -618,14 +619,25 @@ def score(
     ``track``: raw signal tracks of a track-conditioned model, ``(N, L[, S])`` one per sequence or
     ``(L[, S])`` for all (default: ``dataset.track``). ``t_start``: native time where DDSM's ODE
     bound starts (jacobi only; see ``JacobiProcess.bits_per_token``). ``steps``: ODE / Monte-Carlo
-    steps (None: the process's default, see :func:`score_steps`)."""
+    steps (None: the process's default, see :func:`score_steps`). ``bound``: which bound, one of
+    ``run.process.likelihood_bounds`` (jacobi: ``"ode"``, the default, or ``"sde"``, the reverse
+    SDE's, about 7x cheaper); None: the process's default."""
     extra: dict[str, Any] = {"steps": score_steps(run.process, steps)}
+    if bound is not None:
+        offered = run.process.likelihood_bounds
+        if bound not in offered:
+            raise DDSMInputError(f"--bound {bound!r} is not offered by this {run.process.name!r} model"
+                                 + (f" (choose from {', '.join(offered)})" if offered else ""))
+        if bound != offered[0]:
+            extra["bound"] = bound
     if t_start is not None:
         if not run.process.likelihood_t_start:
             raise DDSMInputError(f"--t-start applies to the jacobi process's ODE bound, not to {run.process.name!r}")
         T = float(run.process.T)  # type: ignore[attr-defined]  # the jacobi process, checked above
         if not 0.0 < t_start < T:
             raise DDSMInputError(f"--t-start must be a native time in (0, {T:g}), got {t_start}")
+        if extra.get("bound", "ode") != "ode":
+            raise DDSMInputError("--t-start applies to the ODE bound only")
         extra["t_start"] = float(t_start)
     if dataset.length != run.seq_len:
         raise DDSMInputError(f"sequences have length {dataset.length}; the model was trained on length {run.seq_len}")

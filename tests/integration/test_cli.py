@@ -474,6 +474,22 @@ def test_score_t_start_refused_for_other_processes(cli, data_dir, tmp_path):
     assert res.code == 0, res.err
     argv = ["score", out, data_dir / "seqs.fasta", "-o", tmp_path / "s.tsv", "--steps", "2", "--t-start", "1", *CPU]
     expect_error_no_output(cli, tmp_path, argv, "--t-start applies to the jacobi process")
+    argv = ["score", out, data_dir / "seqs.fasta", "-o", tmp_path / "s.tsv", "--steps", "2", "--bound", "sde", *CPU]
+    expect_error_no_output(cli, tmp_path, argv, "--bound 'sde' is not offered by this 'masked' model")
+
+
+def test_score_sde_bound_is_used_and_recorded(cli, trained_model, data_dir, tmp_path):
+    out = tmp_path / "s.tsv"
+    res = cli("score", trained_model, data_dir / "seqs.fasta", "-o", out, "--steps", "20", "--bound", "sde", *CPU)
+    assert res.code == 0, res.err
+    rows = read_tsv(out)
+    assert len(rows) == 10 and all(r["bound"] == "sde" for r in rows)
+    assert all(math.isfinite(float(r["bits_per_token"])) and float(r["bits_per_token"]) > 0 for r in rows)
+    side = json.loads((tmp_path / "s.tsv.json").read_text())
+    assert side["settings"]["bound"] == "sde" and side["argv"][-2:] == ["--bound", "sde"]
+    argv = ["score", trained_model, data_dir / "seqs.fasta", "-o", tmp_path / "t.tsv", "--steps", "2", "--bound", "sde",
+            "--t-start", "1", *CPU]
+    expect_error_no_output(cli, tmp_path, argv, "--t-start applies to the ODE bound only")
 
 
 def test_score_wrong_length(cli, trained_model, tmp_path):

@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="jacobi: native time where the ODE bound starts (default: the model's t_min). Any start "
                         "gives a valid bound; a later one can be tighter for briefly trained models. "
                         "Choose it on held-out sequences")
+    c.add_argument("--bound", default=None, choices=["ode", "sde"],
+                   help="jacobi: the probability-flow ODE's bound (default) or the reverse SDE's (the sampler's "
+                        "own process; about 7x faster, slightly looser)")
     c.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="sequences per network batch")
     c.add_argument("--crop", action="store_true", help="crop/pad sequences to the model's length")
     c.add_argument("--use-labels", dest="use_labels", action="store_true", help="condition on labels in the headers")
@@ -72,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     steps = score_steps(run_.process, args.steps)
     bits = score(run_, ds, steps=steps, batch_size=args.batch_size, repeats=args.repeats, t_start=args.t_start,
-                 generator=gen, device=device, progress=progress_bar("score", args.quiet))
+                 bound=args.bound, generator=gen, device=device, progress=progress_bar("score", args.quiet))
     # labels travel with the sequences: the model's label key, else "class" (ddsm sample's designs)
     keys = [k for k in dict.fromkeys([label_key, "class"]) if k and any(k in m for m in annotations.values())]
     variable = bool(run_.alphabet.end)
     lengths = (ds.tokens != run_.alphabet.end_id).sum(axis=1) if variable else ds.pad_mask.sum(axis=1)
     rows = [{"id": i, "length": int(n), **{k: annotations.get(i, {}).get(k, "") for k in keys[:1]},
              "bits_per_token": f"{b:.5f}", "process": run_.process.name,
-             "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {})}
+             "seed": args.seed, "steps": steps, **({"t_start": args.t_start} if args.t_start is not None else {}),
+             **({"bound": args.bound} if args.bound is not None else {})}
             for i, n, b in zip(ds.ids, lengths, bits)]
     write_tsv(out, rows, force=args.force)
     write_sidecar(sidecar, _provenance(args, run_, out, steps, bits, device))
@@ -115,12 +119,13 @@ def _provenance(args: argparse.Namespace, run: Any, out: Path, steps: int, bits:
             str(args.repeats), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--unknown",
             args.unknown, "--device", args.device] + (["--crop"] if args.crop else []) + (
         ["--use-labels"] if args.use_labels else []) + (["--t-start", repr(args.t_start)] if args.t_start is not None
-                                                         else []) + (["--track", args.track] if args.track else [])
+                                                         else []) + (["--track", args.track] if args.track else []) + (
+        ["--bound", args.bound] if args.bound is not None else [])
     return {"ddsm_version": ddsm_version(), "command": "score", "argv": argv,
             "model": model_provenance(run, args.model),
             "input": {"path": str(args.sequences), "sha256": file_sha256(Path(args.sequences)),
                       "n": len(bits)},
             "settings": {"steps": steps, "repeats": args.repeats, "batch_size": args.batch_size,
-                         "seed": args.seed, "t_start": args.t_start, "crop": args.crop,
+                         "seed": args.seed, "t_start": args.t_start, "bound": args.bound, "crop": args.crop,
                          "use_labels": args.use_labels, "unknown": args.unknown, "device": str(device)},
             "mean_bits_per_token": float(np.mean(bits))}

@@ -109,6 +109,9 @@ class Process(ABC):
     #: whether ``bits_per_token`` takes ``t_start``, the native time where an ODE bound starts
     #: (the jacobi process); ``ddsm.api.score`` passes it only then
     likelihood_t_start: ClassVar[bool] = False
+    #: the likelihood bounds ``bits_per_token(bound=...)`` offers, default first (empty: the
+    #: process has one and takes no ``bound``); ``ddsm.api.score`` checks a requested one here
+    likelihood_bounds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, K: int) -> None:
         if K < 2:

@@ -35,6 +35,7 @@ class JacobiScoreProcess(JacobiProcess, output="score"):
     """DDSM whose network regresses the normalised stick score (Avdeyev et al.'s parameterisation)."""
 
     final_draw = False  # a score network has no posterior to draw from: tokens are the argmax
+    likelihood_bounds = ("ode",)  # the SDE bound is written for the posterior's mixture score
     classifier_guidance = "stick-score"  # guidance in score space, through stick-breaking
 
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
