@@ -93,7 +93,7 @@ def main() -> None:
                     help="native start times of DDSM's ODE bound to choose from (e.g. 0.01,0.05,0.2,1); "
                          "chosen on 128 separate validation sequences, then reported on the test set")
     ap.add_argument("--jacobi-sde", action="store_true",
-                    help="also print DDSM's reverse-SDE variational bound (ddsm.processes._sde_likelihood)")
+                    help="also print DDSM's reverse-SDE variational bound (bits_per_token(bound='sde'))")
     ap.add_argument("--jacobi-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="jacobi process options (JSON values), e.g. focus_law=entropy focus=0.5")
     args = ap.parse_args()
@@ -166,14 +166,11 @@ def main() -> None:
             print(f"{name:14s} ODE bound at {args.eval_steps // 2} / {args.eval_steps} Heun steps: "
                   f"{coarse.mean().item():.4f} / {bits.mean().item():.4f} -> ODE error estimate {err:+.4f}")
             if args.jacobi_sde:
-                from ddsm.processes._sde_likelihood import sde_bits_per_token
-
                 for n_cells in (args.eval_steps // 2, args.eval_steps, 4 * args.eval_steps):
                     t1 = time.time()
                     g = torch.Generator().manual_seed(args.seed + 1)
-                    with torch.no_grad():
-                        sde = torch.cat([sde_bits_per_token(proc, net, test_x[i : i + 64], steps=n_cells, generator=g)
-                                         for i in range(0, len(test_x), 64)]).double()
+                    sde = torch.cat([proc.bits_per_token(net, test_x[i : i + 64], steps=n_cells, generator=g,
+                                                         bound="sde") for i in range(0, len(test_x), 64)]).double()
                     ex = sde - truth
                     dd = sde - bits.double()
                     print(f"{name:14s} SDE bound, {n_cells} cells: {sde.mean().item():.4f} +- "

@@ -621,7 +621,7 @@ def score(
     bound starts (jacobi only; see ``JacobiProcess.bits_per_token``). ``steps``: ODE / Monte-Carlo
     steps (None: the process's default, see :func:`score_steps`). ``bound``: which bound, one of
     ``run.process.likelihood_bounds`` (jacobi: ``"ode"``, the default, or ``"sde"``, the reverse
-    SDE's, about 7x cheaper); None: the process's default."""
+    SDE's, about 4x cheaper); None: the process's default."""
     extra: dict[str, Any] = {"steps": score_steps(run.process, steps)}
     if bound is not None:
         offered = run.process.likelihood_bounds

@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "Choose it on held-out sequences")
     c.add_argument("--bound", default=None, choices=["ode", "sde"],
                    help="jacobi: the probability-flow ODE's bound (default) or the reverse SDE's (the sampler's "
-                        "own process; about 7x faster, slightly looser)")
+                        "own process; about 4x faster, slightly looser)")
     c.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="sequences per network batch")
     c.add_argument("--crop", action="store_true", help="crop/pad sequences to the model's length")
     c.add_argument("--use-labels", dest="use_labels", action="store_true", help="condition on labels in the headers")

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import Tensor
 
+from .. import rng as _rng
+from ..special.stick_posterior import score_error
 from .base import ModelFn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,17 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: share of the quadrature cells placed by the entropy law (the rest uniform in public time)
 _GRID_FOCUS = 0.9
-
-
-def score_error(dp: Tensor, stats: dict[str, Tensor]) -> Tensor:
-    """``(..., K-1)`` float64 stick-score difference sum_k dp_k grad log q(v | k) for a posterior
-    difference ``dp (..., K)`` (entries summing to 0), without forming either score: the mixture
-    score is linear in the posterior, and near a vertex both scores are ~1e10 while their
-    difference is small."""
-    K1 = dp.shape[-1] - 1
-    below = torch.cumsum(dp, -1)[..., :K1] - dp[..., :K1]  # sum_{k < i} dp_k
-    above = torch.flip(torch.cumsum(torch.flip(dp, [-1]), -1), [-1])[..., 1:]  # sum_{k > i} dp_k
-    return below * stats["score_stat"] + dp[..., :K1] * stats["score_one"] + above * stats["score_zero"]
 
 
 def posterior_error(logits: Tensor, x0: Tensor) -> Tensor:
@@ -69,9 +60,7 @@ def sde_nll(process: "JacobiProcess", model: ModelFn, x0: Tensor, *, cond: Optio
     # low at 100 cells, the integrand being convex around its peak).
     grid = process._focused_grid(steps, _GRID_FOCUS).to(dev)
     hi_t, lo_t = grid[:-1], grid[1:]
-    gen_dev = generator.device if generator is not None else dev
-    u = torch.rand(len(hi_t), generator=generator, dtype=torch.float64, device=gen_dev).to(dev)
-    times = lo_t + u * (hi_t - lo_t)
+    times = lo_t + _rng.rand(len(hi_t), generator=generator, dtype=torch.float64, device=dev) * (hi_t - lo_t)
     # int_cell f(tau) dtau = int_lo^hi f(T t^2) 2 T t dt, estimated by (hi - lo) f(T t_c^2) 2 T t_c
     weights = (hi_t - lo_t) * 2 * process.T * times
     process._tables_at(process.native_time(times), draws=True)  # one table build for every cell
@@ -85,15 +74,15 @@ def sde_nll(process: "JacobiProcess", model: ModelFn, x0: Tensor, *, cond: Optio
         g2 = speed * v * (1 - v)
         total += 0.5 * (g2 * delta * delta).sum((-1, -2)) * wc
     # decoder at the grid's end, prior term at T (both exact laws, one draw each)
-    ends = []
-    for u in (grid[-1].item(), 1.0):
+    def own_and_all(u: float) -> tuple[Tensor, Tensor, Tensor]:
         t = torch.full((B,), u, dtype=torch.float64, device=dev)
         v = process.sample_noisy(x0, t, generator=generator).xt
         ll = process.conditional_logpdf_all(v, process.native_time(t))  # (B, L, K)
-        ends.append((v, ll, ll.gather(-1, x0.unsqueeze(-1)).squeeze(-1)))
-    _, ll0, own0 = ends[0]
+        return v, ll, ll.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+
+    _, ll0, own0 = own_and_all(grid[-1].item())
     decoder = (torch.logsumexp(ll0, -1) - own0).sum(-1)
-    vT, _, ownT = ends[1]
+    vT, _, ownT = own_and_all(1.0)
     prior_kl = ownT.sum(-1) - process.stationary_logpdf(vT)
     return total + decoder + prior_kl
 

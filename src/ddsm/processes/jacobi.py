@@ -563,9 +563,9 @@ class JacobiProcess(Process):
                        probe: str = "fresh", bound: str = "ode") -> Tensor:
         """Upper bound on -log2 P(x0) per token from the probability-flow ODE (``bound="ode"``) or
         from the reverse SDE (``bound="sde"``, :mod:`ddsm.processes._sde_likelihood`: a Girsanov
-        bound on the sampler's own process, one forward pass per time cell, ~7x cheaper than the
-        ODE's at the same ``steps``, not biased low by few cells; on bench/entropy.py's chain it
-        was ~0.006 bits/token looser than the ODE's).
+        bound on the sampler's own process, one forward pass per time cell, about 4x cheaper than
+        the ODE's at the same ``steps`` (bench/ode_convergence.py), not biased low by few cells;
+        on bench/entropy.py's chain it was ~0.01 bits/token looser than the converged ODE's).
 
         -log P(x0) <= E_{v ~ q(v | x0, tau0)} [ -log p_theta,tau0(v) + sum_l log sum_k q(v_l | k, tau0) ]
         (a variational bound with the Bayes decoder r(x0 | v) under a uniform prior); the

@@ -38,3 +38,14 @@ def mixture_score(probs: Tensor, stats: dict[str, Tensor]) -> Tensor:
     below = torch.cumsum(p, -1)[..., :K1] - p[..., :K1]  # P(k < i)
     above = (1.0 - below - p[..., :K1]).clamp_min(0.0)  # P(k > i)
     return below * stats["score_stat"] + p[..., :K1] * stats["score_one"] + above * stats["score_zero"]
+
+
+def score_error(dp: Tensor, stats: dict[str, Tensor]) -> Tensor:
+    """``(..., K-1)`` float64 stick-score difference sum_k dp_k grad log q(v | k) for a posterior
+    difference ``dp (..., K)`` (entries summing to 0): :func:`mixture_score` is linear in the
+    posterior, so the difference of two mixture scores is this, without forming either (near a
+    vertex both are ~1e10 while their difference is small)."""
+    K1 = dp.shape[-1] - 1
+    below = torch.cumsum(dp, -1)[..., :K1] - dp[..., :K1]  # sum_{k < i} dp_k
+    above = torch.flip(torch.cumsum(torch.flip(dp, [-1]), -1), [-1])[..., 1:]  # sum_{k > i} dp_k
+    return below * stats["score_stat"] + dp[..., :K1] * stats["score_one"] + above * stats["score_zero"]
