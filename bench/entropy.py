@@ -77,6 +77,36 @@ def draw(P: np.ndarray, pi: np.ndarray, n: int, L: int, order: int, K: int, rng:
     return out
 
 
+def train_for_budget(name: str, K: int, train_x: torch.Tensor, *, seconds: float, seed: int, model: str = "conv",
+                     options: dict | None = None):
+    """Train process ``name`` on ``train_x`` for about ``seconds`` of wall clock (steps from a timed
+    20-step probe, so every process gets the same budget). Returns (process, network with the EMA
+    weights, in eval mode, steps, training seconds)."""
+    torch.manual_seed(seed)
+    proc = build_process(name, K, **(options or {}))
+    model = "transformer" if proc.causal else model
+    net = build_network(proc, model, 0)
+    probe = TrainConfig(steps=20, batch_size=64, lr=2e-3, warmup_steps=1, eval_every=0, checkpoint_every=0,
+                        seed=seed, log_every=0)
+    train(proc, net, train_x, config=probe, model_name=model)  # pays one-off costs (tables, caches)
+    t0 = time.time()
+    train(proc, net, train_x, config=probe, model_name=model)
+    per_step = (time.time() - t0) / 20  # 20 steps: a 5-step probe misread a busy machine by 2x
+    steps = max(10, int(seconds / per_step))
+    torch.manual_seed(seed)
+    net = build_network(proc, model, 0)
+    cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=100, eval_every=0, checkpoint_every=0,
+                      seed=seed, ema_decay=0.999, log_every=0, schedule="cosine")
+    t0 = time.time()
+    summary = train(proc, net, train_x, config=cfg, model_name=model)
+    t_train = time.time() - t0
+    ema = summary.get("ema")  # evaluate with the EMA weights the checkpoint would hold
+    if ema is not None:
+        ema.copy_to(net)
+    net.eval()
+    return proc, net, steps, t_train
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--processes", default="jacobi")
@@ -115,30 +145,8 @@ def main() -> None:
     for name in names:
         if name not in PROCESSES:
             raise SystemExit(f"unknown process {name}")
-        torch.manual_seed(args.seed)
-        proc = build_process(name, K, **(jacobi_opts if name == "jacobi" else {}))
-        model = "transformer" if proc.causal else args.model
-        net = build_network(proc, model, 0)
-        # steps from a short timing run, so each process gets the same wall-clock budget
-        probe = TrainConfig(steps=20, batch_size=64, lr=2e-3, warmup_steps=1, eval_every=0, checkpoint_every=0,
-                            seed=args.seed, log_every=0)
-        train(proc, net, train_x, config=probe, model_name=model)  # pays one-off costs (tables, caches)
-        t0 = time.time()
-        train(proc, net, train_x, config=probe, model_name=model)
-        per_step = (time.time() - t0) / 20  # 20 steps: a 5-step probe misread a busy machine by 2x
-        steps = max(10, int(args.seconds / per_step))
-        torch.manual_seed(args.seed)
-        net = build_network(proc, model, 0)
-        cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=100, eval_every=0, checkpoint_every=0,
-                          seed=args.seed, ema_decay=0.999, log_every=0, schedule="cosine")
-        t0 = time.time()
-        summary = train(proc, net, train_x, config=cfg, model_name=model)
-        t_train = time.time() - t0
-        # evaluate with the EMA weights the checkpoint would hold
-        ema = summary.get("ema")
-        if ema is not None:
-            ema.copy_to(net)
-        net.eval()
+        proc, net, steps, t_train = train_for_budget(name, K, train_x, seconds=args.seconds, seed=args.seed,
+                                                     model=args.model, options=jacobi_opts if name == "jacobi" else {})
         opts = {}
         if name == "jacobi" and args.jacobi_starts:
             # every start gives a valid bound; pick one on validation sequences, never on the test set

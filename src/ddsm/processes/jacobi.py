@@ -345,12 +345,11 @@ class JacobiProcess(Process):
         return torch.where(_rng.rand(batch, generator=generator, device=rows.device) < self.focus, pick, rows)
 
     @cached_property
-    def entropy_focus(self) -> Tensor:
-        """``(G,)`` float64 probabilities of the training-grid rows, proportional to the rise of
-        H(tau) = E[entropy of softmax(log q_tau(v | k))] across each cell, x0 iid uniform: the
-        local information that the forward process removes there. Estimated once from exact
-        noisy draws with a fixed private seed (the caller's random streams are not touched);
-        H is made monotone before differencing so Monte-Carlo noise cannot give negative mass."""
+    def local_entropy(self) -> Tensor:
+        """``(G,)`` float64 H(tau) / log K at the training-grid rows: the expected entropy of the
+        local evidence's posterior softmax(log q_tau(v | k)), x0 iid uniform, made monotone in
+        time (0: decided, 1: no information). Estimated once from exact noisy draws with a fixed
+        private seed (the caller's random streams are not touched)."""
         t = self.train_times
         g = torch.Generator().manual_seed(20231)
         n = max(32, min(512, 4096 // self.K))  # positions per row: K = 4 -> 512, K = 65 -> 63 (~3 s)
@@ -358,6 +357,14 @@ class JacobiProcess(Process):
         v = self.sample_noisy(x0, t, generator=g).xt
         logpost = torch.log_softmax(self.local_loglik(v, self.native_time(t)), dim=-1)
         H = np.maximum.accumulate((-(logpost.exp() * logpost).sum(-1)).mean(-1).numpy())
+        return torch.from_numpy(H / math.log(self.K))
+
+    @cached_property
+    def entropy_focus(self) -> Tensor:
+        """``(G,)`` float64 probabilities of the training-grid rows, proportional to the rise of
+        :attr:`local_entropy` across each cell: the local information that the forward process
+        removes there."""
+        H = self.local_entropy.numpy()
         edges = np.concatenate([[H[0]], 0.5 * (H[1:] + H[:-1]), [H[-1]]])
         mass = np.diff(edges)
         if mass.sum() <= 0:
