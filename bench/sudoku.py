@@ -60,14 +60,15 @@ def _uniformity(grids: torch.Tensor, seed: int) -> dict:
     return {k: round(v, 4) for k, v in compare(grids, ref).items()}
 
 
-def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int) -> None:
+def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int,
+                     context_scale: float = 1.0) -> None:
     for c in dilations:
         t0 = time.perf_counter()
         grids = generate_grids(sm, n, steps=steps, dilation=c, batch_size=batch,
-                               generator=torch.Generator().manual_seed(seed))
+                               generator=torch.Generator().manual_seed(seed), context_scale=context_scale)
         sec = (time.perf_counter() - t0) / n
         ok = is_valid_grid(grids)
-        _emit({"task": "generate", "dilation": c, "steps": steps, "grids": n,
+        _emit({"task": "generate", "dilation": c, "steps": steps, "context_scale": context_scale, "grids": n,
                "valid": round(float(ok.float().mean()), 4),
                "valid_rows_cols_only": round(float(is_valid_grid(grids, check_boxes=False).float().mean()), 4),
                "seconds_per_grid": round(sec, 4),
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grids", type=int, default=1000)
     p.add_argument("--dilations", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=100, help="base steps for generation")
+    p.add_argument("--context-scale", type=float, default=1.0,
+                   help="generation's scale on the network's correction (ddsm.sudoku.generate; 1: as trained)")
     p.add_argument("--batch-size", type=int, default=None, help="boards per network call (default: by device)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--collections", default=",".join(COLLECTIONS))
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
            "rounds": sm.net.rounds})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
-                         args.batch_size, args.seed)
+                         args.batch_size, args.seed, args.context_scale)
     cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
                       budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
                       learn=args.learn, probe=args.probe)

@@ -111,6 +111,19 @@ def test_generate(tmp_path, tiny_model, capsys, precision):
         assert bool((g >= 0).all()) and r["valid"] == str(bool(is_valid_grid(g[None])[0])) and r["seed"] == "5"
 
 
+def test_generate_with_a_context_scale_is_labelled(tmp_path, tiny_model, capsys):
+    out = tmp_path / "grids.csv"
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model,
+                          "--context-scale", "2", "--seed", "3", *FAST)
+    assert code == 0 and "context scale 2" in stdout
+    assert [r["mode"] for r in read(out)] == ["model:context_scale=2"] * 2
+    for bad in (["--context-scale", "-1"], ["--context-scale", "nan"], ["--constrained", "--context-scale", "2"]):
+        out = tmp_path / "bad.csv"
+        code, _, err = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *bad, *FAST)
+        assert code == 2 and not out.exists()
+        one_error_line(err)
+
+
 @pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget", "probe"])
 def test_bad_files_and_args(tmp_path, tiny_model, capsys, case):
     src = tmp_path / "p.csv"

@@ -578,3 +578,37 @@ def test_legacy_sudoku_checkpoint_is_the_same_function_on_the_registered_process
                                atol=1e-5, rtol=0)
     with pytest.raises(Exception, match="self-conditioning"):
         upgrade_config({**legacy, "process": {"name": LEGACY_PROCESS, "options": {"self_condition": True}}})
+
+
+def test_context_scale_multiplies_the_correction_only(proc):
+    """Generation's context scale lambda forms p(k) ~ q(v | k) exp(lambda c_k): at 0 the network
+    is ignored (two different networks give the same grids), at 1 it is the plain sampler, and
+    otherwise it is the sampler with the network's output multiplied by lambda."""
+    from pathlib import Path
+
+    from ddsm.sudoku.generate import generate_grids, scaled_correction
+    from ddsm.sudoku.model_io import SudokuModel
+
+    def model(seed: int) -> SudokuModel:
+        torch.manual_seed(seed)
+        net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
+        for p in net.parameters():  # zero-initialised gates would make every network the same
+            torch.nn.init.normal_(p, std=0.3)
+        return SudokuModel(process=proc, net=net.eval(), config={}, path=Path("."))
+
+    def grids(sm: SudokuModel, **kw) -> torch.Tensor:
+        return generate_grids(sm, 2, steps=4, generator=torch.Generator().manual_seed(7), **kw)
+
+    a, b = model(0), model(1)
+    assert not torch.equal(grids(a), grids(b))
+    assert torch.equal(grids(a, context_scale=0.0), grids(b, context_scale=0.0))
+    assert torch.equal(grids(a, context_scale=1.0), grids(a))
+    doubled = SudokuModel(process=proc, net=a.net, config={}, path=Path("."))
+    object.__setattr__(doubled, "model_fn", scaled_correction(a.model_fn, 2.0))
+    assert torch.equal(grids(a, context_scale=2.0), grids(doubled))
+    x, t = torch.randn(2, 81, 18), torch.rand(2)
+    with torch.no_grad():
+        assert torch.equal(scaled_correction(a.model_fn, 2.0)(x, t), 2.0 * a.model_fn(x, t))
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="context_scale"):
+            grids(a, context_scale=bad)
