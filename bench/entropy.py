@@ -78,14 +78,14 @@ def draw(P: np.ndarray, pi: np.ndarray, n: int, L: int, order: int, K: int, rng:
 
 
 def train_for_budget(name: str, K: int, train_x: torch.Tensor, *, seconds: float, seed: int, model: str = "conv",
-                     options: dict | None = None):
+                     options: dict | None = None, model_options: dict | None = None):
     """Train process ``name`` on ``train_x`` for about ``seconds`` of wall clock (steps from a timed
     20-step probe, so every process gets the same budget). Returns (process, network with the EMA
     weights, in eval mode, steps, training seconds)."""
     torch.manual_seed(seed)
     proc = build_process(name, K, **(options or {}))
     model = "transformer" if proc.causal else model
-    net = build_network(proc, model, 0)
+    net = build_network(proc, model, 0, model_options)
     probe = TrainConfig(steps=20, batch_size=64, lr=2e-3, warmup_steps=1, eval_every=0, checkpoint_every=0,
                         seed=seed, log_every=0)
     train(proc, net, train_x, config=probe, model_name=model)  # pays one-off costs (tables, caches)
@@ -94,7 +94,7 @@ def train_for_budget(name: str, K: int, train_x: torch.Tensor, *, seconds: float
     per_step = (time.time() - t0) / 20  # 20 steps: a 5-step probe misread a busy machine by 2x
     steps = max(10, int(seconds / per_step))
     torch.manual_seed(seed)
-    net = build_network(proc, model, 0)
+    net = build_network(proc, model, 0, model_options)
     cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=100, eval_every=0, checkpoint_every=0,
                       seed=seed, ema_decay=0.999, log_every=0, schedule="cosine")
     t0 = time.time()

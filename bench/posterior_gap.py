@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=256)
     ap.add_argument("--bands", default="0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95")
     ap.add_argument("--jacobi-set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--jacobi-model-set", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     from ddsm.cli.common import set_options
 
@@ -126,8 +127,9 @@ def main() -> None:
     rows = {}
     for name in [n for n in args.processes.split(",") if n]:
         opts = set_options(args.jacobi_set) if name == "jacobi" else {}
+        mopts = set_options(args.jacobi_model_set) if name == "jacobi" else {}
         proc, net, steps, t_train = train_for_budget(name, K, train_x, seconds=args.seconds, seed=args.seed,
-                                                     options=opts)
+                                                     options=opts, model_options=mopts)
         g = torch.Generator().manual_seed(args.seed + 1)
         rows[name] = [band_gap(name, proc, net, test_x, h, P, pi, order, g) for h in bands]
         print(f"{name}: {steps} steps in {t_train:.0f} s; excess CE over the exact posterior (bits/token) by h: "
