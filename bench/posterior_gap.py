@@ -71,10 +71,6 @@ def exact_posterior(log_e: torch.Tensor, P: np.ndarray, pi: np.ndarray, order: i
     return out
 
 
-def masked_time_for(h: float) -> float:
-    return h  # masked diffusion's linear schedule: the mask rate is t (up to eps)
-
-
 def jacobi_time_for(proc, h: float) -> float:
     """Public training-grid time whose local entropy fraction is closest to ``h``."""
     i = int((proc.local_entropy - h).abs().argmin())
@@ -92,7 +88,7 @@ def band_gap(name: str, proc, net, x0: torch.Tensor, h: float, P, pi, order: int
         log_e = proc.local_loglik(v, proc.native_time(t))
         logits = proc.model_output(net, v, t)
     else:
-        t = torch.full((B,), masked_time_for(h), dtype=torch.float64)
+        t = torch.full((B,), h, dtype=torch.float64)  # linear schedule: the mask rate is t (up to eps)
         xt = proc.sample_noisy(x0, t, generator=generator).xt
         masked = (xt == proc.mask_id)[..., None]
         log_e = torch.where(masked | (torch.nn.functional.one_hot(xt.clamp_max(K - 1), K) > 0),
