@@ -30,14 +30,22 @@ from ddsm.processes import PROCESSES, build_process
 from ddsm.training import TrainConfig, train
 
 
+def context_transitions(P: np.ndarray) -> np.ndarray:
+    """``(n, n)`` transition matrix of the chain of contexts (the last ``order`` letters, most
+    significant first) given the letter law ``P (n, K)`` of each context."""
+    n, K = P.shape
+    T = np.zeros((n, n))
+    for c in range(n):
+        for x in range(K):
+            T[c, (c * K + x) % n] += P[c, x]
+    return T
+
+
 def markov_chain(order: int, K: int, rng: np.random.Generator):
     P = rng.dirichlet(np.full(K, 0.3), size=K**order)  # rows: context index -> next letter
     # stationary law of contexts: power iteration on the context chain
     n_ctx = K**order
-    T = np.zeros((n_ctx, n_ctx))
-    for c in range(n_ctx):
-        for x in range(K):
-            T[c, (c * K + x) % n_ctx] += P[c, x]
+    T = context_transitions(P)
     pi = np.full(n_ctx, 1.0 / n_ctx)
     for _ in range(5000):
         pi = pi @ T

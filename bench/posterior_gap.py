@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from entropy import draw, markov_chain, train_for_budget  # noqa: E402
+from entropy import context_transitions, draw, markov_chain, train_for_budget  # noqa: E402
 
 
 def exact_posterior(log_e: torch.Tensor, P: np.ndarray, pi: np.ndarray, order: int) -> torch.Tensor:
@@ -38,10 +38,7 @@ def exact_posterior(log_e: torch.Tensor, P: np.ndarray, pi: np.ndarray, order: i
     chain's contexts (the last ``order`` letters, most significant first)."""
     B, L, K = log_e.shape
     n = len(pi)
-    T = torch.zeros(n, n, dtype=torch.float64)
-    for c in range(n):
-        for x in range(K):
-            T[c, (c * K + x) % n] += float(P[c, x])
+    T = torch.from_numpy(context_transitions(P))
     e = torch.exp(log_e - log_e.amax(-1, keepdim=True))  # (B, L, K), max 1 per position
     last = torch.arange(n) % K  # last letter of each context
     digits = [(torch.arange(n) // K ** (order - 1 - j)) % K for j in range(order)]

@@ -3,6 +3,7 @@ metric), or constraint-aware (the solver's rules + diffusion sampler on an empty
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import torch
@@ -45,7 +46,7 @@ def generate_grids(
             guidance scale). Still the model alone: no rule is checked. See the README's Sudoku
             section for the measured rates and the uniformity check.
     """
-    if not context_scale >= 0.0 or context_scale == float("inf"):
+    if not (math.isfinite(context_scale) and context_scale >= 0.0):
         raise ValueError(f"context_scale must be a finite number >= 0, got {context_scale}")
     proc = sm.process
     model_fn = sm.model_fn if context_scale == 1.0 else scaled_correction(sm.model_fn, context_scale)
