@@ -169,8 +169,10 @@ def test_fresh_probe_per_evaluation_keeps_the_mean_and_cuts_the_spread_of_the_od
 
     def runs(probe: str) -> torch.Tensor:
         return torch.stack([ode_log_density(p, net, v0, t0, steps=12, probe=probe,
-                                            generator=torch.Generator().manual_seed(s)) for s in range(24)])
+                                            generator=torch.Generator().manual_seed(s)) for s in range(64)])
 
+    # 64 seeds: with 24 the spread estimates (relative error ~15 %) let the ratio of one draw of
+    # the random network reach 0.76 where 64 seeds give 0.56 / 0.46
     fresh, fixed = runs("fresh"), runs("fixed")
     se = fresh.std(0) / math.sqrt(len(fresh))
     assert torch.all((fresh.mean(0) - exact).abs() <= 4 * se + 1e-9), (fresh.mean(0), exact, se)

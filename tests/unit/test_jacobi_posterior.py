@@ -233,7 +233,7 @@ def test_saved_options_without_output_load_the_score_network():
     assert p.output == "score" and p.out_channels == 3 and type(p).__name__ == "JacobiScoreProcess"
     assert type(p)(**p.config()).config() == p.config()
     q = JacobiProcess(4)
-    assert q.output == "posterior" and q.out_channels == 4 and q.in_channels == 8
+    assert q.output == "posterior" and q.out_channels == 4 and q.in_channels == 12
     with pytest.raises(ValueError):
         JacobiProcess(4, output="logits")
     assert math.isfinite(q.focus)
@@ -308,3 +308,22 @@ def test_options_saved_before_focus_law_keep_the_window_law():
     assert score.output == "score"
     fresh = JacobiProcess(**JacobiProcess.upgrade_options(build_process("jacobi", 4).config()))
     assert fresh.focus_law == "entropy" and fresh.focus == 1.0
+
+
+def test_fine_log_feature_and_checkpoints_saved_before_it():
+    p = JacobiProcess(4)
+    x0 = torch.randint(0, 4, (2, 5), generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 0.3, dtype=torch.float64)
+    v = p.sample_noisy(x0, t, generator=torch.Generator().manual_seed(1)).xt
+    loglik = p.local_loglik(v, p.native_time(t))
+    feats = p.model_input(v, t)
+    assert feats.shape == (2, 5, 3 * 4) == (2, 5, p.in_channels)
+    logpost = torch.log_softmax(loglik, -1)
+    # the third block is the log posterior clamped at -4 nats, halved; the first two are unchanged
+    assert torch.allclose(feats[..., 8:], (logpost.clamp_min(-4.0) / 2).float())
+    plain = JacobiProcess(4, fine_log=False)
+    assert plain.in_channels == 8 and torch.equal(plain.model_input(v, t), feats[..., :8])
+    # a posterior checkpoint saved before the option existed keeps its two features per category
+    saved = {k: v for k, v in p.config().items() if k != "fine_log"}
+    assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).in_channels == 8
+    assert JacobiProcess(**JacobiProcess.upgrade_options(p.config())).in_channels == 12
