@@ -150,8 +150,8 @@ class JacobiProcess(Process):
                 feature per category, in_channels 3K), with the resolution of the range where
                 tokens get decided; the default clamp at -30 nats keeps near-vertex strength.
                 Validation chains of bench/entropy.py (seeds 1, 2; 120 s): paired excess +0.0122
-                / +0.0422 bits/token against +0.0156 / +0.0473 without. Checkpoints saved before
-                the option existed load without it.
+                / +0.0422 bits/token against +0.0156 / +0.0473 without; dhs4 at three CPU
+                minutes: no change. Checkpoints saved before the option existed load without it.
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
