@@ -324,6 +324,6 @@ def test_fine_log_feature_and_checkpoints_saved_before_it():
     plain = JacobiProcess(4, fine_log=False)
     assert plain.in_channels == 8 and torch.equal(plain.model_input(v, t), feats[..., :8])
     # a posterior checkpoint saved before the option existed keeps its two features per category
-    saved = {k: v for k, v in p.config().items() if k != "fine_log"}
+    saved = {k: val for k, val in p.config().items() if k != "fine_log"}
     assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).in_channels == 8
     assert JacobiProcess(**JacobiProcess.upgrade_options(p.config())).in_channels == 12
