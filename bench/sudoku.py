@@ -61,15 +61,19 @@ def _uniformity(grids: torch.Tensor, seed: int) -> dict:
 
 
 def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int,
-                     context_scale: float = 1.0) -> None:
+                     context_scale: float = 1.0, substeps: Optional[int] = None) -> None:
     for c in dilations:
         t0 = time.perf_counter()
         grids = generate_grids(sm, n, steps=steps, dilation=c, batch_size=batch,
-                               generator=torch.Generator().manual_seed(seed), context_scale=context_scale)
+                               generator=torch.Generator().manual_seed(seed), context_scale=context_scale,
+                               substeps=substeps)
         sec = (time.perf_counter() - t0) / n
         ok = is_valid_grid(grids)
-        _emit({"task": "generate", "dilation": c, "steps": steps, "context_scale": context_scale, "grids": n,
+        _emit({"task": "generate", "dilation": c, "steps": steps, "network_calls": steps * max(1, round(c)),
+               "substeps": substeps or sm.process.substeps, "context_scale": context_scale, "grids": n,
                "valid": round(float(ok.float().mean()), 4),
+               # a sampler that collapsed onto a few grids would show here
+               "distinct_valid": len({tuple(g) for g in grids[ok].tolist()}),
                "valid_rows_cols_only": round(float(is_valid_grid(grids, check_boxes=False).float().mean()), 4),
                "seconds_per_grid": round(sec, 4),
                "uniformity_of_valid": _uniformity(grids[ok], seed) if int(ok.sum()) >= 20 else None})
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grids", type=int, default=1000)
     p.add_argument("--dilations", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=100, help="base steps for generation")
+    p.add_argument("--substeps", type=int, default=None,
+                   help="SDE sub-steps per network call in generation (default: the model's)")
     p.add_argument("--context-scale", type=float, default=1.0,
                    help="generation's scale on the network's correction (ddsm.sudoku.generate; 1: as trained)")
     p.add_argument("--batch-size", type=int, default=None, help="boards per network call (default: by device)")
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
            "rounds": sm.net.rounds})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
-                         args.batch_size, args.seed, args.context_scale)
+                         args.batch_size, args.seed, args.context_scale, args.substeps)
     cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
                       budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
                       learn=args.learn, probe=args.probe)

@@ -327,3 +327,24 @@ def test_fine_log_feature_and_checkpoints_saved_before_it():
     saved = {k: val for k, val in p.config().items() if k != "fine_log"}
     assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).in_channels == 8
     assert JacobiProcess(**JacobiProcess.upgrade_options(p.config())).in_channels == 12
+
+
+def test_prepared_sub_step_tables_give_identical_steps_in_one_table():
+    """``prepare_steps`` tabulates every sub-step time of a dilated run in one go (one cached table
+    instead of one per time); the steps it serves are bit-identical to those tabulated time by time."""
+    from ddsm.sampling.loop import dilated_pairs
+
+    def walk(prepare: bool) -> tuple[torch.Tensor, int]:
+        p = build_process("jacobi", 4, substeps=3)
+        pairs = list(dilated_pairs(p.time_grid(3), 2.0))
+        if prepare:
+            p.prepare_steps(pairs)
+        v, g = p.prior((2, 5), generator=torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2)
+        for t, s, c in pairs:
+            tb = t.expand(2)
+            v = p.step(p.local_loglik(v, p.native_time(tb)), v, tb, s.expand(2), generator=g, dilation=c)
+        return v, len(p._tables)
+
+    (prepared, n_prepared), (plain, n_plain) = walk(True), walk(False)
+    assert torch.equal(prepared, plain)
+    assert n_prepared == 1 and n_plain == 3 * 2 * 3

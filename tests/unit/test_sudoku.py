@@ -612,3 +612,31 @@ def test_context_scale_multiplies_the_correction_only(proc):
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="context_scale"):
             grids(a, context_scale=bad)
+
+
+def test_generation_substeps_override_the_models_for_one_run(proc):
+    """``generate_grids(substeps=m)`` runs m SDE sub-steps per network call on a copy of the
+    process: the loaded model keeps its own setting, and None or the model's own value change
+    nothing."""
+    from pathlib import Path
+
+    from ddsm.sudoku.generate import generate_grids
+    from ddsm.sudoku.model_io import SudokuModel
+
+    torch.manual_seed(0)
+    net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    sm = SudokuModel(process=proc, net=net.eval(), config={}, path=Path("."))
+    own = proc.substeps
+
+    def grids(**kw) -> torch.Tensor:
+        return generate_grids(sm, 2, steps=3, dilation=2, generator=torch.Generator().manual_seed(7), **kw)
+
+    plain = grids()
+    assert torch.equal(grids(substeps=own), plain)
+    assert not torch.equal(grids(substeps=own * 4), plain)
+    assert proc.substeps == own and sm.process is proc
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="substeps"):
+            grids(substeps=bad)

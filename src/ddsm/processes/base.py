@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -218,6 +218,13 @@ class Process(ABC):
     def time_grid(self, steps: int, *, device: Optional[torch.device] = None) -> Tensor:
         """``(steps + 1,)`` decreasing public times from 1 to the end time."""
         return torch.linspace(1.0, 0.0, steps + 1, device=device)
+
+    def prepare_steps(self, pairs: Sequence[tuple[Tensor, Tensor, float]]) -> None:
+        """Called by a sampling loop, before its first step, with every ``(t, s, c)`` it will
+        step (public times, 0-dim, and the dilation; ``ddsm.sampling.loop.dilated_pairs``), so a
+        process can build per-time tables in one go. No state is changed that ``step`` reads as
+        input: skipping it changes speed, never results. Nothing to do by default."""
+        return None
 
     @abstractmethod
     def step(self, output: Tensor, xt: Tensor, t: Tensor, s: Tensor, *,

@@ -77,6 +77,7 @@ def sample(
         raise ValueError("times must be a decreasing 1-D grid of at least 2 public times")
     grid = process.time_grid(steps, device=device) if times is None else times.to(device)
     pairs = list(dilated_pairs(grid, dilation, dilation_after))
+    process.prepare_steps(pairs)
     iterator: Iterable = pairs if progress is None else progress(pairs)
     for t, s, c in iterator:
         t_b, s_b = t.expand(B), s.expand(B)

@@ -148,6 +148,7 @@ def guided_sample(
     process.check_dilation(dilation)  # as the plain loop: refused before any draw
     grid = process.time_grid(steps, device=device)
     pairs = list(dilated_pairs(grid, dilation, dilation_after))
+    process.prepare_steps(pairs)
     iterator: Iterable = pairs if progress is None else progress(pairs)
     if guidance.method == "smc":
         return _smc(process, model, n, L, guidance, iterator, cond, fixed, output_hook, generator, device)

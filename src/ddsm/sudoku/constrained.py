@@ -234,6 +234,7 @@ def constrained_sample(
     proc, net, dev = sm.process, sm.model_fn, sm.device
     B = allowed.shape[0]
     pairs = _pairs(sm, steps, dilation)
+    proc.prepare_steps(pairs)  # boards at mixed steps look their times up in one table
     S = len(pairs)
     ts = torch.stack([t for t, _, _ in pairs])
     ss = torch.stack([s for _, s, _ in pairs])
