@@ -86,7 +86,7 @@ def draw(P: np.ndarray, pi: np.ndarray, n: int, L: int, order: int, K: int, rng:
 
 
 def train_for_budget(name: str, K: int, train_x: torch.Tensor, *, seconds: float, seed: int, model: str = "conv",
-                     options: dict | None = None, model_options: dict | None = None):
+                     options: dict | None = None, model_options: dict | None = None, lr: float = 2e-3):
     """Train process ``name`` on ``train_x`` for about ``seconds`` of wall clock (steps from a timed
     20-step probe, so every process gets the same budget). Returns (process, network with the EMA
     weights, in eval mode, steps, training seconds)."""
@@ -103,7 +103,7 @@ def train_for_budget(name: str, K: int, train_x: torch.Tensor, *, seconds: float
     steps = max(10, int(seconds / per_step))
     torch.manual_seed(seed)
     net = build_network(proc, model, 0, model_options)
-    cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=100, eval_every=0, checkpoint_every=0,
+    cfg = TrainConfig(steps=steps, batch_size=64, lr=lr, warmup_steps=100, eval_every=0, checkpoint_every=0,
                       seed=seed, ema_decay=0.999, log_every=0, schedule="cosine")
     t0 = time.time()
     summary = train(proc, net, train_x, config=cfg, model_name=model)
@@ -126,6 +126,7 @@ def main() -> None:
                     help="ODE steps of DDSM's bound; it is also computed at half as many, and the change "
                          "(divided by 3: Heun is second order) printed as the ODE error estimate")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine, 100 warm-up steps)")
     ap.add_argument("--n-test", type=int, default=256, help="held-out sequences the bound is averaged over")
     ap.add_argument("--jacobi-starts", default="",
                     help="native start times of DDSM's ODE bound to choose from (e.g. 0.01,0.05,0.2,1); "
@@ -146,7 +147,8 @@ def main() -> None:
     if jacobi_opts:
         print(f"jacobi options: {jacobi_opts}")
     print(f"order-{order} Markov chain, K={K}, L={L}: true entropy {H:.4f} bits/token "
-          f"(uniform would be 2.0); budget {args.seconds:.0f} s per process, torch threads {torch.get_num_threads()}")
+          f"(uniform would be 2.0); budget {args.seconds:.0f} s per process, peak lr {args.lr:g}, "
+          f"torch threads {torch.get_num_threads()}")
     names = [n for n in args.processes.split(",") if n]
     truth = torch.from_numpy(sequence_bits(test_x.numpy(), P, pi, order, K))
     results: dict[str, torch.Tensor] = {}
@@ -154,7 +156,8 @@ def main() -> None:
         if name not in PROCESSES:
             raise SystemExit(f"unknown process {name}")
         proc, net, steps, t_train = train_for_budget(name, K, train_x, seconds=args.seconds, seed=args.seed,
-                                                     model=args.model, options=jacobi_opts if name == "jacobi" else {})
+                                                     model=args.model, options=jacobi_opts if name == "jacobi" else {},
+                                                     lr=args.lr)
         opts = {}
         if name == "jacobi" and args.jacobi_starts:
             # every start gives a valid bound; pick one on validation sequences, never on the test set
