@@ -64,11 +64,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--sample-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine) of every process")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = sorted(PROCESSES) if args.processes == "all" else args.processes.split(",")
-    print(f"torch threads {torch.get_num_threads()}; budget {args.minutes:g} min per process and dataset")
+    print(f"torch threads {torch.get_num_threads()}; budget {args.minutes:g} min per process and dataset; "
+          f"peak lr {args.lr:g}")
     for dname in args.datasets.split(","):
         rng = np.random.default_rng(args.seed)
         x_tr, x_va, alpha = load(dname, rng)
@@ -88,7 +90,7 @@ def main() -> None:
             steps = max(20, int(args.minutes * 60 / per))
             torch.manual_seed(args.seed)
             net = build_network(proc, "transformer", 0, {"max_len": max(1024, L)})
-            cfg = TrainConfig(steps=steps, batch_size=32, lr=1e-3, warmup_steps=min(200, steps // 10), eval_every=0,
+            cfg = TrainConfig(steps=steps, batch_size=32, lr=args.lr, warmup_steps=min(200, steps // 10), eval_every=0,
                               checkpoint_every=0, log_every=0, seed=args.seed, schedule="cosine", ema_decay=0.995)
             summary = train(proc, net, x_tr, config=cfg, model_name="transformer")
             summary["ema"].copy_to(net)
