@@ -39,7 +39,7 @@ import torch
 from ddsm.models.sudoku_grid import SudokuDenoiser
 from ddsm.precision import PRECISIONS
 from ddsm.sudoku.board import is_valid_grid, parse_board
-from ddsm.sudoku.constrained import ON_DEAD
+from ddsm.sudoku.constrained import ON_DEAD, run_length
 from ddsm.sudoku.generate import generate_constrained, generate_grids
 from ddsm.sudoku.generator import base_grids
 from ddsm.sudoku.model_io import load_sudoku_model
@@ -69,7 +69,7 @@ def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Opti
                                substeps=substeps)
         sec = (time.perf_counter() - t0) / n
         ok = is_valid_grid(grids)
-        _emit({"task": "generate", "dilation": c, "steps": steps, "network_calls": steps * max(1, round(c)),
+        _emit({"task": "generate", "dilation": c, "steps": steps, "network_calls": run_length(sm, steps, c),
                "substeps": substeps or sm.process.substeps, "context_scale": context_scale, "grids": n,
                "valid": round(float(ok.float().mean()), 4),
                # a sampler that collapsed onto a few grids would show here

@@ -218,6 +218,7 @@ def _solution_rows(args: argparse.Namespace, rows: list[Any], columns: list[str]
 def cmd_generate(args: argparse.Namespace) -> int:
     """``ddsm sudoku generate``: complete grids from the model (or constraint-aware) and their validity."""
     from ..sudoku.board import format_board, is_valid_grid
+    from ..sudoku.constrained import run_length
     from ..sudoku.csvio import write_csv
     from ..sudoku.generate import generate_grids
 
@@ -239,7 +240,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     grids = generate_grids(sm, args.n, steps=steps, dilation=args.time_dilation, batch_size=args.batch_size,
                            generator=gen, context_scale=args.context_scale, substeps=args.substeps)
     seconds = time.perf_counter() - t0
-    calls = steps * max(1, round(args.time_dilation))  # network calls: each step splits into round(c)
+    calls = run_length(sm, steps, args.time_dilation)
     ok, rc = is_valid_grid(grids), is_valid_grid(grids, check_boxes=False)
     mode = "model" if args.context_scale == 1.0 else f"model:context_scale={args.context_scale:g}"
     rows = [{"grid": format_board(g), "valid": bool(v), "valid_rows_cols": bool(w), "mode": mode, "seed": args.seed}
