@@ -61,16 +61,17 @@ def _uniformity(grids: torch.Tensor, seed: int) -> dict:
 
 
 def bench_generation(sm, n: int, dilations: list[float], steps: int, batch: Optional[int], seed: int,
-                     context_scale: float = 1.0, substeps: Optional[int] = None) -> None:
+                     context_scale: float = 1.0, substeps: Optional[int] = None, extrapolate: float = 0.0) -> None:
     for c in dilations:
         t0 = time.perf_counter()
         grids = generate_grids(sm, n, steps=steps, dilation=c, batch_size=batch,
                                generator=torch.Generator().manual_seed(seed), context_scale=context_scale,
-                               substeps=substeps)
+                               substeps=substeps, extrapolate=extrapolate)
         sec = (time.perf_counter() - t0) / n
         ok = is_valid_grid(grids)
         _emit({"task": "generate", "dilation": c, "steps": steps, "network_calls": run_length(sm, steps, c),
-               "substeps": substeps or sm.process.substeps, "context_scale": context_scale, "grids": n,
+               "substeps": substeps or sm.process.substeps, "context_scale": context_scale,
+               "extrapolate": extrapolate, "grids": n,
                "valid": round(float(ok.float().mean()), 4),
                # a sampler that collapsed onto a few grids would show here
                "distinct_valid": len({tuple(g) for g in grids[ok].tolist()}),
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="SDE sub-steps per network call in generation (default: the model's)")
     p.add_argument("--context-scale", type=float, default=1.0,
                    help="generation's scale on the network's correction (ddsm.sudoku.generate; 1: as trained)")
+    p.add_argument("--extrapolate", type=float, default=0.0,
+                   help="generation's multistep extrapolation of the held correction (ddsm.sudoku.generate; 0: held)")
     p.add_argument("--batch-size", type=int, default=None, help="boards per network call (default: by device)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--collections", default=",".join(COLLECTIONS))
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
            "rounds": sm.net.rounds})
     if not args.skip_generate:
         bench_generation(sm, args.grids, [float(x) for x in args.dilations.split(",")], args.steps,
-                         args.batch_size, args.seed, args.context_scale, args.substeps)
+                         args.batch_size, args.seed, args.context_scale, args.substeps, args.extrapolate)
     cfg = SolveConfig(steps=args.solve_steps, dilation=args.solve_dilation, particles=args.particles,
                       budget=args.budget, batch_size=args.batch_size, on_dead=args.on_dead, rewind=args.rewind,
                       learn=args.learn, probe=args.probe)

@@ -137,6 +137,19 @@ def test_generate_with_substeps_reports_the_network_calls(tmp_path, tiny_model, 
         one_error_line(err)
 
 
+def test_generate_with_extrapolation_labels_the_mode(tmp_path, tiny_model, capsys):
+    out = tmp_path / "grids.csv"
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model,
+                          "--extrapolate", "0.5", "--seed", "3", *FAST)
+    assert code == 0 and "extrapolation 0.5" in stdout
+    assert [r["mode"] for r in read(out)] == ["model:extrapolate=0.5"] * 2
+    for bad in (["--extrapolate", "-1"], ["--extrapolate", "nan"], ["--constrained", "--extrapolate", "0.5"]):
+        out = tmp_path / "bad.csv"
+        code, _, err = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *bad, *FAST)
+        assert code == 2 and not out.exists()
+        one_error_line(err)
+
+
 @pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget", "probe"])
 def test_bad_files_and_args(tmp_path, tiny_model, capsys, case):
     src = tmp_path / "p.csv"

@@ -640,3 +640,45 @@ def test_generation_substeps_override_the_models_for_one_run(proc):
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="substeps"):
             grids(substeps=bad)
+
+
+def test_extrapolated_correction_adds_alpha_times_the_change_since_the_previous_call():
+    """The multistep rule: the first call of a run returns the centred correction, each later one
+    c_n + alpha (c_n - c_{n-1}), both centred; a new run (another batch shape) starts afresh."""
+    from ddsm.sudoku.generate import ExtrapolatedCorrection
+
+    outs = iter([torch.tensor([[[1.0, 2.0, 6.0]]]), torch.tensor([[[3.0, 0.0, 3.0]]]),
+                 torch.tensor([[[5.0, 5.0, 5.0], [0.0, 3.0, 0.0]]])])
+    fn = ExtrapolatedCorrection(lambda x, t, cond=None: next(outs), 0.5)
+    x, t = torch.zeros(1, 1, 3), torch.ones(1)
+    first = fn(x, t)
+    assert torch.allclose(first, torch.tensor([[[-2.0, -1.0, 3.0]]]))
+    second = fn(x, t)  # centred (1, -2, 1); change (3, -1, -2)
+    assert torch.allclose(second, torch.tensor([[[2.5, -2.5, 0.0]]]))
+    third = fn(torch.zeros(1, 2, 3), t)  # another shape: a new run, nothing to extrapolate from
+    assert torch.allclose(third, torch.tensor([[[0.0, 0.0, 0.0], [-1.0, 2.0, -1.0]]]))
+
+
+def test_generation_extrapolation_changes_the_run_and_refuses_bad_values(proc):
+    """``generate_grids(extrapolate=0)`` is the plain run; a positive alpha changes the held
+    correction (so the grids, same seed); negative or non-finite values raise."""
+    from pathlib import Path
+
+    from ddsm.sudoku.generate import generate_grids
+    from ddsm.sudoku.model_io import SudokuModel
+
+    torch.manual_seed(0)
+    net = SudokuDenoiser(d_model=8, n_layers=1, hidden=8)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    sm = SudokuModel(process=proc, net=net.eval(), config={}, path=Path("."))
+
+    def grids(**kw) -> torch.Tensor:
+        return generate_grids(sm, 4, steps=4, generator=torch.Generator().manual_seed(7), **kw)
+
+    plain = grids()
+    assert torch.equal(grids(extrapolate=0.0), plain)
+    assert not torch.equal(grids(extrapolate=1.0), plain)
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="extrapolate"):
+            grids(extrapolate=bad)
