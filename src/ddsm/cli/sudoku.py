@@ -82,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "network calls of dilation 1")
     g.add_argument("--extrapolate", type=float, default=0.0, metavar="ALPHA",
                    help="model-only generation: hold each call's correction extrapolated by ALPHA times its change "
-                        "since the previous call (a multistep rule; 0: held as returned). With --steps 25 "
-                        "--time-dilation 4 --substeps 32, ALPHA 0.5 is the README's 100-call recipe")
+                        "since the previous call (a multistep rule; 0: held as returned). --steps 12 --time-dilation 8 "
+                        "--substeps 64 --extrapolate 0.5 runs dilation 8's dynamics with 96 network calls")
     shared(g)
     g.set_defaults(func=run)
     sudoku_train.add_parser(ssub)
