@@ -111,19 +111,6 @@ def test_generate(tmp_path, tiny_model, capsys, precision):
         assert bool((g >= 0).all()) and r["valid"] == str(bool(is_valid_grid(g[None])[0])) and r["seed"] == "5"
 
 
-def test_generate_with_a_context_scale_is_labelled(tmp_path, tiny_model, capsys):
-    out = tmp_path / "grids.csv"
-    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model,
-                          "--context-scale", "2", "--seed", "3", *FAST)
-    assert code == 0 and "context scale 2" in stdout
-    assert [r["mode"] for r in read(out)] == ["model:context_scale=2"] * 2
-    for bad in (["--context-scale", "-1"], ["--context-scale", "nan"], ["--constrained", "--context-scale", "2"]):
-        out = tmp_path / "bad.csv"
-        code, _, err = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *bad, *FAST)
-        assert code == 2 and not out.exists()
-        one_error_line(err)
-
-
 def test_generate_with_substeps_reports_the_network_calls(tmp_path, tiny_model, capsys):
     out = tmp_path / "grids.csv"
     code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model,
@@ -137,17 +124,29 @@ def test_generate_with_substeps_reports_the_network_calls(tmp_path, tiny_model, 
         one_error_line(err)
 
 
-def test_generate_with_extrapolation_labels_the_mode(tmp_path, tiny_model, capsys):
+@pytest.mark.parametrize("flags, said, mode", [
+    (["--context-scale", "2"], ["context scale 2"], "model:context_scale=2"),
+    (["--extrapolate", "0.5"], ["extrapolation 0.5"], "model:extrapolate=0.5"),
+    (["--context-scale", "2", "--extrapolate", "0.5"], ["context scale 2", "extrapolation 0.5"],
+     "model:context_scale=2:extrapolate=0.5"),
+])
+def test_generate_labels_sampler_settings_that_are_not_the_model_as_trained(tmp_path, tiny_model, capsys,
+                                                                            flags, said, mode):
     out = tmp_path / "grids.csv"
-    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model,
-                          "--extrapolate", "0.5", "--seed", "3", *FAST)
-    assert code == 0 and "extrapolation 0.5" in stdout
-    assert [r["mode"] for r in read(out)] == ["model:extrapolate=0.5"] * 2
-    for bad in (["--extrapolate", "-1"], ["--extrapolate", "nan"], ["--constrained", "--extrapolate", "0.5"]):
-        out = tmp_path / "bad.csv"
-        code, _, err = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *bad, *FAST)
-        assert code == 2 and not out.exists()
-        one_error_line(err)
+    code, stdout, _ = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *flags,
+                          "--seed", "3", *FAST)
+    assert code == 0 and all(words in stdout for words in said)
+    assert [r["mode"] for r in read(out)] == [mode] * 2
+
+
+@pytest.mark.parametrize("bad", [["--context-scale", "-1"], ["--context-scale", "nan"],
+                                 ["--constrained", "--context-scale", "2"], ["--extrapolate", "-1"],
+                                 ["--extrapolate", "nan"], ["--constrained", "--extrapolate", "0.5"]])
+def test_generate_refuses_bad_sampler_settings(tmp_path, tiny_model, capsys, bad):
+    out = tmp_path / "bad.csv"
+    code, _, err = run(capsys, "sudoku", "generate", "-n", "2", "-o", out, "--model", tiny_model, *bad, *FAST)
+    assert code == 2 and not out.exists()
+    one_error_line(err)
 
 
 @pytest.mark.parametrize("case", ["missing", "no_column", "empty", "not_sudoku", "dilation", "budget", "probe"])
