@@ -310,6 +310,17 @@ def test_options_saved_before_focus_law_keep_the_window_law():
     assert fresh.focus_law == "entropy" and fresh.focus == 1.0
 
 
+def test_sub_step_default_and_what_older_checkpoints_and_sudoku_keep():
+    from ddsm.sudoku.process import sudoku_process
+
+    assert JacobiProcess(4).substeps == 16 and build_process("jacobi", 4).config()["substeps"] == 16
+    # a posterior checkpoint without the option keeps the 8 sub-steps it was sampled with
+    saved = {k: v for k, v in JacobiProcess(4).config().items() if k != "substeps"}
+    assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).substeps == 8
+    assert JacobiProcess(**JacobiProcess.upgrade_options(JacobiProcess(4, substeps=3).config())).substeps == 3
+    assert sudoku_process().substeps == 8
+
+
 def test_fine_log_feature_and_checkpoints_saved_before_it():
     p = JacobiProcess(4)
     x0 = torch.randint(0, 4, (2, 5), generator=torch.Generator().manual_seed(0))
