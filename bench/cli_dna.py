@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +31,10 @@ import numpy as np
 from ddsm.data import encode_records, read_fasta
 from ddsm.metrics import kmer_js
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_chain import run  # noqa: E402  (one CLI runner for both benches)
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
-
-
-def run(cmd: list[str], threads: int) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t0 = time.time()
-    res = subprocess.run([sys.executable, "-m", "ddsm", *cmd], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
-    return time.time() - t0
 
 
 def markov_bits(train: np.ndarray, test: np.ndarray, order: int, K: int = 4) -> float:
