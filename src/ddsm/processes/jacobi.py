@@ -144,7 +144,7 @@ class JacobiProcess(Process):
                 Euler-Maruyama error of the sub-steps themselves is what remained: on a dhs4
                 model trained by ``ddsm train`` (800 steps, 100 sampling steps, 500 designs;
                 bench/cli_dna.py) 8 / 16 / 32 sub-steps gave 3-mer JS 0.0269 / 0.0235 / 0.0191
-                and GC 0.473 / 0.465 / 0.465 (held-out 0.464) at 1 / 1.24 / 1.72x the time, and
+                and GC 0.473 / 0.465 / 0.465 (held-out 0.464) at 1 / 1.25 / 1.85x the time, and
                 on the bundled dhs4 model 16 took its designs' 4-mer JS to that of real held-out
                 sequences (bench/select_bundled.py). Default 16 (round 2l; 8 before): checkpoints
                 record theirs, and Sudoku's settings keep 8.
