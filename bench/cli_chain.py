@@ -25,16 +25,30 @@ from pathlib import Path
 
 import numpy as np
 
+from ddsm.data import Record, write_fasta
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from entropy import draw, entropy_per_token, markov_chain, sequence_bits  # noqa: E402
 
 LETTERS = "ACGT"
 
 
-def write_fasta(path: Path, x: np.ndarray) -> None:
-    with open(path, "w") as fh:
-        for i, row in enumerate(x):
-            fh.write(f">s{i}\n{''.join(LETTERS[j] for j in row)}\n")
+def save_fasta(path: Path, seqs: list[str], prefix: str = "s") -> None:
+    """``seqs`` as FASTA records ``prefix0, prefix1, ...`` (the library's writer; replaces the file)."""
+    write_fasta(path, [Record(f"{prefix}{i}", s) for i, s in enumerate(seqs)], force=True)
+
+
+def print_paired(names: list[str], bits: dict[str, np.ndarray]) -> dict[str, float]:
+    """Print the paired difference of every two processes' per-sequence bits (same sequences);
+    returns the mean differences by ``"a - b"``."""
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            d = bits[a] - bits[b]
+            out[f"{a} - {b}"] = float(d.mean())
+            print(f"  paired {a} - {b}: {d.mean():+.4f} +- {d.std() / math.sqrt(len(d)):.4f} bits/token "
+                  f"({a} lower on {(d < 0).sum()} of {len(d)})", flush=True)
+    return out
 
 
 def run(cmd: list[str], threads: int) -> float:
@@ -79,8 +93,8 @@ def main() -> None:
         truth = sequence_bits(test_x, P, pi, order, K)
         d = work / f"chain{seed}"
         d.mkdir(exist_ok=True)
-        write_fasta(d / "train.fa", train_x)
-        write_fasta(d / "test.fa", test_x)
+        save_fasta(d / "train.fa", ["".join(LETTERS[j] for j in row) for row in train_x])
+        save_fasta(d / "test.fa", ["".join(LETTERS[j] for j in row) for row in test_x])
         print(f"chain seed {seed}: order-{order}, L={L}, true entropy {H:.4f} bits/token; "
               f"{args.steps} training steps, {args.threads} thread(s)", flush=True)
         bits: dict[str, np.ndarray] = {}
@@ -97,11 +111,8 @@ def main() -> None:
             excess_all[name].append(float(ex.mean()))
             print(f"  {name:10s} {b.mean():.4f} bits/token, paired excess {ex.mean():+.4f} +- "
                   f"{ex.std() / math.sqrt(len(ex)):.4f} (train {t_train:.0f} s, score {t_score:.0f} s)", flush=True)
-        for i, a in enumerate(names):
-            for bname in names[i + 1:]:
-                dd = bits[a] - bits[bname]
-                diffs.setdefault(f"{a} - {bname}", []).append(float(dd.mean()))
-                print(f"  paired {a} - {bname}: {dd.mean():+.4f} +- {dd.std() / math.sqrt(len(dd)):.4f}", flush=True)
+        for pair, mean in print_paired(names, bits).items():
+            diffs.setdefault(pair, []).append(mean)
     print("mean over chains: " + ", ".join(f"{n} excess {np.mean(v):+.4f}" for n, v in excess_all.items())
           + "; " + ", ".join(f"{k} {np.mean(v):+.4f}" for k, v in diffs.items()))
 

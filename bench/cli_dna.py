@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ddsm.data import encode_records, read_fasta
-from ddsm.metrics import kmer_js
+from ddsm.metrics import gc_content, kmer_js
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_chain import run  # noqa: E402  (one CLI runner for both benches)
+from cli_chain import print_paired, run, save_fasta  # noqa: E402  (shared with the chain bench)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
 
@@ -58,11 +58,6 @@ def markov_bits(train: np.ndarray, test: np.ndarray, order: int, K: int = 4) -> 
         bits -= np.log2(P[ctx, test[:, i]]).sum()
         ctx = (ctx * K + test[:, i]) % n
     return float(bits / test.size)
-
-
-def write_fasta(path: Path, seqs: list[str]) -> None:
-    with open(path, "w") as fh:
-        fh.writelines(f">v{i}\n{s}\n" for i, s in enumerate(seqs))
 
 
 def main() -> None:
@@ -96,8 +91,8 @@ def main() -> None:
     real_idx = order[args.n_score + args.n_ref : need]
     decode = lambda rows: [alpha.decode(r) for r in rows]  # noqa: E731
     score_seqs, ref, real = decode(va.tokens[score_idx]), decode(va.tokens[ref_idx]), decode(va.tokens[real_idx])
-    gc_ref = np.mean([(d.count("G") + d.count("C")) / len(d) for d in ref])
-    write_fasta(work / "score.fa", score_seqs)
+    gc_ref = gc_content(ref).mean()
+    save_fasta(work / "score.fa", score_seqs, prefix="v")
 
     print(f"dhs4: {len(tr.tokens)} train sequences, L = {tr.tokens.shape[1]}; {args.steps} training steps "
           f"(CLI defaults {args.train_args}), {args.threads} thread(s); {args.n_score} valid sequences scored, "
@@ -131,14 +126,10 @@ def main() -> None:
             t_sample = run(["sample", str(out), "-n", str(args.n_samples), "-o", str(fa), "--quiet", "--force",
                             "--seed", str(args.seed), *(["--substeps", sub] if sub else [])], args.threads)
             designs = [r.seq for r in read_fasta(fa)]
-            gc = np.mean([(d.count("G") + d.count("C")) / len(d) for d in designs])
+            gc = gc_content(designs).mean()
             print(f"  {name:12s} {'sub-steps ' + sub if sub else 'designs':12s}: 3-mer JS "
                   f"{kmer_js(designs, ref, 3, alpha.letters):.4f}, GC {gc:.4f} (sample {t_sample:.0f} s)", flush=True)
-    for i, a in enumerate(names):
-        for c in names[i + 1:]:
-            d = bits[a] - bits[c]
-            print(f"  paired {a} - {c}: {d.mean():+.4f} +- {d.std() / math.sqrt(len(d)):.4f} bits/token "
-                  f"({a} lower on {(d < 0).sum()} of {len(d)})")
+    print_paired(names, bits)
 
 
 if __name__ == "__main__":
