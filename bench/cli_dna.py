@@ -9,7 +9,7 @@ split is kept aside). Each process is trained with the CLI's defaults (conv back
 - held-out bits/token from ``ddsm score`` (DDSM: ODE bound; others: ELBO) on ``--n-score`` valid
   sequences, and the paired difference between processes (same sequences);
 - 3-mer Jensen-Shannon distance between ``--n-samples`` designs (``ddsm sample``) and a reference
-  of other valid sequences.
+  of other valid sequences; with ``--sample-seeds``, the mean and its standard error over seeds.
 
 For scale it also prints what the numbers would be for simple baselines: the bits/token of Markov
 chains of order 0-5 fitted to train.fasta, and the 3-mer JS of as many *real* held-out sequences
@@ -74,6 +74,9 @@ def main() -> None:
                     help="comma-separated SDE sub-steps per network call to sample jacobi with (default: its own)")
     ap.add_argument("--workdir", default="", help="keep the files here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="skip training where --workdir has the checkpoint")
+    ap.add_argument("--sample-seeds", default="",
+                    help="comma-separated ddsm sample seeds (default: --seed); the 3-mer JS of 500 designs "
+                         "varies by ~0.003 between seeds, so compare means over several")
     args = ap.parse_args()
     names = [n for n in args.processes.split(",") if n]
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cli_dna_"))
@@ -121,14 +124,20 @@ def main() -> None:
         print(f"  {name:12s} {b.mean():.4f} +- {b.std() / math.sqrt(len(b)):.4f} bits/token "
               f"(train {t_train:.0f} s, score {t_score:.0f} s)", flush=True)
         subs = args.jacobi_substeps.split(",") if name == "jacobi" and args.jacobi_substeps else [""]
+        seeds = [int(x) for x in args.sample_seeds.split(",") if x] or [args.seed]
         for sub in subs:
-            fa = work / f"{name}{'_sub' + sub if sub else ''}.fa"
-            t_sample = run(["sample", str(out), "-n", str(args.n_samples), "-o", str(fa), "--quiet", "--force",
-                            "--seed", str(args.seed), *(["--substeps", sub] if sub else [])], args.threads)
-            designs = [r.seq for r in read_fasta(fa)]
-            gc = gc_content(designs).mean()
-            print(f"  {name:12s} {'sub-steps ' + sub if sub else 'designs':12s}: 3-mer JS "
-                  f"{kmer_js(designs, ref, 3, alpha.letters):.4f}, GC {gc:.4f} (sample {t_sample:.0f} s)", flush=True)
+            js, gcs, secs = [], [], []
+            for seed in seeds:
+                fa = work / f"{name}{'_sub' + sub if sub else ''}_s{seed}.fa"
+                secs.append(run(["sample", str(out), "-n", str(args.n_samples), "-o", str(fa), "--quiet", "--force",
+                                 "--seed", str(seed), *(["--substeps", sub] if sub else [])], args.threads))
+                designs = [r.seq for r in read_fasta(fa)]
+                js.append(kmer_js(designs, ref, 3, alpha.letters))
+                gcs.append(float(gc_content(designs).mean()))
+            spread = f" +- {np.std(js, ddof=1) / math.sqrt(len(js)):.4f} (seeds {', '.join(f'{j:.4f}' for j in js)})" \
+                if len(js) > 1 else ""
+            print(f"  {name:12s} {'sub-steps ' + sub if sub else 'designs':12s}: 3-mer JS {np.mean(js):.4f}{spread}, "
+                  f"GC {np.mean(gcs):.4f} (sample {np.mean(secs):.0f} s each)", flush=True)
     print_paired(names, bits)
 
 

@@ -107,7 +107,7 @@ class JacobiProcess(Process):
     def __init__(self, K: int, T: float = 10.0, t_min: float = 0.01, t_train_min: float = 0.004,
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 1.0, focus_tau_min: float = 0.05,
-                 focus_tau_max: float = 3.0, substeps: int = 16, focus_law: str = "entropy",
+                 focus_tau_max: float = 3.0, substeps: int = 8, focus_law: str = "entropy",
                  grid_focus: float = 0.0, fine_log: bool = True) -> None:
         """
         Args:
@@ -140,14 +140,13 @@ class JacobiProcess(Process):
                 while the exact local evidence log q_tau(v_l | k), the stiff part of the score near
                 a vertex, is re-evaluated at the moving sticks and time. A sub-step costs a table
                 lookup, not a network call. On the bundled dhs4 model at 25 steps, 8 sub-steps
-                took the designs' 4-mer JS from 0.085 to 0.063 (100 plain steps: 0.060). The
-                Euler-Maruyama error of the sub-steps themselves is what remained: on a dhs4
-                model trained by ``ddsm train`` (800 steps, 100 sampling steps, 500 designs;
-                bench/cli_dna.py) 8 / 16 / 32 sub-steps gave 3-mer JS 0.0269 / 0.0235 / 0.0191
-                and GC 0.473 / 0.465 / 0.465 (held-out 0.464) at 1 / 1.25 / 1.85x the time, and
-                on the bundled dhs4 model 16 took its designs' 4-mer JS to that of real held-out
-                sequences (bench/select_bundled.py). Default 16 (round 2l; 8 before): checkpoints
-                record theirs, and Sudoku's settings keep 8.
+                took the designs' 4-mer JS from 0.085 to 0.063 (100 plain steps: 0.060). More
+                did not measurably help: 16 instead of 8 gave 4-mer JS 0.0566 against 0.0593 and
+                AUROC 0.570 against 0.572 over six seeds on the bundled dhs4 model (paired
+                difference -0.0027 +- 0.0021), and 3-mer JS 0.0231 against 0.0227 over three
+                seeds on a model trained by ``ddsm train`` (bench/cli_dna.py), at 1.15-1.25x the
+                time. Default 8 (round 2l shipped 16 on single-seed evidence that more seeds did
+                not confirm; checkpoints record theirs).
             grid_focus: fraction w in [0, 1) of the sampling grid's step density that follows the
                 entropy law (:attr:`entropy_focus`, where tokens get decided); the rest stays
                 uniform in public t (0: today's grid). The step times are quantiles of
@@ -198,7 +197,8 @@ class JacobiProcess(Process):
         before ``focus_law`` existed trained with the window law (and focus 0.5 by default), and
         those saved before ``fine_log`` existed fed the network two features per category.
         Posterior checkpoints that do not record ``substeps`` (saved before the option existed)
-        keep the 8 they have been sampled with since; new ones record 16."""
+        keep the 8 they were sampled with, whatever the default becomes; the ones saved in round
+        2l record the 16 of that round's default and keep it."""
         options = {"output": "score", **options}
         if options["output"] == "posterior":
             options = {"focus_law": "window", "focus": 0.5, "fine_log": False, "substeps": 8, **options}
