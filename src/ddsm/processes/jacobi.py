@@ -143,7 +143,7 @@ class JacobiProcess(Process):
                 took the designs' 4-mer JS from 0.085 to 0.063 (100 plain steps: 0.060). More
                 did not measurably help: 16 instead of 8 gave 4-mer JS 0.0566 against 0.0593 and
                 AUROC 0.570 against 0.572 over six seeds on the bundled dhs4 model (paired
-                difference -0.0027 +- 0.0021), and 3-mer JS 0.0231 against 0.0227 over three
+                difference -0.0027 +- 0.0021), and 3-mer JS 0.0231 against 0.0226 over three
                 seeds on a model trained by ``ddsm train`` (bench/cli_dna.py), at 1.15-1.25x the
                 time. Default 8 (round 2l shipped 16 on single-seed evidence that more seeds did
                 not confirm; checkpoints record theirs).
