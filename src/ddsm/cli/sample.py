@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="sampling steps (default: the model's recorded default, else 100)")
     s.add_argument("--substeps", type=int, default=None,
                    help="jacobi models: SDE sub-steps per network call, the exact local evidence refreshed at "
-                        "each (default: the model's recorded value; new models record 16)")
+                        "each (default: the model's recorded value; new models record 8)")
     s.add_argument("--grid-focus", dest="grid_focus", type=float, default=None,
                    help="jacobi models: fraction in [0, 1) of the sampling steps placed where tokens get decided "
                         "(the entropy law), the rest uniform in time (default: the model's recorded default, else 0)")
