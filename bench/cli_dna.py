@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--train-args", default="", help="extra ddsm train arguments for every process")
     ap.add_argument("--jacobi-substeps", default="",
                     help="comma-separated SDE sub-steps per network call to sample jacobi with (default: its own)")
+    ap.add_argument("--jacobi-extrapolate", default="",
+                    help="comma-separated ddsm sample --extrapolate values to sample jacobi with (default: its own)")
+    ap.add_argument("--designs-only", action="store_true", help="skip ddsm score (designs and their 3-mer JS only)")
     ap.add_argument("--workdir", default="", help="keep the files here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="skip training where --workdir has the checkpoint")
     ap.add_argument("--sample-seeds", default="",
@@ -116,29 +119,35 @@ def main() -> None:
             t_train = run(["train", "--data", str(DATA / "train.fasta"), "--out", str(out), "--process", name,
                            "--steps", str(args.steps), "--seed", str(args.seed), "--quiet", "--force",
                            *args.train_args.split()], args.threads)
-        t_score = run(["score", str(out), str(work / "score.fa"), "-o", str(work / f"{name}.tsv"), "--quiet",
-                       "--force", "--seed", str(args.seed)], args.threads)
-        with open(work / f"{name}.tsv") as fh:
-            b = np.array([float(r["bits_per_token"]) for r in csv.DictReader(fh, delimiter="\t")])
-        bits[name] = b
-        print(f"  {name:12s} {b.mean():.4f} +- {b.std() / math.sqrt(len(b)):.4f} bits/token "
-              f"(train {t_train:.0f} s, score {t_score:.0f} s)", flush=True)
-        subs = args.jacobi_substeps.split(",") if name == "jacobi" and args.jacobi_substeps else [""]
+        if not args.designs_only:
+            t_score = run(["score", str(out), str(work / "score.fa"), "-o", str(work / f"{name}.tsv"), "--quiet",
+                           "--force", "--seed", str(args.seed)], args.threads)
+            with open(work / f"{name}.tsv") as fh:
+                b = np.array([float(r["bits_per_token"]) for r in csv.DictReader(fh, delimiter="\t")])
+            bits[name] = b
+            print(f"  {name:12s} {b.mean():.4f} +- {b.std() / math.sqrt(len(b)):.4f} bits/token "
+                  f"(train {t_train:.0f} s, score {t_score:.0f} s)", flush=True)
+        jac = name == "jacobi"
+        settings = [(sub, ext) for sub in (args.jacobi_substeps.split(",") if jac and args.jacobi_substeps else [""])
+                    for ext in (args.jacobi_extrapolate.split(",") if jac and args.jacobi_extrapolate else [""])]
         seeds = [int(x) for x in args.sample_seeds.split(",") if x] or [args.seed]
-        for sub in subs:
+        for sub, ext in settings:
             js, gcs, secs = [], [], []
+            tag = ("sub-steps " + sub if sub else "") + (" extrapolate " + ext if ext else "")
             for seed in seeds:
-                fa = work / f"{name}{'_sub' + sub if sub else ''}_s{seed}.fa"
+                fa = work / f"{name}{'_sub' + sub if sub else ''}{'_ext' + ext if ext else ''}_s{seed}.fa"
                 secs.append(run(["sample", str(out), "-n", str(args.n_samples), "-o", str(fa), "--quiet", "--force",
-                                 "--seed", str(seed), *(["--substeps", sub] if sub else [])], args.threads))
+                                 "--seed", str(seed), *(["--substeps", sub] if sub else []),
+                                 *(["--extrapolate", ext] if ext else [])], args.threads))
                 designs = [r.seq for r in read_fasta(fa)]
                 js.append(kmer_js(designs, ref, 3, alpha.letters))
                 gcs.append(float(gc_content(designs).mean()))
             spread = f" +- {np.std(js, ddof=1) / math.sqrt(len(js)):.4f} (seeds {', '.join(f'{j:.4f}' for j in js)})" \
                 if len(js) > 1 else ""
-            print(f"  {name:12s} {'sub-steps ' + sub if sub else 'designs':12s}: 3-mer JS {np.mean(js):.4f}{spread}, "
+            print(f"  {name:12s} {tag.strip() or 'designs':12s}: 3-mer JS {np.mean(js):.4f}{spread}, "
                   f"GC {np.mean(gcs):.4f} (sample {np.mean(secs):.0f} s each)", flush=True)
-    print_paired(names, bits)
+    if bits:
+        print_paired(list(bits), bits)
 
 
 if __name__ == "__main__":

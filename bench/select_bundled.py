@@ -124,6 +124,7 @@ def ship(args: argparse.Namespace, run_dir: Path, base: dict, rows: list, best: 
                        **({"guidance_interval": best["guidance_interval"]} if best.get("guidance_interval") else {}),
                        **({"substeps": best["substeps"]} if best.get("substeps") else {}),
                        **({"grid_focus": best["grid_focus"]} if best.get("grid_focus") else {}),
+                       **({"extrapolate": best["extrapolate"]} if best.get("extrapolate") else {}),
                        "selected_by": selected_by}
     dest.mkdir(parents=True, exist_ok=True)
     # re-written with the record of the training config (ddsm.checkpoint.BOUND_KEY), which
@@ -160,6 +161,8 @@ def main() -> None:
     ap.add_argument("--grid-focus", dest="grid_focus", default="",
                     help="comma-separated fractions of a jacobi model's sampling steps placed by the entropy law "
                          "(empty: the process's default, uniform)")
+    ap.add_argument("--extrapolate", default="",
+                    help="comma-separated ddsm sample --extrapolate values for a jacobi model (empty: none)")
     ap.add_argument("--precision", default="fp32", help="comma-separated network precisions to compare (fp32, bf16)")
     ap.add_argument("--n-per-class", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -190,7 +193,8 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"no snapshots in {run_dir / 'snapshots'}")
     rows = []
-    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'sub':>3s} {'grid':>4s} {'prec':>4s} "
+    print(f"{'snapshot':>12s} {'w':>4s} {'cg':>4s} {'t-range':>7s} {'steps':>5s} {'sub':>3s} {'grid':>4s} {'ext':>4s} "
+          f"{'prec':>4s} "
           f"{'oracle':>7s} {'judge':>7s} "
           f"{'4-mer JS':>8s} {'AUROC':>6s} {'cAUROC':>6s} {'cJS4':>6s} "
           f"{'divers.':>7s} {'nearest':>7s} {'score':>6s} {'s':>5s}")
@@ -198,19 +202,21 @@ def main() -> None:
         run = load_run(snap)
         subs = [int(n) for n in args.substeps.split(",")] if args.substeps else [None]
         focuses = [float(g) for g in args.grid_focus.split(",")] if args.grid_focus else [None]
-        for steps, sub, gf, prec, w, cg, iv in [(int(s), n, g, p, float(x), float(c), parse_interval(i))
-                                                for s in args.steps.split(",") for n in subs for g in focuses
-                                            for p in args.precision.split(",")
-                                            for x in args.guidance.split(",")
-                                            for c in args.classifier_guidance.split(",")
-                                            for i in args.intervals.split(",")]:
+        extraps = [float(e) for e in args.extrapolate.split(",")] if args.extrapolate else [0.0]
+        for steps, sub, gf, ex, prec, w, cg, iv in [(int(s), n, g, e, p, float(x), float(c), parse_interval(i))
+                                                    for s in args.steps.split(",") for n in subs for g in focuses
+                                                    for e in extraps
+                                                    for p in args.precision.split(",")
+                                                    for x in args.guidance.split(",")
+                                                    for c in args.classifier_guidance.split(",")
+                                                    for i in args.intervals.split(",")]:
             gen = seed_everything(args.seed)
             t0 = time.time()
             recs = []
             for cls in run.classes:
                 res = design(run, args.n_per_class, steps=steps, class_name=cls, guidance=w, generator=gen,
                              batch_size=args.n_per_class, precision=prec, classifier_guidance=cg,
-                             guidance_interval=iv, substeps=sub, grid_focus=gf)
+                             guidance_interval=iv, substeps=sub, grid_focus=gf, extrapolate=ex)
                 recs += [Record(f"{cls}_{i}", s, {key: cls}) for i, s in enumerate(res.sequences) if s]
             t_design = time.time() - t0
             m = row_of(evaluate_detailed(recs, valid, label_key=key, train=train, oracle="auto", seed=args.seed))
@@ -218,10 +224,11 @@ def main() -> None:
             rows.append({"snapshot": snap.name, "guidance": w, "classifier_guidance": cg, "steps": steps,
                          "substeps": sub if sub is not None else getattr(run.process, "substeps", None),
                          "grid_focus": gf if gf is not None else getattr(run.process, "grid_focus", None),
+                         "extrapolate": ex,
                          "precision": prec, "guidance_interval": None if iv is None else list(iv), **m,
                          "score": sc, "meets_goals": meets_goals(m, base), "design_seconds": t_design})
             print(f"{snap.name:>12s} {w:4g} {cg:4g} {interval_text(iv):>7s} {steps:5d} {str(sub or '-'):>3s} "
-                  f"{'-' if gf is None else f'{gf:g}':>4s} {prec:>4s} "
+                  f"{'-' if gf is None else f'{gf:g}':>4s} {ex:4g} {prec:>4s} "
                   f"{m['oracle_target_frac']:7.3f} "
                   f"{m['eval_oracle_target_frac']:7.3f} {m['kmer4_js']:8.4f} "
                   f"{m['disc_auroc']:6.3f} {m['class_auroc']:6.3f} {m['class_kmer4_js']:6.4f} {m['diversity']:7.3f} "
@@ -231,7 +238,8 @@ def main() -> None:
     best = max(rows, key=lambda r: (r["meets_goals"], r["score"]))
     print(f"chosen: {best['snapshot']} guidance {best['guidance']:g} classifier guidance "
           f"{best['classifier_guidance']:g} interval {interval_text(best.get('guidance_interval'))} "
-          f"steps {best['steps']} substeps {best.get('substeps')} {best['precision']} "
+          f"steps {best['steps']} substeps {best.get('substeps')} extrapolate {best.get('extrapolate', 0):g} "
+          f"{best['precision']} "
           f"(score {best['score']:.3f})")
     (run_dir / "selection.json").write_text(json.dumps({"real": base, "rows": rows, "chosen": best,
                                                        "selected_by": sweep_command(args)}, indent=1))

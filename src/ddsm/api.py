@@ -393,13 +393,16 @@ def _interval(interval: Optional[tuple[float, float]]) -> Optional[tuple[float, 
         raise DDSMInputError(str(e)) from None
 
 
-def with_jacobi_sampling(run: Run, *, substeps: Optional[int] = None, grid_focus: Optional[float] = None) -> Run:
-    """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call and/or
-    placing a fraction ``grid_focus`` of its sampling steps by the entropy law (None: unchanged).
-    A copy: ``run`` itself is unchanged; the copy shares its network and stick tables."""
-    if substeps is None and grid_focus is None:
+def with_jacobi_sampling(run: Run, *, substeps: Optional[int] = None, grid_focus: Optional[float] = None,
+                         extrapolate: Optional[float] = None) -> Run:
+    """``run`` with its jacobi process taking ``substeps`` SDE sub-steps per network call, placing
+    a fraction ``grid_focus`` of its sampling steps by the entropy law and/or extrapolating the held
+    correction by ``extrapolate`` (None: unchanged). A copy: ``run`` itself is unchanged; the copy
+    shares its network and stick tables."""
+    if substeps is None and grid_focus is None and extrapolate is None:
         return run
-    flag = "--substeps" if substeps is not None else "--grid-focus"
+    flag = ("--substeps" if substeps is not None else "--grid-focus" if grid_focus is not None
+            else "--extrapolate")
     if not (isinstance(run.process, JacobiProcess) and run.process.output == "posterior"):
         raise DDSMInputError(f"{flag} needs a jacobi model with the posterior output; this model uses "
                              f"{run.process.name!r}")
@@ -407,6 +410,9 @@ def with_jacobi_sampling(run: Run, *, substeps: Optional[int] = None, grid_focus
         raise DDSMInputError(f"--substeps must be an integer >= 1, got {substeps}")
     if grid_focus is not None and (isinstance(grid_focus, bool) or not 0.0 <= float(grid_focus) < 1.0):
         raise DDSMInputError(f"--grid-focus must lie in [0, 1), got {grid_focus}")
+    if extrapolate is not None and (isinstance(extrapolate, bool)
+                                    or not (math.isfinite(extrapolate) and extrapolate >= 0)):
+        raise DDSMInputError(f"--extrapolate must be a finite number >= 0, got {extrapolate}")
     if grid_focus:
         run.process.entropy_focus  # noqa: B018  (estimated once on the shared process, ~1 s, not per copy)
     process = copy.copy(run.process)
@@ -414,6 +420,8 @@ def with_jacobi_sampling(run: Run, *, substeps: Optional[int] = None, grid_focus
         process.substeps = int(substeps)
     if grid_focus is not None:
         process.grid_focus = float(grid_focus)
+    if extrapolate is not None:
+        process.extrapolate = float(extrapolate)
     return replace(run, process=process)
 
 
@@ -449,6 +457,7 @@ def design(
     sampler: Optional[str] = None,
     substeps: Optional[int] = None,
     grid_focus: Optional[float] = None,
+    extrapolate: Optional[float] = None,
 ):
     """Draw ``n`` designs that satisfy every constraint exactly (see ``ddsm.constraints``).
 
@@ -491,6 +500,11 @@ def design(
             process's own (8).
         grid_focus: fraction of a jacobi model's sampling steps placed by the entropy law, where
             tokens get decided (see ``JacobiProcess``); None: the process's own (0, uniform).
+        extrapolate: alpha >= 0 for a jacobi model (posterior output): the correction held over a
+            call's sub-steps is the network's c_n plus alpha (c_n - c_{n-1}), its change since the
+            previous call (:class:`ddsm.sampling.ExtrapolatedCorrection`; same network calls); 0:
+            held as returned; None: the process's own. Reward guidance (its resampling reorders
+            the batch between calls) refuses a value > 0 and runs without the process's own.
     Returns:
         a :class:`ddsm.constraints.DesignResult` (sequences, samples used, failures with reasons).
     """
@@ -500,7 +514,10 @@ def design(
     if not (math.isfinite(classifier_guidance) and classifier_guidance >= 0):
         raise DDSMInputError("--classifier-guidance must be a finite number >= 0")
     interval = _interval(guidance_interval)  # checked once, shared by both guidances
-    run = with_jacobi_sampling(run, substeps=substeps, grid_focus=grid_focus)
+    run = with_jacobi_sampling(run, substeps=substeps, grid_focus=grid_focus, extrapolate=extrapolate)
+    if extrapolate and reward is not None and math.isfinite(alpha):
+        raise DDSMInputError("--extrapolate does not combine with reward guidance (its resampling reorders the "
+                             "designs between network calls)")
     try:
         sampler = run.process.resolve_sampler(sampler)
     except ValueError as e:

@@ -116,3 +116,60 @@ def test_bad_substeps_are_one_error_line(cli, trained_model, masked_model, tmp_p
     assert_input_error(cli("sample", trained_model, "-n", "2", "-o", out, "--substeps", "0", *CPU), "substeps")
     assert_input_error(cli("sample", masked_model, "-n", "2", "-o", out, "--substeps", "4", *CPU), "substeps")
     assert not out.exists()
+
+
+def test_extrapolate_reaches_the_held_correction_and_is_recorded(cli, trained_model, masked_model, tmp_path):
+    out, plain = tmp_path / "d.fasta", tmp_path / "plain.fasta"
+    assert cli("sample", trained_model, "-n", "3", "-o", out, "--steps", "4", "--extrapolate", "1", "--seed", "1",
+               *CPU).code == 0
+    assert all("extrapolate=1" in h for h in out.read_text().splitlines()[0::2])
+    side = json.loads((tmp_path / "d.fasta.json").read_text())
+    assert side["argv"][side["argv"].index("--extrapolate") + 1] == "1.0"
+    assert cli("sample", trained_model, "-n", "3", "-o", plain, "--steps", "4", "--seed", "1", *CPU).code == 0
+    assert "extrapolate" not in plain.read_text()
+    assert plain.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]  # another held correction
+    bad = tmp_path / "bad.fasta"
+    for value in ("-1", "nan"):
+        assert_input_error(cli("sample", trained_model, "-n", "2", "-o", bad, "--extrapolate", value, *CPU),
+                           "extrapolate")
+    assert_input_error(cli("sample", masked_model, "-n", "2", "-o", bad, "--extrapolate", "0.5", *CPU), "extrapolate")
+    assert_input_error(cli("sample", trained_model, "-n", "2", "-o", bad, "--extrapolate", "0.5", "--reward", "gc:0.5",
+                           *CPU), "extrapolate")
+    assert not bad.exists()
+
+
+def test_extrapolation_starts_afresh_in_every_batch(trained_model, monkeypatch):
+    """``design(extrapolate=alpha)`` runs the loop with a fresh :class:`ExtrapolatedCorrection` per batch
+    (the process's ``sampling_model``: one instance per run, called once per step, so the second batch's
+    first call cannot extrapolate from the first batch's last one), the same designs as the loop run by
+    hand on the wrapped network with the same generator; alpha 0 is the plain run."""
+    import torch
+
+    import ddsm.processes.jacobi
+    from ddsm.api import design, load_run
+    from ddsm.sampling import ExtrapolatedCorrection, sample
+
+    calls: list[list[float]] = []
+
+    class Spy(ExtrapolatedCorrection):
+        def __init__(self, *a: Any) -> None:
+            super().__init__(*a)
+            calls.append([])
+
+        def __call__(self, x, t, cond=None):
+            calls[-1].append(float(t[0]))
+            return super().__call__(x, t, cond)
+
+    monkeypatch.setattr(ddsm.processes.jacobi, "ExtrapolatedCorrection", Spy)
+    run = load_run(trained_model)
+    got = design(run, 4, steps=6, batch_size=2, extrapolate=50.0, generator=torch.Generator().manual_seed(5)).sequences
+    assert len(calls) == 2 and all(len(c) == 6 and c == sorted(c, reverse=True) for c in calls)
+    gen = torch.Generator().manual_seed(5)
+    by_hand = [run.alphabet.decode(row) for _ in range(2)
+               for row in sample(run.process, ExtrapolatedCorrection(run.model, 50.0), (2, run.seq_len), steps=6,
+                                 generator=gen).numpy()]  # run.process has extrapolate 0: no second wrapper
+    assert got == by_hand
+    plain = design(run, 4, steps=6, batch_size=2, generator=torch.Generator().manual_seed(5)).sequences
+    assert design(run, 4, steps=6, batch_size=2, extrapolate=0.0,
+                  generator=torch.Generator().manual_seed(5)).sequences == plain
+    assert plain != got

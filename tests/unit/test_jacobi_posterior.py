@@ -322,6 +322,28 @@ def test_sub_step_default_and_what_older_checkpoints_and_sudoku_keep():
     assert sudoku_process().substeps == 8
 
 
+def test_extrapolate_option_gives_each_sampling_run_a_fresh_multistep_wrapper():
+    """``extrapolate`` is recorded, refused when negative or not finite, kept at 0 by checkpoints
+    saved before it existed, and ``sampling_model`` wraps the network in a new
+    :class:`ExtrapolatedCorrection` per run only when it is > 0 (posterior output)."""
+    from ddsm.sampling import ExtrapolatedCorrection
+
+    def net(x, t, cond=None):
+        return x
+
+    assert JacobiProcess(4).sampling_model(net) is net
+    p = JacobiProcess(4, extrapolate=0.5)
+    assert p.config()["extrapolate"] == 0.5
+    first, second = p.sampling_model(net), p.sampling_model(net)
+    assert isinstance(first, ExtrapolatedCorrection) and first.alpha == 0.5 and first is not second
+    assert build_process("jacobi", 4, output="score").sampling_model(net) is net
+    saved = {k: v for k, v in JacobiProcess(4, extrapolate=0.5).config().items() if k != "extrapolate"}
+    assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).extrapolate == 0.0
+    for bad in (-0.1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="extrapolate"):
+            JacobiProcess(4, extrapolate=bad)
+
+
 def test_fine_log_feature_and_checkpoints_saved_before_it():
     p = JacobiProcess(4)
     x0 = torch.randint(0, 4, (2, 5), generator=torch.Generator().manual_seed(0))

@@ -645,7 +645,7 @@ def test_generation_substeps_override_the_models_for_one_run(proc):
 def test_extrapolated_correction_adds_alpha_times_the_change_since_the_previous_call():
     """The multistep rule: the first call of a run returns the centred correction, each later one
     c_n + alpha (c_n - c_{n-1}), both centred; a new run (another batch shape) starts afresh."""
-    from ddsm.sudoku.generate import ExtrapolatedCorrection
+    from ddsm.sampling import ExtrapolatedCorrection
 
     outs = iter([torch.tensor([[[1.0, 2.0, 6.0]]]), torch.tensor([[[3.0, 0.0, 3.0]]]),
                  torch.tensor([[[5.0, 5.0, 5.0], [0.0, 3.0, 0.0]]])])

@@ -49,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--grid-focus", dest="grid_focus", type=float, default=None,
                    help="jacobi models: fraction in [0, 1) of the sampling steps placed where tokens get decided "
                         "(the entropy law), the rest uniform in time (default: the model's recorded default, else 0)")
+    s.add_argument("--extrapolate", type=float, default=None, metavar="ALPHA",
+                   help="jacobi models: hold each call's correction extrapolated by ALPHA times its change since "
+                        "the previous call (a multistep rule; same network calls; default: the model's recorded "
+                        "value, else 0)")
     s.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="reverse-time sampler (recorded in the headers); default: the process's own")
     s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,
@@ -156,6 +160,8 @@ def _check_flags(args: argparse.Namespace, out: Path) -> None:
         raise DDSMInputError("--dilation-after must be in [0, 1]")
     if args.grid_focus is not None and not 0 <= args.grid_focus < 1:
         raise DDSMInputError("--grid-focus must lie in [0, 1)")
+    if args.extrapolate is not None and not (math.isfinite(args.extrapolate) and args.extrapolate >= 0):
+        raise DDSMInputError(f"--extrapolate must be a finite number >= 0, got {args.extrapolate}")
 
 
 def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[str, str]], list[dict[str, Any]]]:
@@ -170,6 +176,8 @@ def _draw(args: argparse.Namespace, plan: Plan) -> tuple[list[Any], list[tuple[s
         extra["substeps"] = args.substeps
     if args.grid_focus is not None:
         extra["grid_focus"] = args.grid_focus
+    if args.extrapolate is not None:
+        extra["extrapolate"] = args.extrapolate
     records, failures, designs = [], [], []
     for class_name in plan.classes:
         result = design(plan.run, args.n, steps=args.steps, batch_size=args.batch_size, class_name=class_name,

@@ -71,6 +71,8 @@ def build_plan(args: argparse.Namespace, out: Path) -> Plan:
         args.substeps = int(defaults["substeps"])
     if args.grid_focus is None and defaults.get("grid_focus") is not None:
         args.grid_focus = float(defaults["grid_focus"])
+    if args.extrapolate is None and defaults.get("extrapolate") is not None and args.reward is None:
+        args.extrapolate = float(defaults["extrapolate"])  # a recorded default yields to reward guidance
     if args.guidance is None:
         args.guidance = float(defaults.get("guidance", 0.0)) if args.class_name is not None else 0.0
     interval = guidance_interval(args.guidance_interval, defaults)

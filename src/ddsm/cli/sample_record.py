@@ -23,6 +23,8 @@ def header_meta(args: argparse.Namespace, plan: Plan) -> dict[str, str]:
         meta["substeps"] = str(args.substeps)
     if args.grid_focus is not None:
         meta["grid_focus"] = f"{args.grid_focus:g}"
+    if args.extrapolate:
+        meta["extrapolate"] = f"{args.extrapolate:g}"
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"
     if plan.interval is not None and (args.guidance or args.classifier_guidance):
@@ -49,7 +51,8 @@ def argv_of(args: argparse.Namespace, plan: Plan, out: Path) -> list[str]:
     for flag, value in (("--class", args.class_name), ("--fixed", args.fixed), ("--gc", args.gc),
                         ("--length-range", args.length_range), ("--design-length", args.design_length),
                         ("--track", args.track), ("--classifier", args.classifier), ("--sampler", args.sampler),
-                        ("--substeps", args.substeps), ("--grid-focus", args.grid_focus)):
+                        ("--substeps", args.substeps), ("--grid-focus", args.grid_focus),
+                        ("--extrapolate", args.extrapolate)):
         if value is not None:
             argv += [flag, str(value)]
     if args.classifier_guidance:

@@ -219,6 +219,13 @@ class Process(ABC):
         """``(steps + 1,)`` decreasing public times from 1 to the end time."""
         return torch.linspace(1.0, 0.0, steps + 1, device=device)
 
+    def sampling_model(self, model: "ModelFn") -> "ModelFn":
+        """The network as one run of the sampling loop calls it (the loop asks once per run, before
+        its first step). A process whose sampler keeps a memory of past network outputs across a
+        run (the Jacobi process's multistep correction) wraps ``model`` here in a fresh object,
+        so that ``step`` stays a pure function of one output. Default: ``model`` unchanged."""
+        return model
+
     def prepare_steps(self, pairs: Sequence[tuple[Tensor, Tensor, float]]) -> None:
         """Called by a sampling loop, before its first step, with every ``(t, s, c)`` it will
         step (public times, 0-dim, and the dilation; ``ddsm.sampling.loop.dilated_pairs``), so a

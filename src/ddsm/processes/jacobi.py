@@ -44,6 +44,7 @@ from ..special.transition import LineageWindows, beta_sample, stats_at_one
 from ._ode_likelihood import ode_log_density
 from ._sde_likelihood import sde_bits_per_token
 from .base import ModelFn, NoisySample, Process, sample_categorical
+from .multistep import ExtrapolatedCorrection
 
 #: log-posterior features are clamped here (nats) and scaled by 1 / _FEATURE_SCALE
 _FEATURE_FLOOR, _FEATURE_SCALE = -30.0, 10.0
@@ -108,7 +109,7 @@ class JacobiProcess(Process):
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 1.0, focus_tau_min: float = 0.05,
                  focus_tau_max: float = 3.0, substeps: int = 8, focus_law: str = "entropy",
-                 grid_focus: float = 0.0, fine_log: bool = True) -> None:
+                 grid_focus: float = 0.0, fine_log: bool = True, extrapolate: float = 0.0) -> None:
         """
         Args:
             K: number of categories.
@@ -158,6 +159,12 @@ class JacobiProcess(Process):
                 Validation chains of bench/entropy.py (seeds 1, 2; 120 s): paired excess +0.0122
                 / +0.0422 bits/token against +0.0156 / +0.0473 without; dhs4 at three CPU
                 minutes: no change. Checkpoints saved before the option existed load without it.
+            extrapolate: alpha >= 0 (posterior output): the correction held over a call's
+                sub-steps is the network's c_n plus alpha times its change since the run's
+                previous call, c_n - c_{n-1} (:class:`ddsm.sampling.ExtrapolatedCorrection`, applied
+                by :meth:`sampling_model`; 0: held as returned). The held value otherwise lags the
+                sequence, which keeps deciding during the call; a two-step multistep rule as
+                Adams-Bashforth and DPM-Solver's multistep samplers use, same network calls.
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
@@ -173,6 +180,8 @@ class JacobiProcess(Process):
             raise ValueError(f"jacobi process needs an integer substeps >= 1, got {substeps}")
         if not 0.0 <= grid_focus < 1.0:
             raise ValueError(f"jacobi grid_focus must lie in [0, 1), got {grid_focus}")
+        if isinstance(extrapolate, bool) or not (math.isfinite(extrapolate) and extrapolate >= 0.0):
+            raise ValueError(f"jacobi extrapolate must be a finite number >= 0, got {extrapolate}")
         if focus_law not in ("window", "entropy"):
             raise ValueError(f"jacobi focus_law must be 'window' or 'entropy', got {focus_law!r}")
         if not 0.0 <= focus <= 1.0 or not 0.0 < focus_tau_min < focus_tau_max:
@@ -183,7 +192,7 @@ class JacobiProcess(Process):
         self.n_train_times, self.output = int(n_train_times), output
         self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
         self.substeps, self.focus_law, self.grid_focus = int(substeps), focus_law, float(grid_focus)
-        self.fine_log = bool(fine_log)
+        self.fine_log, self.extrapolate = bool(fine_log), float(extrapolate)
         i = np.arange(K - 1)
         self.a = np.ones(K - 1)
         self.b = (K - 1 - i).astype(np.float64)
@@ -198,10 +207,12 @@ class JacobiProcess(Process):
         those saved before ``fine_log`` existed fed the network two features per category.
         Posterior checkpoints that do not record ``substeps`` (saved before the option existed)
         keep the 8 they were sampled with, whatever the default becomes; the ones saved in round
-        2l record the 16 of that round's default and keep it."""
+        2l record the 16 of that round's default and keep it. Those saved before ``extrapolate``
+        existed sampled with the correction held as returned (0), and keep it."""
         options = {"output": "score", **options}
         if options["output"] == "posterior":
-            options = {"focus_law": "window", "focus": 0.5, "fine_log": False, "substeps": 8, **options}
+            options = {"focus_law": "window", "focus": 0.5, "fine_log": False, "substeps": 8, "extrapolate": 0.0,
+                       **options}
         return options
 
     # ------------------------------------------------------------------ clocks
@@ -319,6 +330,13 @@ class JacobiProcess(Process):
         """Residual logits ``(B, L, K)`` float64: local evidence plus the centred correction."""
         c = _FlushTinyGrad.apply(correction).double()
         return loglik - loglik.amax(-1, keepdim=True) + (c - c.mean(-1, keepdim=True))
+
+    def sampling_model(self, model: ModelFn) -> ModelFn:
+        """``model`` in a fresh :class:`ExtrapolatedCorrection` when :attr:`extrapolate` > 0 (posterior
+        output, a network that returns a correction: not one that reads the raw state)."""
+        if not self.extrapolate or self.output != "posterior" or takes_raw_state(model):
+            return model
+        return ExtrapolatedCorrection(model, self.extrapolate)
 
     def model_output(self, model: ModelFn, xt: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """Posterior logits ``(B, L, K)`` float64 of p(x0 | xt)."""

@@ -78,6 +78,7 @@ def sample(
     grid = process.time_grid(steps, device=device) if times is None else times.to(device)
     pairs = list(dilated_pairs(grid, dilation, dilation_after))
     process.prepare_steps(pairs)
+    model = process.sampling_model(model)  # fresh per run: a multistep memory starts empty
     iterator: Iterable = pairs if progress is None else progress(pairs)
     for t, s, c in iterator:
         t_b, s_b = t.expand(B), s.expand(B)

@@ -31,7 +31,7 @@ def generate_grids(
     times: Optional[Tensor] = None,
     context_scale: float = 1.0,
     substeps: Optional[int] = None,
-    extrapolate: float = 0.0,
+    extrapolate: Optional[float] = None,
 ) -> Tensor:
     """``n`` grids ``(n, 81)`` long (digits 0..8) from the reverse SDE of the ``jacobi`` process,
     whose last step draws each cell from the network's posterior at t_min. Validity is not
@@ -56,7 +56,8 @@ def generate_grids(
             with 100 calls, DDSM's dilation-1 cost (README, Sudoku).
         extrapolate: alpha >= 0: the correction held over a call's sub-steps is the network's
             c_n plus alpha times its change since the previous call, c_n - c_{n-1}
-            (:class:`ExtrapolatedCorrection`; 0: held as returned). A multistep use of past
+            (:class:`ddsm.sampling.ExtrapolatedCorrection`; 0: held as returned; None: the
+            process's own, 0 for the bundled model). A multistep use of past
             network outputs, as Adams-Bashforth or DPM-Solver's multistep samplers make: alpha
             0.5 is the correction at the middle of the call's interval if it changes linearly.
             Same network calls, no rule checked.
@@ -65,20 +66,21 @@ def generate_grids(
         raise ValueError(f"context_scale must be a finite number >= 0, got {context_scale}")
     if substeps is not None and (isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1):
         raise ValueError(f"substeps must be an integer >= 1, got {substeps}")
-    if not (math.isfinite(extrapolate) and extrapolate >= 0.0):
+    if extrapolate is not None and not (math.isfinite(extrapolate) and extrapolate >= 0.0):
         raise ValueError(f"extrapolate must be a finite number >= 0, got {extrapolate}")
     proc = sm.process
-    if substeps is not None and substeps != proc.substeps:
-        proc = copy.copy(proc)  # the loaded model keeps its own setting; the copy shares its tables
-        proc.substeps = int(substeps)
+    if (substeps is not None and substeps != proc.substeps) or (extrapolate is not None
+                                                               and extrapolate != proc.extrapolate):
+        proc = copy.copy(proc)  # the loaded model keeps its own settings; the copy shares its tables
+        proc.substeps = int(substeps) if substeps is not None else proc.substeps
+        proc.extrapolate = float(extrapolate) if extrapolate is not None else proc.extrapolate
     model_fn = sm.model_fn if context_scale == 1.0 else scaled_correction(sm.model_fn, context_scale)
     out = []
     batch_size = sm.batch_size(batch_size)
     for lo in range(0, n, batch_size):
         b = min(batch_size, n - lo)
-        # the extrapolation remembers the previous call: a fresh one for each batch's run
-        fn = ExtrapolatedCorrection(model_fn, extrapolate) if extrapolate else model_fn
-        out.append(sample(proc, fn, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,
+        # each batch is one run of the loop, which asks the process for a fresh multistep wrapper
+        out.append(sample(proc, model_fn, (b, N_CELLS), steps=steps, dilation=dilation, generator=generator,
                           device=sm.device, progress=progress, times=times))
     return torch.cat(out).cpu()
 
@@ -89,30 +91,6 @@ def scaled_correction(model_fn: Callable[..., Tensor], scale: float) -> Callable
     def scaled(x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         return scale * model_fn(x, t, cond)
     return scaled
-
-
-class ExtrapolatedCorrection:
-    """``model_fn`` (a posterior backbone's correction ``(B, 81, K)``) returning, from its second
-    call on, ``c_n + alpha (c_n - c_{n-1})`` with both centred over the digits.
-
-    Why: the Jacobi process holds a call's correction over the call's SDE sub-steps (the exact
-    local evidence is re-formed at each one). Between calls the correction drifts as the rest of
-    the board decides, so a held value lags by about half a call's change; extrapolating with the
-    previous call's change (a two-step multistep rule) removes most of that lag for the cost of one
-    stored tensor. Stateful: one instance per sampling run, calls in the run's order.
-    """
-
-    def __init__(self, model_fn: Callable[..., Tensor], alpha: float) -> None:
-        self.model_fn, self.alpha = model_fn, float(alpha)
-        self.previous: Optional[Tensor] = None
-
-    def __call__(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        c = self.model_fn(x, t, cond).float()
-        c = c - c.mean(-1, keepdim=True)
-        previous, self.previous = self.previous, c
-        if previous is None or previous.shape != c.shape:
-            return c
-        return c + self.alpha * (c - previous)
 
 
 def generate_constrained(
