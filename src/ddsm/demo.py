@@ -98,7 +98,7 @@ def _design_and_evaluate(name: str, out: Path, *, steps: Optional[int], seed: in
     for cls in run.classes:
         res = design(run, n, steps=steps, class_name=cls, guidance=guidance, generator=gen, device=device,
                      precision=str(defaults.get("precision", "fp32")), substeps=defaults.get("substeps"),
-                     grid_focus=defaults.get("grid_focus"),
+                     grid_focus=defaults.get("grid_focus"), extrapolate=defaults.get("extrapolate"),
                      classifier_guidance=float(defaults.get("classifier_guidance", 0.0)),
                      guidance_interval=(tuple(defaults["guidance_interval"]) if defaults.get("guidance_interval")
                                         else None),

@@ -119,15 +119,20 @@ def test_bad_substeps_are_one_error_line(cli, trained_model, masked_model, tmp_p
 
 
 def test_extrapolate_reaches_the_held_correction_and_is_recorded(cli, trained_model, masked_model, tmp_path):
-    out, plain = tmp_path / "d.fasta", tmp_path / "plain.fasta"
+    out, held, plain = tmp_path / "d.fasta", tmp_path / "held.fasta", tmp_path / "plain.fasta"
     assert cli("sample", trained_model, "-n", "3", "-o", out, "--steps", "4", "--extrapolate", "1", "--seed", "1",
                *CPU).code == 0
     assert all("extrapolate=1" in h for h in out.read_text().splitlines()[0::2])
     side = json.loads((tmp_path / "d.fasta.json").read_text())
     assert side["argv"][side["argv"].index("--extrapolate") + 1] == "1.0"
+    assert cli("sample", trained_model, "-n", "3", "-o", held, "--steps", "4", "--extrapolate", "0", "--seed", "1",
+               *CPU).code == 0
+    assert all("extrapolate=0" in h for h in held.read_text().splitlines()[0::2])
+    assert held.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]  # another held correction
+    # a new model records the default, 1, which the command line then uses
     assert cli("sample", trained_model, "-n", "3", "-o", plain, "--steps", "4", "--seed", "1", *CPU).code == 0
     assert "extrapolate" not in plain.read_text()
-    assert plain.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]  # another held correction
+    assert plain.read_text().splitlines()[1::2] == out.read_text().splitlines()[1::2]
     bad = tmp_path / "bad.fasta"
     for value in ("-1", "nan"):
         assert_input_error(cli("sample", trained_model, "-n", "2", "-o", bad, "--extrapolate", value, *CPU),
@@ -142,7 +147,9 @@ def test_extrapolation_starts_afresh_in_every_batch(trained_model, monkeypatch):
     """``design(extrapolate=alpha)`` runs the loop with a fresh :class:`ExtrapolatedCorrection` per batch
     (the process's ``sampling_model``: one instance per run, called once per step, so the second batch's
     first call cannot extrapolate from the first batch's last one), the same designs as the loop run by
-    hand on the wrapped network with the same generator; alpha 0 is the plain run."""
+    hand on the wrapped network with the same generator; None is the model's own (1 for a new model)."""
+    import copy
+
     import torch
 
     import ddsm.processes.jacobi
@@ -165,11 +172,15 @@ def test_extrapolation_starts_afresh_in_every_batch(trained_model, monkeypatch):
     got = design(run, 4, steps=6, batch_size=2, extrapolate=50.0, generator=torch.Generator().manual_seed(5)).sequences
     assert len(calls) == 2 and all(len(c) == 6 and c == sorted(c, reverse=True) for c in calls)
     gen = torch.Generator().manual_seed(5)
+    held = copy.copy(run.process)
+    held.extrapolate = 0.0  # the loop then adds no wrapper of its own
     by_hand = [run.alphabet.decode(row) for _ in range(2)
-               for row in sample(run.process, ExtrapolatedCorrection(run.model, 50.0), (2, run.seq_len), steps=6,
-                                 generator=gen).numpy()]  # run.process has extrapolate 0: no second wrapper
+               for row in sample(held, ExtrapolatedCorrection(run.model, 50.0), (2, run.seq_len), steps=6,
+                                 generator=gen).numpy()]
     assert got == by_hand
-    plain = design(run, 4, steps=6, batch_size=2, generator=torch.Generator().manual_seed(5)).sequences
-    assert design(run, 4, steps=6, batch_size=2, extrapolate=0.0,
-                  generator=torch.Generator().manual_seed(5)).sequences == plain
-    assert plain != got
+
+    def draw(**kw: Any) -> list:
+        return design(run, 4, steps=6, batch_size=2, generator=torch.Generator().manual_seed(5), **kw).sequences
+
+    assert draw(extrapolate=0.0) != got
+    assert draw() == draw(extrapolate=1.0)  # the new model's recorded default

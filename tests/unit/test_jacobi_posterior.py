@@ -323,15 +323,16 @@ def test_sub_step_default_and_what_older_checkpoints_and_sudoku_keep():
 
 
 def test_extrapolate_option_gives_each_sampling_run_a_fresh_multistep_wrapper():
-    """``extrapolate`` is recorded, refused when negative or not finite, kept at 0 by checkpoints
-    saved before it existed, and ``sampling_model`` wraps the network in a new
+    """``extrapolate`` is 1 by default and recorded, refused when negative or not finite, kept at 0
+    by checkpoints saved before it existed (and by Sudoku's settings), and ``sampling_model`` wraps the network in a new
     :class:`ExtrapolatedCorrection` per run only when it is > 0 (posterior output)."""
     from ddsm.sampling import ExtrapolatedCorrection
 
     def net(x, t, cond=None):
         return x
 
-    assert JacobiProcess(4).sampling_model(net) is net
+    assert JacobiProcess(4, extrapolate=0.0).sampling_model(net) is net
+    assert JacobiProcess(4).extrapolate == 1.0 and build_process("jacobi", 4).config()["extrapolate"] == 1.0
     p = JacobiProcess(4, extrapolate=0.5)
     assert p.config()["extrapolate"] == 0.5
     first, second = p.sampling_model(net), p.sampling_model(net)
@@ -339,6 +340,9 @@ def test_extrapolate_option_gives_each_sampling_run_a_fresh_multistep_wrapper():
     assert build_process("jacobi", 4, output="score").sampling_model(net) is net
     saved = {k: v for k, v in JacobiProcess(4, extrapolate=0.5).config().items() if k != "extrapolate"}
     assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).extrapolate == 0.0
+    from ddsm.sudoku.process import sudoku_process
+
+    assert sudoku_process().extrapolate == 0.0
     for bad in (-0.1, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="extrapolate"):
             JacobiProcess(4, extrapolate=bad)

@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--extrapolate", type=float, default=None, metavar="ALPHA",
                    help="jacobi models: hold each call's correction extrapolated by ALPHA times its change since "
                         "the previous call (a multistep rule; same network calls; default: the model's recorded "
-                        "value, else 0)")
+                        "value; new models record 1, older ones 0)")
     s.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help="reverse-time sampler (recorded in the headers); default: the process's own")
     s.add_argument("--time-dilation", dest="time_dilation", type=float, default=1.0,

@@ -23,7 +23,7 @@ def header_meta(args: argparse.Namespace, plan: Plan) -> dict[str, str]:
         meta["substeps"] = str(args.substeps)
     if args.grid_focus is not None:
         meta["grid_focus"] = f"{args.grid_focus:g}"
-    if args.extrapolate:
+    if args.extrapolate is not None:
         meta["extrapolate"] = f"{args.extrapolate:g}"
     if args.guidance:
         meta["guidance"] = f"{args.guidance:g}"

@@ -109,7 +109,7 @@ class JacobiProcess(Process):
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 1.0, focus_tau_min: float = 0.05,
                  focus_tau_max: float = 3.0, substeps: int = 8, focus_law: str = "entropy",
-                 grid_focus: float = 0.0, fine_log: bool = True, extrapolate: float = 0.0) -> None:
+                 grid_focus: float = 0.0, fine_log: bool = True, extrapolate: float = 1.0) -> None:
         """
         Args:
             K: number of categories.
@@ -165,6 +165,12 @@ class JacobiProcess(Process):
                 by :meth:`sampling_model`; 0: held as returned). The held value otherwise lags the
                 sequence, which keeps deciding during the call; a two-step multistep rule as
                 Adams-Bashforth and DPM-Solver's multistep samplers use, same network calls.
+                Default 1 (round 2n), chosen on valid.fasta over six sampling seeds: a dhs4 model
+                trained by ``ddsm train`` (100 steps, bench/cli_dna.py) 3-mer JS 0.0242 / 0.0211 /
+                0.0222 at alpha 0 / 1 / 1.5 (paired 1 - 0: -0.0030 +- 0.0004); the bundled dhs4
+                model (20 steps, guided, bench/select_bundled.py) 4-mer JS 0.0593 / 0.0559 / 0.0539
+                / 0.0545 / 0.0561 at alpha 0 / 0.5 / 1 / 1.5 / 2. Checkpoints saved before the
+                option existed keep 0.
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
