@@ -2,9 +2,10 @@
 
     python bench/cli_dna.py [--processes jacobi,masked] [--steps 800] [--n-score 128] [--n-samples 500]
 
-dhs4 (``../shared/data/dhs4``, 200 bp; train.fasta to train, valid.fasta to evaluate; the test
-split is kept aside). Each process is trained with the CLI's defaults (conv backbone) for
-``--steps``; then, per process:
+dhs4 (``../shared/data/dhs4``, 200 bp; ``--dataset epd_promoters``: 300 bp promoters, 1,530 valid
+sequences, so ``--n-ref 900``; train.fasta to train, valid.fasta to evaluate; the test split is
+kept aside). Each process is trained with the CLI's defaults (conv backbone) for ``--steps``; then,
+per process:
 
 - held-out bits/token from ``ddsm score`` (DDSM: ODE bound; others: ELBO) on ``--n-score`` valid
   sequences, and the paired difference between processes (same sequences);
@@ -34,7 +35,7 @@ from ddsm.metrics import gc_content, kmer_js
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_chain import print_paired, run, save_fasta  # noqa: E402  (shared with the chain bench)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dhs4"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def markov_bits(train: np.ndarray, test: np.ndarray, order: int, K: int = 4) -> float:
@@ -63,6 +64,7 @@ def markov_bits(train: np.ndarray, test: np.ndarray, order: int, K: int = 4) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--processes", default="jacobi,masked")
+    ap.add_argument("--dataset", default="dhs4", choices=["dhs4", "epd_promoters"])
     ap.add_argument("--steps", type=int, default=800, help="ddsm train --steps")
     ap.add_argument("--n-score", type=int, default=128, help="valid sequences scored")
     ap.add_argument("--n-samples", type=int, default=500, help="designs per process for the 3-mer JS")
@@ -85,6 +87,7 @@ def main() -> None:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cli_dna_"))
     work.mkdir(parents=True, exist_ok=True)
 
+    DATA = SHARED / args.dataset
     tr = encode_records(read_fasta(DATA / "train.fasta"))
     va = encode_records(read_fasta(DATA / "valid.fasta"), tr.alphabet)
     alpha = tr.alphabet
@@ -100,7 +103,7 @@ def main() -> None:
     gc_ref = gc_content(ref).mean()
     save_fasta(work / "score.fa", score_seqs, prefix="v")
 
-    print(f"dhs4: {len(tr.tokens)} train sequences, L = {tr.tokens.shape[1]}; {args.steps} training steps "
+    print(f"{args.dataset}: {len(tr.tokens)} train sequences, L = {tr.tokens.shape[1]}; {args.steps} training steps "
           f"(CLI defaults {args.train_args}), {args.threads} thread(s); {args.n_score} valid sequences scored, "
           f"{args.n_samples} designs vs {args.n_ref} valid sequences")
     print("baselines, bits/token on the scored sequences: "
