@@ -15,7 +15,7 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
     python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --out /tmp/onp_101.safetensors
     # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids
     python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --out RUN
-    # 3. measure, on the same grids as the bundled model
+    # 3. measure with the bundled model's seeds (same noise streams)
     python bench/sudoku.py --model RUN --skip-solve --grids 256 --dilations 1 --threads 1 --seed 3 --extrapolate 1
 
 Pair files are safetensors (tensors and string metadata only: nothing is unpickled).
@@ -68,8 +68,9 @@ def record(args: argparse.Namespace) -> None:
             keep["x0"].append(tokens[ok])
         print(f"{lo + b} grids, valid {n_valid / (lo + b):.3f}, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if (lo // 32) % 4 == 3 or lo + b >= args.grids:  # a partial file survives an interruption
-            meta = {"model": str(args.model), "grids": str(lo + b), "valid": str(n_valid), "seed": str(args.seed),
-                    "extrapolate": str(args.extrapolate), "steps": str(args.steps), "every": str(args.every)}
+            meta = {"model": str(args.model or "bundled"), "grids": str(lo + b), "valid": str(n_valid),
+                    "seed": str(args.seed), "extrapolate": str(args.extrapolate), "steps": str(args.steps),
+                    "every": str(args.every)}
             save_file({k: torch.cat(v).contiguous() for k, v in keep.items()}, args.out, metadata=meta)
     print(json.dumps({"grids": args.grids, "valid": n_valid / args.grids, "pairs": sum(len(x) for x in keep["x0"]),
                       "out": args.out, "seconds": round(time.time() - t0, 1)}))
@@ -90,7 +91,6 @@ def finetune(args: argparse.Namespace) -> None:
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     ema = EMA(net, decay=args.ema)
-    fn = net.__call__
     n_on = int(round(args.batch_size * args.frac))
     n_off = args.batch_size - n_on
     t0, step, curve = time.time(), 0, []
@@ -100,11 +100,11 @@ def finetune(args: argparse.Namespace) -> None:
             group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         loss = torch.zeros(())
         if n_off:  # the usual loss: the process draws times and noisy states of fresh grids
-            off = proc.loss(fn, stream.sample(n_off, generator=gen), generator=gen).loss
+            off = proc.loss(net, stream.sample(n_off, generator=gen), generator=gen).loss
             loss, sums[0] = loss + off * (n_off / args.batch_size), sums[0] + float(off.detach())
         if n_on:  # the network's own states, target: the valid grid each run reached
             idx = torch.randint(0, len(x0), (n_on,), generator=gen)
-            logits = proc.model_output(fn, v[idx], t[idx])
+            logits = proc.model_output(net, v[idx], t[idx])
             on = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x0[idx].reshape(-1)).float()
             loss, sums[1] = loss + on * (n_on / args.batch_size), sums[1] + float(on.detach())
         opt.zero_grad(set_to_none=True)
