@@ -13,6 +13,10 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
 
     # 1. states of the bundled model's own runs (about 3 s per grid on one fp32 thread)
     python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --out /tmp/onp_101.safetensors
+    # (or: also continue each failed run twice from its states at steps 25, 45, 65 and 85, and keep
+    #      the valid continuations' states; `finetune --pairs-from own|branches|all` picks them:)
+    python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --branch-steps 25,45,65,85 --branches 2 \\
+        --out /tmp/onpb_101.safetensors
     # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids
     python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --out RUN
     # 3. measure with the bundled model's seeds (same noise streams)
@@ -45,35 +49,70 @@ from ddsm.sudoku.model_io import load_sudoku_model
 
 def record(args: argparse.Namespace) -> None:
     """Run dilation 1 (100 calls) in batches of 32 and save every ``--every``-th state of the
-    boards that end valid: ``v (N, 81, K-1)`` float64, ``t (N,)`` public time, ``x0 (N, 81)``."""
+    boards that end valid: ``v (N, 81, K-1)`` float64, ``t (N,)`` public time, ``x0 (N, 81)``,
+    ``branch (N,)`` int16 (-1: the board's own run; k: a branch from its step k).
+
+    With ``--branch-steps``, each board that ends invalid is also continued ``--branches`` times
+    from its state at each of those steps, on fresh noise; a continuation that ends valid adds its
+    own states from that step on, paired with its grid. Why: a run that succeeds mostly walks
+    through states the network already handles; the states of failed runs are where it goes wrong,
+    and a valid continuation from one is a draw of p_model(x0 | that state, the run ends valid),
+    the same target as the own-run pairs (the failed run's earlier states are not used: the path
+    to the branch point was not drawn conditioned on success)."""
+    if any(not 0 <= k < args.steps for k in args.branch_steps) or args.branches < 1:
+        sys.exit(f"sudoku_onpolicy: branch steps must lie in 0..{args.steps - 1}, and --branches be >= 1")
     sm = load_sudoku_model(args.model)
     proc = copy.copy(sm.process)  # the loaded model keeps its own settings
     proc.extrapolate = args.extrapolate
     gen = torch.Generator().manual_seed(args.seed)
-    keep: dict[str, list[torch.Tensor]] = {"v": [], "t": [], "x0": []}
+    grid = proc.time_grid(args.steps)
+    keep: dict[str, list[torch.Tensor]] = {"v": [], "t": [], "x0": [], "branch": []}
+    tried = {k: 0 for k in args.branch_steps}
+    won = {k: 0 for k in args.branch_steps}
     n_valid, t0 = 0, time.time()
-    for lo in range(0, args.grids, 32):
-        b = min(32, args.grids - lo)
+
+    def run(b: int, start: torch.Tensor | None = None, k: int = 0):
         states: list[tuple[torch.Tensor, torch.Tensor]] = []
 
         def hook(out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             states.append((xt.clone(), t.clone()))  # the state the network was just called on
             return out
 
-        tokens = sample(proc, sm.model_fn, (b, N_CELLS), steps=args.steps, generator=gen, output_hook=hook)
-        ok = is_valid_grid(tokens)
-        n_valid += int(ok.sum())
+        tokens = sample(proc, sm.model_fn, (b, N_CELLS), generator=gen, output_hook=hook,
+                        times=grid[k:], start=start)
+        return tokens, is_valid_grid(tokens), states
+
+    def add(states: list, tokens: torch.Tensor, ok: torch.Tensor, branch: int) -> None:
         for xt, t in states[::args.every]:
             keep["v"].append(xt[ok].double())
             keep["t"].append(t[ok].float())
             keep["x0"].append(tokens[ok])
-        print(f"{lo + b} grids, valid {n_valid / (lo + b):.3f}, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            keep["branch"].append(torch.full((int(ok.sum()),), branch, dtype=torch.int16))
+
+    for lo in range(0, args.grids, 32):
+        b = min(32, args.grids - lo)
+        tokens, ok, states = run(b)
+        n_valid += int(ok.sum())
+        add(states, tokens, ok, -1)
+        bad = ~ok
+        for k in args.branch_steps if int(bad.sum()) else ():
+            start = states[k][0][bad].repeat_interleave(args.branches, 0)
+            b_tokens, b_ok, b_states = run(len(start), start, k)
+            tried[k] += len(start)
+            won[k] += int(b_ok.sum())
+            add(b_states, b_tokens, b_ok, k)
+        print(f"{lo + b} grids, valid {n_valid / (lo + b):.3f}, branches won "
+              f"{ {k: f'{won[k]}/{tried[k]}' for k in tried} }, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if (lo // 32) % 4 == 3 or lo + b >= args.grids:  # a partial file survives an interruption
             meta = {"model": str(args.model or "bundled"), "grids": str(lo + b), "valid": str(n_valid),
                     "seed": str(args.seed), "extrapolate": str(args.extrapolate), "steps": str(args.steps),
-                    "every": str(args.every)}
+                    "every": str(args.every), "branch_steps": json.dumps(args.branch_steps),
+                    "branches": str(args.branches), "branches_won": json.dumps({k: [won[k], tried[k]] for k in tried})}
             save_file({k: torch.cat(v).contiguous() for k, v in keep.items()}, args.out, metadata=meta)
-    print(json.dumps({"grids": args.grids, "valid": n_valid / args.grids, "pairs": sum(len(x) for x in keep["x0"]),
+    branch = torch.cat(keep["branch"])
+    print(json.dumps({"grids": args.grids, "valid": n_valid / args.grids, "pairs": len(branch),
+                      "branch_pairs": int((branch >= 0).sum()),
+                      "branches_won": {k: [won[k], tried[k]] for k in tried},
                       "out": args.out, "seconds": round(time.time() - t0, 1)}))
 
 
@@ -85,7 +124,11 @@ def finetune(args: argparse.Namespace) -> None:
     sm = load_sudoku_model(args.init, precision=args.precision)
     proc, net, fwd = sm.process, sm.net, sm.model_fn  # fwd: the network under the chosen precision
     files = [load_file(f) for f in args.pairs]
-    v, t, x0 = (torch.cat([f[k] for f in files]) for k in ("v", "t", "x0"))
+    for f in files:  # files recorded before branching existed hold own-run pairs only
+        f.setdefault("branch", torch.full((len(f["x0"]),), -1, dtype=torch.int16))
+    v, t, x0, branch = (torch.cat([f[k] for f in files]) for k in ("v", "t", "x0", "branch"))
+    use = {"all": branch >= -1, "own": branch < 0, "branches": branch >= 0}[args.pairs_from]
+    v, t, x0 = v[use], t[use], x0[use]
     if len(x0) == 0 and args.frac > 0:
         sys.exit("sudoku_onpolicy: the pair files hold no states (no recorded run ended valid)")
     stream = GridStream(base_grids(args.pool, seed=args.seed + 1000))
@@ -122,7 +165,8 @@ def finetune(args: argparse.Namespace) -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
             sums = [0.0, 0.0]
     base = load_config(sm.path)
-    record_ = {"init": str(sm.path), "pairs": [str(p) for p in args.pairs], "n_pairs": len(x0), "steps": step,
+    record_ = {"init": str(sm.path), "pairs": [str(p) for p in args.pairs], "pairs_from": args.pairs_from,
+               "n_pairs": len(x0), "n_branch_pairs": int((branch[use] >= 0).sum()), "steps": step,
                "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "ema_decay": args.ema,
                "seed": args.seed, "pool_size": args.pool,
                "precision": sm.precision, "seconds": round(time.time() - t0, 1)}
@@ -144,11 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--steps", type=int, default=100)
     r.add_argument("--extrapolate", type=float, default=1.0, help="the multistep correction alpha of the runs")
     r.add_argument("--every", type=int, default=4, help="keep every n-th step's state")
+    r.add_argument("--branch-steps", type=lambda a: [int(x) for x in a.split(",") if x], default=[],
+                   help="comma-separated steps (0..steps-1) at which failed runs are continued afresh")
+    r.add_argument("--branches", type=int, default=4, help="continuations per failed run and branch step")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", required=True)
     f = sub.add_parser("finetune", help="fine-tune on recorded pairs and fresh grids")
     f.add_argument("--init", default=None, help="Sudoku checkpoint to start from (default: bundled)")
     f.add_argument("--pairs", nargs="+", required=True)
+    f.add_argument("--pairs-from", choices=("all", "own", "branches"), default="all",
+                   help="the files' pairs from the runs themselves, from continuations of failed runs, or both")
     f.add_argument("--out", required=True)
     f.add_argument("--minutes", type=float, default=30.0)
     f.add_argument("--max-steps", type=int, default=10**9)

@@ -142,6 +142,30 @@ def test_same_seed_same_samples(process):
     assert torch.equal(a, b)
 
 
+def test_a_run_continued_from_a_recorded_state_is_the_same_run(process):
+    """``sample(start=, times=grid[k:])`` with the generator as it stood at step k reproduces the
+    run (on-policy recording branches runs this way): the loop draws nothing before the first step."""
+    if "ancestral" not in process.samplers:
+        pytest.skip("no grid loop")
+    x0, g = data(16), gen(17)
+    seen = []
+
+    def hook(out, xt, t):
+        seen.append((xt.clone(), g.get_state()))  # the step after this hook draws from this state
+        return out
+
+    kw = dict(steps=8, sampler="ancestral", return_state=True)
+    full = sample(process, Oracle(process, x0), (B, L), generator=g, output_hook=hook, **kw)
+    grid = process.time_grid(8)
+    for k in (1, 5):
+        again = torch.Generator().set_state(seen[k][1])
+        rest = sample(process, Oracle(process, x0), (B, L), generator=again, start=seen[k][0],
+                      times=grid[k:], **kw)
+        assert torch.equal(rest, full), (process.name, k)
+    with pytest.raises(ValueError, match="start has shape"):
+        sample(process, Oracle(process, x0), (B + 1, L), start=seen[1][0], sampler="ancestral")
+
+
 def test_fixed_positions_preserved(process):
     x0 = data(14)
     other = (x0 + 1) % K  # the oracle pulls toward `other`, the fixed positions demand x0

@@ -33,6 +33,7 @@ def sample(
     return_state: bool = False,
     times: Optional[Tensor] = None,
     sampler: Optional[str] = None,
+    start: Optional[Tensor] = None,
 ) -> Tensor:
     """Draw ``shape = (B, L)`` sequences by running ``process`` backwards with ``model``.
 
@@ -48,6 +49,10 @@ def sample(
         output_hook: optional transform of the network output (guidance, forbidden tokens).
         progress: wraps the step iterator (e.g. ``tqdm``), for the CLI.
         return_state: return the final state instead of decoded tokens.
+        start: a state (the process's state shape for ``shape``) to run from instead of a prior
+            draw, e.g. a recorded state of an earlier run continued on the rest of its grid
+            (pass ``times = grid[k:]``). A multistep memory (the Jacobi process's
+            ``extrapolate``) starts empty there, as at the start of any run.
         sampler: one of ``process.samplers`` (None: ``process.default_sampler``). ``"ancestral"``
             runs this loop; any other is the process's own sampler (``process.sample_with``, e.g.
             the masked process's ``"first-hitting"``), which takes ``cond``, ``fixed``,
@@ -57,12 +62,13 @@ def sample(
     Returns:
         ``(B, L)`` long tokens (or the final state).
     Raises:
-        ValueError: an unknown sampler, a dilation the process lacks, a bad ``times`` grid.
+        ValueError: an unknown sampler, a dilation the process lacks, a bad ``times`` grid, a
+            ``start`` of another shape.
     """
     name = process.resolve_sampler(sampler)
     if name != "ancestral":
         unused = [what for what, given in (("times", times is not None), ("dilation", dilation != 1.0),
-                                           ("return_state", return_state)) if given]
+                                           ("return_state", return_state), ("start", start is not None)) if given]
         if unused:
             raise ValueError(f"the {name!r} sampler of process {process.name!r} has no time grid; "
                              f"drop {', '.join(unused)}")
@@ -72,7 +78,9 @@ def sample(
         raise ValueError("time dilation must be >= 1")
     process.check_dilation(dilation)  # before any draw: a process without dilation refuses c != 1
     B = shape[0]
-    xt = process.prior(shape, generator=generator, device=device)
+    if start is not None and tuple(start.shape[:2]) != tuple(shape):
+        raise ValueError(f"start has shape {tuple(start.shape)}, the run's shape is {tuple(shape)}")
+    xt = process.prior(shape, generator=generator, device=device) if start is None else start.to(device)
     if times is not None and (times.dim() != 1 or len(times) < 2 or bool((times[1:] >= times[:-1]).any())):
         raise ValueError("times must be a decreasing 1-D grid of at least 2 public times")
     grid = process.time_grid(steps, device=device) if times is None else times.to(device)
