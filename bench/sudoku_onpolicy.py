@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -141,8 +142,13 @@ def finetune(args: argparse.Namespace) -> None:
     t0, step, curve = time.time(), 0, []
     sums = [0.0, 0.0]
     while time.time() - t0 < args.minutes * 60 and step < args.max_steps:
+        # warm-up, then constant, or cosine towards --lr-end over the time budget (on the clock,
+        # since the budget is minutes): constant-rate EMA weights keep a noise floor
+        frac_done = min(1.0, (time.time() - t0) / (args.minutes * 60))
+        rate = args.lr if args.lr_end is None else \
+            args.lr_end + (args.lr - args.lr_end) * 0.5 * (1 + math.cos(math.pi * frac_done))
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+            group["lr"] = rate * min(1.0, (step + 1) / args.warmup)
         loss = torch.zeros(())
         if n_off:  # the usual loss: the process draws times and noisy states of fresh grids
             off = proc.loss(fwd, stream.sample(n_off, generator=gen), generator=gen).loss
@@ -167,7 +173,8 @@ def finetune(args: argparse.Namespace) -> None:
     base = load_config(sm.path)
     record_ = {"init": str(sm.path), "pairs": [str(p) for p in args.pairs], "pairs_from": args.pairs_from,
                "n_pairs": len(x0), "n_branch_pairs": int((branch[use] >= 0).sum()), "steps": step,
-               "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "ema_decay": args.ema,
+               "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "lr_end": args.lr_end,
+               "ema_decay": args.ema,
                "seed": args.seed, "pool_size": args.pool,
                "precision": sm.precision, "seconds": round(time.time() - t0, 1)}
     extra = {k: base[k] for k in ("train", "alphabet", "seq_len", "classes", "recipe") if k in base}
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--frac", type=float, default=0.5, help="share of each batch from the recorded pairs")
     f.add_argument("--lr", type=float, default=1e-4)
+    f.add_argument("--lr-end", type=float, default=None, help="cosine decay to this rate over --minutes")
     f.add_argument("--warmup", type=int, default=20)
     f.add_argument("--ema", type=float, default=0.995)
     f.add_argument("--pool", type=int, default=2000, help="backtracking grids behind the fresh-grid stream")
