@@ -17,8 +17,9 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
     #      the valid continuations' states; `finetune --pairs-from own|branches|all` picks them:)
     python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --branch-steps 25,45,65,85 --branches 2 \\
         --out /tmp/onpb_101.safetensors
-    # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids
-    python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --out RUN
+    # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids; round 2q's
+    #    `--lr-end 1e-6` (cosine decay over the 30 minutes) is what lifted the plateau of rounds 3-5
+    python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --lr-end 1e-6 --out RUN
     # 3. measure with the bundled model's seeds (same noise streams)
     python bench/sudoku.py --model RUN --skip-solve --grids 256 --dilations 1 --threads 1 --seed 3 --extrapolate 1
 
