@@ -13,12 +13,13 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
 
     # 1. states of the bundled model's own runs (about 3 s per grid on one fp32 thread)
     python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --out /tmp/onp_101.safetensors
-    # (or: also continue each failed run twice from its states at steps 25, 45, 65 and 85, and keep
-    #      the valid continuations' states; `finetune --pairs-from own|branches|all` picks them:)
-    python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --branch-steps 25,45,65,85 --branches 2 \\
+    # (or: also continue each failed run twice from its states at steps 45, 52, 58 and 64, where
+    #  boards get lost, and keep the valid continuations' states; `finetune --pairs-from
+    #  own|branches|all` picks them; the resources README, round 2q, has their rates:)
+    python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --branch-steps 45,52,58,64 --branches 2 \\
         --out /tmp/onpb_101.safetensors
     # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids; round 2q's
-    #    `--lr-end 1e-6` (cosine decay over the 30 minutes) is what lifted the plateau of rounds 3-5
+    #    `--lr-end 1e-6` (cosine decay over the 30 minutes) came with the end of rounds 3-5's plateau
     python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --lr-end 1e-6 --out RUN
     # 3. measure with the bundled model's seeds (same noise streams)
     python bench/sudoku.py --model RUN --skip-solve --grids 256 --dilations 1 --threads 1 --seed 3 --extrapolate 1
