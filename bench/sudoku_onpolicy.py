@@ -194,6 +194,18 @@ def finetune(args: argparse.Namespace) -> None:
     print(json.dumps({"out": args.out, **record_}))
 
 
+def _window(text: str) -> tuple[float, float]:
+    """``--focus-t LO,HI``: two public times, LO <= HI (argparse turns the error into one line)."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(x) for x in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two public times), got {text!r}") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO <= HI <= 1, got {text!r}")
+    return lo, hi
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -213,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--pairs", nargs="+", required=True)
     f.add_argument("--pairs-from", choices=("all", "own", "branches"), default="all",
                    help="the files' pairs from the runs themselves, from continuations of failed runs, or both")
-    f.add_argument("--focus-t", type=lambda a: tuple(float(x) for x in a.split(",")), default=None,
+    f.add_argument("--focus-t", type=_window, default=None,
                    help="LO,HI: train only on recorded states with public time in [LO, HI]")
     f.add_argument("--out", required=True)
     f.add_argument("--minutes", type=float, default=30.0)
