@@ -18,6 +18,12 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
     #  own|branches|all` picks them; the resources README, round 2q, has their rates:)
     python bench/sudoku_onpolicy.py record --grids 256 --seed 101 --branch-steps 45,52,58,64 --branches 2 \\
         --out /tmp/onpb_101.safetensors
+    # (or, round 2t: label the states every run passes at steps 42..67 by continuing each with
+    #  the dilated multistep sampler, 12 coarse steps x dilation 8, 64 sub-steps, alpha 0.5, 99 %
+    #  valid from scratch: a DAgger round, the student's states with a stronger sampler's grids;
+    #  `finetune --expert-weight W` oversamples them, `--pairs-from expert` uses only them)
+    python bench/sudoku_onpolicy.py record --grids 256 --seed 901 --expert-steps 42,47,52,57,62,67 \
+        --out /tmp/onpe_901.safetensors
     # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids; round 2q's
     #    `--lr-end 1e-6` (cosine decay over the 30 minutes) came with the end of rounds 3-5's plateau
     python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --lr-end 1e-6 --out RUN
@@ -51,6 +57,8 @@ from ddsm.sudoku.board import N_CELLS, is_valid_grid
 from ddsm.sudoku.generator import GridStream, base_grids
 from ddsm.sudoku.model_io import load_sudoku_model
 
+EXPERT = 1000  # branch codes >= this mark states labelled by the expert sampler (EXPERT + step)
+
 
 def record(args: argparse.Namespace) -> None:
     """Run dilation 1 (100 calls) in batches of 32 and save every ``--every``-th state of the
@@ -63,8 +71,16 @@ def record(args: argparse.Namespace) -> None:
     through states the network already handles; the states of failed runs are where it goes wrong,
     and a valid continuation from one is a draw of p_model(x0 | that state, the run ends valid),
     the same target as the own-run pairs (the failed run's earlier states are not used: the path
-    to the branch point was not drawn conditioned on success)."""
-    if any(not 0 <= k < args.steps for k in args.branch_steps) or args.branches < 1:
+    to the branch point was not drawn conditioned on success).
+
+    With ``--expert-steps``, every board's state at each of those steps (valid end or not) is
+    also continued once by the expert sampler, the dilated multistep run (``--expert-coarse``
+    steps of ``--expert-dilation``, ``--expert-substeps``, ``--expert-extrapolate``) on the
+    coarse grid's times below the state's; a valid grid it reaches labels that one state (branch
+    code ``EXPERT + step``). Why: the states are the ones dilation 1 visits, failed runs'
+    included, and the label is a draw from a sampler that ends valid 99 % of the time from
+    scratch (DAgger: the learner's states, a stronger policy's actions)."""
+    if any(not 0 <= k < args.steps for k in args.branch_steps + args.expert_steps) or args.branches < 1:
         sys.exit(f"sudoku_onpolicy: branch steps must lie in 0..{args.steps - 1}, and --branches be >= 1")
     sm = load_sudoku_model(args.model)
     proc = copy.copy(sm.process)  # the loaded model keeps its own settings
@@ -75,6 +91,18 @@ def record(args: argparse.Namespace) -> None:
     tried = {k: 0 for k in args.branch_steps}
     won = {k: 0 for k in args.branch_steps}
     n_valid, t0 = 0, time.time()
+    expert = copy.copy(sm.process)  # the dilated multistep sampler whose continuations label states
+    expert.substeps, expert.extrapolate = args.expert_substeps, args.expert_extrapolate
+    coarse = proc.time_grid(args.expert_coarse)
+    e_tried = {k: 0 for k in args.expert_steps}
+    e_won = {k: 0 for k in args.expert_steps}
+
+    def run_expert(start: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continue from the states at step k on the coarse grid's later points, dilated."""
+        times = torch.cat([grid[k:k + 1], coarse[coarse < grid[k] - 1e-9]])
+        tokens = sample(expert, sm.model_fn, (len(start), N_CELLS), generator=gen, times=times,
+                        start=start, dilation=args.expert_dilation)
+        return tokens, is_valid_grid(tokens)
 
     def run(b: int, start: torch.Tensor | None = None, k: int = 0):
         states: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -106,18 +134,30 @@ def record(args: argparse.Namespace) -> None:
             tried[k] += len(start)
             won[k] += int(b_ok.sum())
             add(b_states, b_tokens, b_ok, k)
-        print(f"{lo + b} grids, valid {n_valid / (lo + b):.3f}, branches won "
+        for k in args.expert_steps:  # every board's state at step k, labelled by the expert's grid
+            e_tokens, e_ok = run_expert(states[k][0], k)
+            e_tried[k] += b
+            e_won[k] += int(e_ok.sum())
+            add([states[k]], e_tokens, e_ok, EXPERT + k)
+        print(f"{lo + b} grids, valid {n_valid / (lo + b):.3f}, expert won "
+              f"{ {k: f'{e_won[k]}/{e_tried[k]}' for k in e_tried} }, branches won "
               f"{ {k: f'{won[k]}/{tried[k]}' for k in tried} }, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if (lo // 32) % 4 == 3 or lo + b >= args.grids:  # a partial file survives an interruption
             meta = {"model": str(args.model or "bundled"), "grids": str(lo + b), "valid": str(n_valid),
                     "seed": str(args.seed), "extrapolate": str(args.extrapolate), "steps": str(args.steps),
                     "every": str(args.every), "branch_steps": json.dumps(args.branch_steps),
-                    "branches": str(args.branches), "branches_won": json.dumps({k: [won[k], tried[k]] for k in tried})}
+                    "branches": str(args.branches), "branches_won": json.dumps({k: [won[k], tried[k]] for k in tried}),
+                    "expert": json.dumps({"steps": args.expert_steps, "coarse": args.expert_coarse,
+                                          "dilation": args.expert_dilation, "substeps": args.expert_substeps,
+                                          "extrapolate": args.expert_extrapolate,
+                                          "won": {k: [e_won[k], e_tried[k]] for k in e_tried}})}
             save_file({k: torch.cat(v).contiguous() for k, v in keep.items()}, args.out, metadata=meta)
     branch = torch.cat(keep["branch"])
     print(json.dumps({"grids": args.grids, "valid": n_valid / args.grids, "pairs": len(branch),
-                      "branch_pairs": int((branch >= 0).sum()),
+                      "branch_pairs": int(((branch >= 0) & (branch < EXPERT)).sum()),
                       "branches_won": {k: [won[k], tried[k]] for k in tried},
+                      "expert_pairs": int((branch >= EXPERT).sum()),
+                      "expert_won": {k: [e_won[k], e_tried[k]] for k in e_tried},
                       "out": args.out, "seconds": round(time.time() - t0, 1)}))
 
 
@@ -133,10 +173,13 @@ def finetune(args: argparse.Namespace) -> None:
     for f in files:  # files recorded before branching existed hold own-run pairs only
         f.setdefault("branch", torch.full((len(f["x0"]),), -1, dtype=torch.int16))
     v, t, x0, branch = (torch.cat([f[k] for f in files]) for k in ("v", "t", "x0", "branch"))
-    use = {"all": branch >= -1, "own": branch < 0, "branches": branch >= 0}[args.pairs_from]
+    use = {"all": branch >= -1, "own": branch < 0, "branches": (branch >= 0) & (branch < EXPERT),
+           "expert": branch >= EXPERT}[args.pairs_from]
     if args.focus_t is not None:  # only the window where boards are lost (round 2q's branch rates; round 2r)
         use &= (t >= args.focus_t[0]) & (t <= args.focus_t[1])
-    v, t, x0 = v[use], t[use], x0[use]
+    v, t, x0, is_expert = v[use], t[use], x0[use], branch[use] >= EXPERT
+    # sampling weights: the expert-labelled states (few, and the point of a DAgger round) weigh more
+    weights = torch.where(is_expert, args.expert_weight, 1.0).double()
     if len(x0) == 0 and args.frac > 0:
         sys.exit("sudoku_onpolicy: no recorded states to train on (no run ended valid, or none in --focus-t)")
     stream = GridStream(base_grids(args.pool, seed=args.seed + 1000))
@@ -161,7 +204,7 @@ def finetune(args: argparse.Namespace) -> None:
             off = proc.loss(fwd, stream.sample(n_off, generator=gen), generator=gen).loss
             loss, sums[0] = loss + off * (n_off / args.batch_size), sums[0] + float(off.detach())
         if n_on:  # the network's own states, target: the valid grid each run reached
-            idx = torch.randint(0, len(x0), (n_on,), generator=gen)
+            idx = torch.multinomial(weights, n_on, replacement=True, generator=gen)
             logits = proc.model_output(fwd, v[idx], t[idx])
             on = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x0[idx].reshape(-1)).float()
             loss, sums[1] = loss + on * (n_on / args.batch_size), sums[1] + float(on.detach())
@@ -180,7 +223,8 @@ def finetune(args: argparse.Namespace) -> None:
     base = load_config(sm.path)
     record_ = {"init": str(sm.path), "pairs": [str(p) for p in args.pairs], "pairs_from": args.pairs_from,
                "focus_t": args.focus_t,
-               "n_pairs": len(x0), "n_branch_pairs": int((branch[use] >= 0).sum()), "steps": step,
+               "n_pairs": len(x0), "n_branch_pairs": int(((branch[use] >= 0) & (branch[use] < EXPERT)).sum()),
+               "n_expert_pairs": int(is_expert.sum()), "expert_weight": args.expert_weight, "steps": step,
                "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "lr_end": args.lr_end,
                "ema_decay": args.ema,
                "seed": args.seed, "pool_size": args.pool,
@@ -218,12 +262,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--branch-steps", type=lambda a: [int(x) for x in a.split(",") if x], default=[],
                    help="comma-separated steps (0..steps-1) at which failed runs are continued afresh")
     r.add_argument("--branches", type=int, default=4, help="continuations per failed run and branch step")
+    r.add_argument("--expert-steps", type=lambda a: [int(x) for x in a.split(",") if x], default=[],
+                   help="comma-separated steps at which every board's state is continued by the expert "
+                        "(dilated multistep) sampler; its valid grids label those states (DAgger)")
+    r.add_argument("--expert-coarse", type=int, default=12, help="the expert's coarse grid (network calls / dilation)")
+    r.add_argument("--expert-dilation", type=float, default=8.0)
+    r.add_argument("--expert-substeps", type=int, default=64)
+    r.add_argument("--expert-extrapolate", type=float, default=0.5)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", required=True)
     f = sub.add_parser("finetune", help="fine-tune on recorded pairs and fresh grids")
     f.add_argument("--init", default=None, help="Sudoku checkpoint to start from (default: bundled)")
     f.add_argument("--pairs", nargs="+", required=True)
-    f.add_argument("--pairs-from", choices=("all", "own", "branches"), default="all",
+    f.add_argument("--expert-weight", type=float, default=1.0,
+                   help="sampling weight of an expert-labelled state against 1 for the others")
+    f.add_argument("--pairs-from", choices=("all", "own", "branches", "expert"), default="all",
                    help="the files' pairs from the runs themselves, from continuations of failed runs, or both")
     f.add_argument("--focus-t", type=_window, default=None,
                    help="LO,HI: train only on recorded states with public time in [LO, HI]")
