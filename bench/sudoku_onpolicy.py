@@ -22,7 +22,7 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
     #  the dilated multistep sampler, 12 coarse steps x dilation 8, 64 sub-steps, alpha 0.5, 99 %
     #  valid from scratch: a DAgger round, the student's states with a stronger sampler's grids;
     #  `finetune --expert-weight W` oversamples them, `--pairs-from expert` uses only them)
-    python bench/sudoku_onpolicy.py record --grids 256 --seed 901 --expert-steps 42,47,52,57,62,67 \
+    python bench/sudoku_onpolicy.py record --grids 256 --seed 901 --expert-steps 42,47,52,57,62,67 \\
         --out /tmp/onpe_901.safetensors
     # 2. fine-tune from the bundled model on them (half the batch) and on fresh grids; round 2q's
     #    `--lr-end 1e-6` (cosine decay over the 30 minutes) came with the end of rounds 3-5's plateau
@@ -60,6 +60,11 @@ from ddsm.sudoku.model_io import load_sudoku_model
 EXPERT = 1000  # branch codes >= this mark states labelled by the expert sampler (EXPERT + step)
 
 
+def _is_branch(branch: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: the pairs from continuations of failed runs (not own-run, not expert-labelled)."""
+    return (branch >= 0) & (branch < EXPERT)
+
+
 def record(args: argparse.Namespace) -> None:
     """Run dilation 1 (100 calls) in batches of 32 and save every ``--every``-th state of the
     boards that end valid: ``v (N, 81, K-1)`` float64, ``t (N,)`` public time, ``x0 (N, 81)``,
@@ -81,7 +86,7 @@ def record(args: argparse.Namespace) -> None:
     included, and the label is a draw from a sampler that ends valid 99 % of the time from
     scratch (DAgger: the learner's states, a stronger policy's actions)."""
     if any(not 0 <= k < args.steps for k in args.branch_steps + args.expert_steps) or args.branches < 1:
-        sys.exit(f"sudoku_onpolicy: branch steps must lie in 0..{args.steps - 1}, and --branches be >= 1")
+        sys.exit(f"sudoku_onpolicy: branch and expert steps must lie in 0..{args.steps - 1}, and --branches be >= 1")
     sm = load_sudoku_model(args.model)
     proc = copy.copy(sm.process)  # the loaded model keeps its own settings
     proc.extrapolate = args.extrapolate
@@ -154,7 +159,7 @@ def record(args: argparse.Namespace) -> None:
             save_file({k: torch.cat(v).contiguous() for k, v in keep.items()}, args.out, metadata=meta)
     branch = torch.cat(keep["branch"])
     print(json.dumps({"grids": args.grids, "valid": n_valid / args.grids, "pairs": len(branch),
-                      "branch_pairs": int(((branch >= 0) & (branch < EXPERT)).sum()),
+                      "branch_pairs": int(_is_branch(branch).sum()),
                       "branches_won": {k: [won[k], tried[k]] for k in tried},
                       "expert_pairs": int((branch >= EXPERT).sum()),
                       "expert_won": {k: [e_won[k], e_tried[k]] for k in e_tried},
@@ -173,13 +178,14 @@ def finetune(args: argparse.Namespace) -> None:
     for f in files:  # files recorded before branching existed hold own-run pairs only
         f.setdefault("branch", torch.full((len(f["x0"]),), -1, dtype=torch.int16))
     v, t, x0, branch = (torch.cat([f[k] for f in files]) for k in ("v", "t", "x0", "branch"))
-    use = {"all": branch >= -1, "own": branch < 0, "branches": (branch >= 0) & (branch < EXPERT),
+    use = {"all": branch >= -1, "own": branch < 0, "branches": _is_branch(branch),
            "expert": branch >= EXPERT}[args.pairs_from]
     if args.focus_t is not None:  # only the window where boards are lost (round 2q's branch rates; round 2r)
         use &= (t >= args.focus_t[0]) & (t <= args.focus_t[1])
     v, t, x0, is_expert = v[use], t[use], x0[use], branch[use] >= EXPERT
     # sampling weights: the expert-labelled states (few, and the point of a DAgger round) weigh more
     weights = torch.where(is_expert, args.expert_weight, 1.0).double()
+    weighted = bool(is_expert.any()) and args.expert_weight != 1.0
     if len(x0) == 0 and args.frac > 0:
         sys.exit("sudoku_onpolicy: no recorded states to train on (no run ended valid, or none in --focus-t)")
     stream = GridStream(base_grids(args.pool, seed=args.seed + 1000))
@@ -204,7 +210,9 @@ def finetune(args: argparse.Namespace) -> None:
             off = proc.loss(fwd, stream.sample(n_off, generator=gen), generator=gen).loss
             loss, sums[0] = loss + off * (n_off / args.batch_size), sums[0] + float(off.detach())
         if n_on:  # the network's own states, target: the valid grid each run reached
-            idx = torch.multinomial(weights, n_on, replacement=True, generator=gen)
+            # uniform draws keep the random stream of the rounds recorded before expert labels existed
+            idx = torch.multinomial(weights, n_on, replacement=True, generator=gen) if weighted \
+                else torch.randint(0, len(x0), (n_on,), generator=gen)
             logits = proc.model_output(fwd, v[idx], t[idx])
             on = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x0[idx].reshape(-1)).float()
             loss, sums[1] = loss + on * (n_on / args.batch_size), sums[1] + float(on.detach())
@@ -223,7 +231,7 @@ def finetune(args: argparse.Namespace) -> None:
     base = load_config(sm.path)
     record_ = {"init": str(sm.path), "pairs": [str(p) for p in args.pairs], "pairs_from": args.pairs_from,
                "focus_t": args.focus_t,
-               "n_pairs": len(x0), "n_branch_pairs": int(((branch[use] >= 0) & (branch[use] < EXPERT)).sum()),
+               "n_pairs": len(x0), "n_branch_pairs": int(_is_branch(branch[use]).sum()),
                "n_expert_pairs": int(is_expert.sum()), "expert_weight": args.expert_weight, "steps": step,
                "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "lr_end": args.lr_end,
                "ema_decay": args.ema,
@@ -277,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--expert-weight", type=float, default=1.0,
                    help="sampling weight of an expert-labelled state against 1 for the others")
     f.add_argument("--pairs-from", choices=("all", "own", "branches", "expert"), default="all",
-                   help="the files' pairs from the runs themselves, from continuations of failed runs, or both")
+                   help="the files' pairs from the runs themselves, from continuations of failed runs, "
+                        "from expert-labelled states, or all")
     f.add_argument("--focus-t", type=_window, default=None,
                    help="LO,HI: train only on recorded states with public time in [LO, HI]")
     f.add_argument("--out", required=True)
