@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -51,7 +52,9 @@ from safetensors.torch import load_file, save_file
 
 from ddsm.checkpoint import load_config, save_checkpoint
 from ddsm.ema import EMA
+from ddsm.models.sudoku_grid import with_self_condition
 from ddsm.precision import PRECISIONS
+from ddsm.processes import JacobiProcess
 from ddsm.sampling import sample
 from ddsm.sudoku.board import N_CELLS, is_valid_grid
 from ddsm.sudoku.generator import GridStream, base_grids
@@ -173,6 +176,10 @@ def finetune(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     # "auto": bf16 autocast where it is native, the regime the bundled model was trained in (~2x on AMX)
     sm = load_sudoku_model(args.init, precision=args.precision)
+    if args.self_condition and not sm.process.self_condition:
+        # the network also reads a posterior estimate; a zero weight on it starts from the same function
+        sm = dataclasses.replace(sm, net=with_self_condition(sm.net),
+                                 process=JacobiProcess(**{**sm.process.config(), "self_condition": True}))
     proc, net, fwd = sm.process, sm.net, sm.model_fn  # fwd: the network under the chosen precision
     files = [load_file(f) for f in args.pairs]
     for f in files:  # files recorded before branching existed hold own-run pairs only
@@ -233,6 +240,7 @@ def finetune(args: argparse.Namespace) -> None:
                "focus_t": args.focus_t,
                "n_pairs": len(x0), "n_branch_pairs": int(_is_branch(branch[use]).sum()),
                "n_expert_pairs": int(is_expert.sum()), "expert_weight": args.expert_weight, "steps": step,
+               "self_condition": proc.self_condition,
                "batch_size": args.batch_size, "frac": args.frac, "lr": args.lr, "lr_end": args.lr_end,
                "ema_decay": args.ema,
                "seed": args.seed, "pool_size": args.pool,
@@ -290,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--focus-t", type=_window, default=None,
                    help="LO,HI: train only on recorded states with public time in [LO, HI]")
     f.add_argument("--out", required=True)
+    f.add_argument("--self-condition", action="store_true",
+                   help="the network also reads its posterior estimate (jacobi self_condition); a network "
+                        "without it is extended with a zero weight on the estimate, the same function")
     f.add_argument("--minutes", type=float, default=30.0)
     f.add_argument("--max-steps", type=int, default=10**9)
     f.add_argument("--batch-size", type=int, default=32)

@@ -401,3 +401,64 @@ def test_sampler_with_the_exact_posterior_of_iid_letters_draws_their_law(substep
     tokens = sample(proc, model, (256, 16), steps=20, generator=torch.Generator().manual_seed(0))
     freq = torch.bincount(tokens.reshape(-1), minlength=4).double() / tokens.numel()
     assert (freq - pi.double()).abs().sum() / 2 < 0.04, freq  # 0.014-0.019 here; a dropped Ito term: 0.67
+
+
+def test_self_conditioning_reads_a_first_pass_in_training_and_the_bound_the_previous_call_in_sampling():
+    """With ``self_condition`` the network reads K more channels: a posterior estimate. Training
+    feeds its own no-gradient first pass to about half of the batch and zeros to the rest; the ODE
+    bound's drift makes the same two passes (a function of (v, t)); a sampling run makes two passes
+    at its first call and from then on feeds the posterior of the previous call, one pass each."""
+    from ddsm.sampling import sample
+
+    K, L = 4, 6
+    p = build_process("jacobi", K, self_condition=True, extrapolate=0.0)
+    assert p.in_channels == 4 * K and p.config()["self_condition"] is True
+    assert build_process("jacobi", K).self_condition is False  # not the default; older checkpoints neither
+
+    class Recorder(torch.nn.Module):
+        """A correction that depends on the estimate channels, recording every input."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(0.7))
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, feats, t, cond=None):
+            self.seen.append(feats.detach().clone())
+            return self.w * feats[..., :K] + 0.3 * feats[..., 3 * K:]
+
+    net = Recorder()
+    x0 = torch.randint(0, K, (64, L), generator=torch.Generator().manual_seed(0))
+    out = p.loss(net, x0, generator=torch.Generator().manual_seed(1))
+    out.loss.backward()
+    first, second = net.seen
+    est = second[..., 3 * K:]
+    filled = est.abs().sum((-1, -2)) > 0
+    assert 16 < int(filled.sum()) < 48 and first.shape[0] == int(filled.sum())
+    assert torch.allclose(est[filled].sum(-1), torch.ones(int(filled.sum()), L), atol=1e-5)
+    assert torch.equal(first[..., 3 * K:], torch.zeros_like(first[..., 3 * K:]))
+    assert net.w.grad is not None and torch.isfinite(net.w.grad)
+
+    # the bound's model output: the second pass reads the first pass's posterior
+    net.seen.clear()
+    v = p.sample_noisy(x0[:3], torch.full((3,), 0.4), generator=torch.Generator().manual_seed(2)).xt
+    t = torch.full((3,), 0.4)
+    logits = p.model_output(net, v, t)
+    loglik = p.local_loglik(v, p.native_time(t))
+    c1 = net.w * p.features(loglik)[..., :K]
+    est1 = torch.softmax(p.posterior_logits(loglik, c1), -1)
+    torch.testing.assert_close(net.seen[1][..., 3 * K:], est1.float())
+    torch.testing.assert_close(torch.softmax(logits, -1), torch.softmax(p.posterior_logits(
+        loglik, net(p.features(loglik, est1), t)), -1))
+
+    # sampling: steps + 1 calls, and each call after the first reads the previous call's posterior
+    net.seen.clear()
+    with torch.no_grad():
+        sample(p, net, (3, L), steps=5, generator=torch.Generator().manual_seed(3))
+    assert len(net.seen) == 6
+    assert torch.equal(net.seen[0][..., 3 * K:], torch.zeros(3, L, K))
+    for a, b in zip(net.seen[1:], net.seen[2:]):
+        # call n - 1's posterior: its local posterior (first K channels) times exp(its correction)
+        weights = a[..., :K].double() * torch.exp(net.w.detach() * a[..., :K] + 0.3 * a[..., 3 * K:]).double()
+        torch.testing.assert_close(b[..., 3 * K:].double(), weights / weights.sum(-1, keepdim=True),
+                                   atol=1e-5, rtol=1e-4)

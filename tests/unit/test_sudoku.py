@@ -331,6 +331,32 @@ def test_deepened_network_computes_the_same_function_and_trains(tmp_path):
         torch.testing.assert_close(three.net(x, t), one.net(x, t))
 
 
+def test_self_conditioned_network_starts_as_the_plain_one_and_reads_its_estimate():
+    """``with_self_condition`` adds the third feature per digit (the jacobi process's posterior
+    estimate) with zero input weight: the same correction as the plain network until trained, and
+    the process then feeds it a posterior (a second pass at the bound, the previous call in a run)."""
+    from ddsm.models.sudoku_grid import with_self_condition
+
+    torch.manual_seed(0)
+    base = SudokuDenoiser(d_model=8, n_layers=2, hidden=8)
+    for p in base.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    net = with_self_condition(base)
+    assert net.in_channels == 27 and net.inp.weight.shape == (8, 3)
+    plain, sc = sudoku_process(), sudoku_process(self_condition=True)
+    assert sc.in_channels == 27
+    v = plain.prior((2, 81), generator=torch.Generator().manual_seed(1))
+    t = torch.full((2,), 0.4)
+    with torch.no_grad():
+        torch.testing.assert_close(sc.model_output(net, v, t), plain.model_output(base, v, t))
+        net.inp.weight[:, 2] = 1.0  # once it reads the estimate, the output depends on it
+        assert not torch.allclose(sc.model_output(net, v, t), plain.model_output(base, v, t))
+    with pytest.raises(ValueError, match="already reads"):
+        with_self_condition(net)
+    with pytest.raises(ValueError, match="2 features per digit"):
+        SudokuDenoiser(in_channels=20)
+
+
 # ---------------------------------------------------------------------- constraint-aware sampler
 def test_constrained_sampler_never_proposes_excluded_digits(proc):
     from ddsm.sudoku.constrained import constrained_sample

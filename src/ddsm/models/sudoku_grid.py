@@ -104,14 +104,15 @@ class SudokuDenoiser(Denoiser):
                  d_model: int = 64, n_layers: int = 6, hidden: int = 128,
                  rounds: int = 0, tied_after: Optional[int] = None) -> None:
         super().__init__()
-        if in_channels != 2 * out_channels:
+        if in_channels not in (2 * out_channels, 3 * out_channels):
             raise ValueError(f"SudokuDenoiser reads 2 features per digit (the jacobi process's local posterior "
-                             f"and log-posterior), got {in_channels} channels for {out_channels} digits")
+                             f"and log-posterior; 3 with the self-conditioning estimate), got {in_channels} "
+                             f"channels for {out_channels} digits")
         self.in_channels, self.out_channels, self.n_classes = in_channels, out_channels, n_classes
         self.d_model, self.n_layers, self.hidden = d_model, n_layers, hidden
         self.embed = ConditionEmbedding(d_model, n_classes)
-        # per (cell, digit): local probability, bounded local log-probability
-        self.inp = nn.Linear(2, d_model)
+        # per (cell, digit): local probability, bounded local log-probability[, posterior estimate]
+        self.inp = nn.Linear(in_channels // out_channels, d_model)
         self.blocks = nn.ModuleList(_PoolBlock(d_model, hidden) for _ in range(n_layers))
         if int(rounds) != rounds or rounds < 0:
             raise ValueError(f"rounds must be an integer >= 0, got {rounds}")
@@ -130,8 +131,9 @@ class SudokuDenoiser(Denoiser):
 
     def forward(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         """x: ``(B, 81, 2 K)`` local posteriors then clamped log-posteriors / 10 (the ``jacobi``
-        process's features); t: ``(B,)``; cond: ``(B,)`` or None -> ``(B, 81, K)`` float32
-        correction, centred over the digits."""
+        process's features; ``(B, 81, 3 K)`` with its self-conditioning estimate after them);
+        t: ``(B,)``; cond: ``(B,)`` or None -> ``(B, 81, K)`` float32 correction, centred over the
+        digits."""
         B, L, C = x.shape
         K = self.out_channels
         if L != _SIDE * _SIDE:
@@ -139,7 +141,7 @@ class SudokuDenoiser(Denoiser):
         if C != self.in_channels:
             raise ValueError(f"SudokuDenoiser expects {self.in_channels} input channels, got {C}")
         c = F.silu(self.embed(t, cond))
-        feats = torch.stack([x[..., :K].float(), x[..., K:].float()], dim=-1)  # (B, 81, K, 2)
+        feats = x.float().reshape(B, L, C // K, K).transpose(-1, -2)  # (B, 81, K, 2 or 3)
         # cells in row-major order: (row, column) = (3 band + r, 3 stack + c)
         h = self.inp(feats).view(B, 3, 3, 3, 3, K, self.d_model) + c[:, None, None, None, None, None, :]
         for i, block in enumerate(self.blocks):
@@ -166,6 +168,20 @@ class SudokuDenoiser(Denoiser):
             for _ in range(self.rounds):
                 h = self.tied(h, c)
         return h
+
+
+def with_self_condition(base: SudokuDenoiser) -> SudokuDenoiser:
+    """A copy of a trained ``base`` that also reads the self-conditioning estimate (a third feature
+    per digit, :class:`ddsm.processes.JacobiProcess` ``self_condition``) and, with that feature's
+    input weights at zero, computes exactly what ``base`` computes: fine-tuning starts from it."""
+    if base.in_channels != 2 * base.out_channels:
+        raise ValueError("the network already reads a self-conditioning estimate")
+    net = SudokuDenoiser(**_options(base, in_channels=3 * base.out_channels))
+    state = base.state_dict()
+    weight = state["inp.weight"]  # (d_model, 2)
+    state["inp.weight"] = torch.cat([weight, torch.zeros_like(weight[:, :1])], dim=1)
+    net.load_state_dict(state)
+    return net.to(weight.device)
 
 
 def _options(base: SudokuDenoiser, **change: object) -> dict:

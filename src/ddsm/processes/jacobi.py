@@ -43,7 +43,7 @@ from ..special.stickbreaking import sticks_to_simplex
 from ..special.transition import LineageWindows, beta_sample, stats_at_one
 from ._ode_likelihood import ode_log_density
 from ._sde_likelihood import sde_bits_per_token
-from .base import ModelFn, NoisySample, Process, sample_categorical
+from .base import LossOutput, ModelFn, NoisySample, Process, reduce_terms, sample_categorical
 from .multistep import ExtrapolatedCorrection
 
 #: log-posterior features are clamped here (nats) and scaled by 1 / _FEATURE_SCALE
@@ -109,7 +109,8 @@ class JacobiProcess(Process):
                  speed_balanced: bool = True, eps: float = 1e-5, n_train_times: int = 256,
                  output: str = "posterior", focus: float = 1.0, focus_tau_min: float = 0.05,
                  focus_tau_max: float = 3.0, substeps: int = 8, focus_law: str = "entropy",
-                 grid_focus: float = 0.0, fine_log: bool = True, extrapolate: float = 1.0) -> None:
+                 grid_focus: float = 0.0, fine_log: bool = True, extrapolate: float = 1.0,
+                 self_condition: bool = False) -> None:
         """
         Args:
             K: number of categories.
@@ -171,6 +172,12 @@ class JacobiProcess(Process):
                 model (20 steps, guided, bench/select_bundled.py) 4-mer JS 0.0593 / 0.0559 / 0.0539
                 / 0.0545 / 0.0561 at alpha 0 / 0.5 / 1 / 1.5 / 2. Checkpoints saved before the
                 option existed keep 0.
+            self_condition: the network also reads a posterior estimate (K more input channels):
+                its own first pass on a zero estimate in training (half of each batch, no
+                gradient) and in the ODE bound (two passes per evaluation, so the drift is still a
+                function of (v, t)); the previous call's posterior in a sampling run (one pass per
+                call). A second round of inference in which each position sees its neighbours'
+                posteriors, not only their local evidence (docs/design.md, "Self-conditioning").
         """
         super().__init__(K)
         if not 0 < t_train_min <= t_min < T:
@@ -199,6 +206,7 @@ class JacobiProcess(Process):
         self.focus, self.focus_tau_min, self.focus_tau_max = float(focus), float(focus_tau_min), float(focus_tau_max)
         self.substeps, self.focus_law, self.grid_focus = int(substeps), focus_law, float(grid_focus)
         self.fine_log, self.extrapolate = bool(fine_log), float(extrapolate)
+        self.self_condition = bool(self_condition)
         i = np.arange(K - 1)
         self.a = np.ones(K - 1)
         self.b = (K - 1 - i).astype(np.float64)
@@ -310,13 +318,13 @@ class JacobiProcess(Process):
     # ------------------------------------------------------------------ network interface
     @property
     def in_channels(self) -> int:
-        return (3 if self.fine_log else 2) * self.K
+        return (3 if self.fine_log else 2) * self.K + (self.K if self.self_condition else 0)
 
     @property
     def out_channels(self) -> int:
         return self.K
 
-    def features(self, loglik: Tensor) -> Tensor:
+    def features(self, loglik: Tensor, estimate: Optional[Tensor] = None) -> Tensor:
         """Network input from the local evidence ``loglik (B, L, K)``: the local posterior under a
         flat prior and its log, clamped and scaled, ``(B, L, 2K)`` float32; with :attr:`fine_log`
         also the log clamped at -4 nats, ``(B, L, 3K)``. The coarse log tells a nearly decided
@@ -326,7 +334,47 @@ class JacobiProcess(Process):
         parts = [logpost.exp(), logpost.clamp_min(_FEATURE_FLOOR) / _FEATURE_SCALE]
         if self.fine_log:
             parts.append(logpost.clamp_min(_FINE_FLOOR) / _FINE_SCALE)
+        if self.self_condition:  # the posterior estimate, or zeros where there is none
+            parts.append(torch.zeros_like(logpost) if estimate is None else estimate.to(logpost.dtype))
         return torch.cat(parts, dim=-1).float()
+
+    def correction(self, model: ModelFn, loglik: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """The network's correction ``(B, L, K)`` at local evidence ``loglik (B, L, K)`` and public
+        time ``t (B,)``. With :attr:`self_condition` the network also reads a posterior estimate:
+        inside a sampling run (``model`` is the run's :class:`ExtrapolatedCorrection`) the
+        posterior it formed at the previous call, as analog bits and CDCD sample (one call per
+        step); otherwise (training's other half, the ODE bound, a run's first call) its own first
+        pass on a zero estimate, so the drift stays a function of (v, t) and the bound valid."""
+        if not self.self_condition:
+            return model(self.features(loglik), t.float(), cond)
+        memory = model if isinstance(model, ExtrapolatedCorrection) else None
+        est = None if memory is None else memory.estimate
+        if est is None or est.shape != loglik.shape:
+            first = model if memory is None else memory.raw
+            est = torch.softmax(self.posterior_logits(loglik, first(self.features(loglik), t.float(), cond)), -1)
+        c = model(self.features(loglik, est), t.float(), cond)
+        if memory is not None:  # the network's own posterior, not the extrapolated one
+            memory.estimate = torch.softmax(self.posterior_logits(loglik, memory.previous), -1).detach()
+        return c
+
+    def loss(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
+             pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> LossOutput:
+        """The template loss; with :attr:`self_condition`, half of the batch (a fair coin per
+        sequence) reads the network's own first-pass posterior, computed without gradient, and the
+        other half a zero estimate (analog bits' recipe)."""
+        if not self.self_condition:
+            return super().loss(model, x0, cond=cond, pad_mask=pad_mask, generator=generator)
+        t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
+        noisy = self.sample_noisy(x0, t, generator=generator)
+        loglik = self.local_loglik(noisy.xt, self.native_time(t))
+        est = torch.zeros_like(loglik)
+        use = _rng.rand(x0.shape[0], generator=generator, device=x0.device) < 0.5
+        if bool(use.any()):
+            with torch.no_grad():
+                c1 = model(self.features(loglik[use]), t[use].float(), None if cond is None else cond[use])
+                est[use] = torch.softmax(self.posterior_logits(loglik[use], c1), -1)
+        output = self.posterior_logits(loglik, model(self.features(loglik, est), t.float(), cond))
+        return reduce_terms(self.loss_terms(output, x0, noisy), pad_mask)
 
     def model_input(self, xt: Tensor, t: Tensor) -> Tensor:
         return self.features(self.local_loglik(xt, self.native_time(t)))
@@ -338,9 +386,10 @@ class JacobiProcess(Process):
         return loglik - loglik.amax(-1, keepdim=True) + (c - c.mean(-1, keepdim=True))
 
     def sampling_model(self, model: ModelFn) -> ModelFn:
-        """``model`` in a fresh :class:`ExtrapolatedCorrection` when :attr:`extrapolate` > 0 (posterior
-        output, a network that returns a correction: not one that reads the raw state)."""
-        if not self.extrapolate or self.output != "posterior" or takes_raw_state(model):
+        """``model`` in a fresh :class:`ExtrapolatedCorrection` when :attr:`extrapolate` > 0 or
+        :attr:`self_condition` (posterior output, a network that returns a correction: not one
+        that reads the raw state); with alpha 0 the wrapper only keeps the run's estimate."""
+        if not (self.extrapolate or self.self_condition) or self.output != "posterior" or takes_raw_state(model):
             return model
         return ExtrapolatedCorrection(model, self.extrapolate)
 
@@ -349,7 +398,7 @@ class JacobiProcess(Process):
         if takes_raw_state(model):
             return model(xt, t, cond)
         loglik = self.local_loglik(xt, self.native_time(t))
-        return self.posterior_logits(loglik, model(self.features(loglik), t.float(), cond))
+        return self.posterior_logits(loglik, self.correction(model, loglik, t, cond))
 
     def score_from_output(self, output: Tensor, v: Tensor, tau: Tensor) -> Tensor:
         """Posterior logits ``(B, L, K)`` at sticks ``v`` -> stick score d/dv log p_tau(v), float64."""
@@ -676,7 +725,7 @@ class JacobiProcess(Process):
             out = self.model_output(model, v, u.float(), cond)
             return self.prob_flow_drift(self.score_from_output(out, v, tau), v), None
         loglik = self.local_loglik(v, tau)
-        c = model(self.features(loglik), u.float(), cond)
+        c = self.correction(model, loglik, u, cond)
         full = self.score_from_output(self.posterior_logits(loglik, c), v, tau)
         local = self.score_from_output(self.posterior_logits(loglik, c.detach()), v, tau)
         return self.prob_flow_drift(full, v), self.prob_flow_drift(local, v)

@@ -23,6 +23,11 @@ class ExtrapolatedCorrection:
 
     Stateful: one instance per sampling run, called in the run's order (a batch of another shape
     starts afresh). The process's ``step`` stays a pure function of one output.
+
+    It is also the run's memory for a self-conditioned process: :attr:`estimate` holds the
+    posterior ``(B, L, K)`` that the process formed from the previous call, and :meth:`raw` calls
+    the network without touching the correction's memory (a run's first call, whose estimate
+    needs a pass of its own).
     """
 
     def __init__(self, model_fn: Callable[..., Tensor], alpha: float) -> None:
@@ -30,6 +35,11 @@ class ExtrapolatedCorrection:
             raise ValueError(f"extrapolate must be a finite number >= 0, got {alpha}")
         self.model_fn, self.alpha = model_fn, float(alpha)
         self.previous: Optional[Tensor] = None
+        self.estimate: Optional[Tensor] = None
+
+    def raw(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """The network's correction, not remembered and not extrapolated."""
+        return self.model_fn(x, t, cond)
 
     def __call__(self, x: Tensor, t: Tensor, cond: Optional[Tensor] = None) -> Tensor:
         c = self.model_fn(x, t, cond).float()
