@@ -24,7 +24,8 @@ LEGACY_POSTERIOR = "jacobi_posterior"
 #: that process's settings (they are also Sudoku's settings of today's ``jacobi`` process)
 _FORMER_POSTERIOR_DEFAULTS: dict[str, Any] = {"K": 9, "T": 5.0, "n_train_times": 128, "focus": 0.8,
                                               "focus_tau_min": 0.3, "focus_tau_max": 3.5, "focus_law": "window",
-                                              "fine_log": False, "substeps": 8, "extrapolate": 0.0}
+                                              "fine_log": False, "substeps": 8, "extrapolate": 0.0,
+                                              "self_condition": False}
 #: the alphabet of Sudoku boards: digit d is token d - 1
 SUDOKU_ALPHABET: dict[str, str] = {"name": "sudoku", "letters": "123456789"}
 

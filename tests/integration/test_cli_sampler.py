@@ -120,17 +120,19 @@ def test_bad_substeps_are_one_error_line(cli, trained_model, masked_model, tmp_p
 
 def test_extrapolate_reaches_the_held_correction_and_is_recorded(cli, trained_model, masked_model, tmp_path):
     out, held, plain = tmp_path / "d.fasta", tmp_path / "held.fasta", tmp_path / "plain.fasta"
-    assert cli("sample", trained_model, "-n", "3", "-o", out, "--steps", "4", "--extrapolate", "1", "--seed", "1",
+    # 8 sequences: at 4 steps the tiny model's corrections are small, and 3 sequences' tokens can
+    # come out the same with either held correction
+    assert cli("sample", trained_model, "-n", "8", "-o", out, "--steps", "4", "--extrapolate", "1", "--seed", "1",
                *CPU).code == 0
     assert all("extrapolate=1" in h for h in out.read_text().splitlines()[0::2])
     side = json.loads((tmp_path / "d.fasta.json").read_text())
     assert side["argv"][side["argv"].index("--extrapolate") + 1] == "1.0"
-    assert cli("sample", trained_model, "-n", "3", "-o", held, "--steps", "4", "--extrapolate", "0", "--seed", "1",
+    assert cli("sample", trained_model, "-n", "8", "-o", held, "--steps", "4", "--extrapolate", "0", "--seed", "1",
                *CPU).code == 0
     assert all("extrapolate=0" in h for h in held.read_text().splitlines()[0::2])
     assert held.read_text().splitlines()[1::2] != out.read_text().splitlines()[1::2]  # another held correction
     # a new model records the default, 1, which the command line then uses
-    assert cli("sample", trained_model, "-n", "3", "-o", plain, "--steps", "4", "--seed", "1", *CPU).code == 0
+    assert cli("sample", trained_model, "-n", "8", "-o", plain, "--steps", "4", "--seed", "1", *CPU).code == 0
     assert "extrapolate" not in plain.read_text()
     assert plain.read_text().splitlines()[1::2] == out.read_text().splitlines()[1::2]
     bad = tmp_path / "bad.fasta"
@@ -146,8 +148,8 @@ def test_extrapolate_reaches_the_held_correction_and_is_recorded(cli, trained_mo
 def test_extrapolation_starts_afresh_in_every_batch(trained_model, monkeypatch):
     """``design(extrapolate=alpha)`` runs the loop with a fresh :class:`ExtrapolatedCorrection` per batch
     (the process's ``sampling_model``: one instance per run, called once per step, so the second batch's
-    first call cannot extrapolate from the first batch's last one), the same designs as the loop run by
-    hand on the wrapped network with the same generator; None is the model's own (1 for a new model)."""
+    first call cannot extrapolate from the first batch's last one), the same designs as two runs of the
+    loop by hand with the same generator; None is the model's own (1 for a new model)."""
     import copy
 
     import torch
@@ -172,11 +174,10 @@ def test_extrapolation_starts_afresh_in_every_batch(trained_model, monkeypatch):
     got = design(run, 4, steps=6, batch_size=2, extrapolate=50.0, generator=torch.Generator().manual_seed(5)).sequences
     assert len(calls) == 2 and all(len(c) == 6 and c == sorted(c, reverse=True) for c in calls)
     gen = torch.Generator().manual_seed(5)
-    held = copy.copy(run.process)
-    held.extrapolate = 0.0  # the loop then adds no wrapper of its own
+    fresh = copy.copy(run.process)
+    fresh.extrapolate = 50.0  # each sample() call is one run: its own new wrapper (and, self-conditioned, estimate)
     by_hand = [run.alphabet.decode(row) for _ in range(2)
-               for row in sample(held, ExtrapolatedCorrection(run.model, 50.0), (2, run.seq_len), steps=6,
-                                 generator=gen).numpy()]
+               for row in sample(fresh, run.model, (2, run.seq_len), steps=6, generator=gen).numpy()]
     assert got == by_hand
 
     def draw(**kw: Any) -> list:

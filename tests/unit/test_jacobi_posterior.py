@@ -233,7 +233,7 @@ def test_saved_options_without_output_load_the_score_network():
     assert p.output == "score" and p.out_channels == 3 and type(p).__name__ == "JacobiScoreProcess"
     assert type(p)(**p.config()).config() == p.config()
     q = JacobiProcess(4)
-    assert q.output == "posterior" and q.out_channels == 4 and q.in_channels == 12
+    assert q.output == "posterior" and q.out_channels == 4 and q.in_channels == 16  # 3 features + estimate
     with pytest.raises(ValueError):
         JacobiProcess(4, output="logits")
     assert math.isfinite(q.focus)
@@ -331,7 +331,7 @@ def test_extrapolate_option_gives_each_sampling_run_a_fresh_multistep_wrapper():
     def net(x, t, cond=None):
         return x
 
-    assert JacobiProcess(4, extrapolate=0.0).sampling_model(net) is net
+    assert JacobiProcess(4, extrapolate=0.0, self_condition=False).sampling_model(net) is net
     assert JacobiProcess(4).extrapolate == 1.0 and build_process("jacobi", 4).config()["extrapolate"] == 1.0
     p = JacobiProcess(4, extrapolate=0.5)
     assert p.config()["extrapolate"] == 0.5
@@ -349,7 +349,7 @@ def test_extrapolate_option_gives_each_sampling_run_a_fresh_multistep_wrapper():
 
 
 def test_fine_log_feature_and_checkpoints_saved_before_it():
-    p = JacobiProcess(4)
+    p = JacobiProcess(4, self_condition=False)
     x0 = torch.randint(0, 4, (2, 5), generator=torch.Generator().manual_seed(0))
     t = torch.full((2,), 0.3, dtype=torch.float64)
     v = p.sample_noisy(x0, t, generator=torch.Generator().manual_seed(1)).xt
@@ -359,7 +359,7 @@ def test_fine_log_feature_and_checkpoints_saved_before_it():
     logpost = torch.log_softmax(loglik, -1)
     # the third block is the log posterior clamped at -4 nats, halved; the first two are unchanged
     assert torch.allclose(feats[..., 8:], (logpost.clamp_min(-4.0) / 2).float())
-    plain = JacobiProcess(4, fine_log=False)
+    plain = JacobiProcess(4, fine_log=False, self_condition=False)
     assert plain.in_channels == 8 and torch.equal(plain.model_input(v, t), feats[..., :8])
     # a posterior checkpoint saved before the option existed keeps its two features per category
     saved = {k: val for k, val in p.config().items() if k != "fine_log"}
@@ -413,7 +413,9 @@ def test_self_conditioning_reads_a_first_pass_in_training_and_the_bound_the_prev
     K, L = 4, 6
     p = build_process("jacobi", K, self_condition=True, extrapolate=0.0)
     assert p.in_channels == 4 * K and p.config()["self_condition"] is True
-    assert build_process("jacobi", K).self_condition is False  # not the default; older checkpoints neither
+    assert build_process("jacobi", K).self_condition is True  # the default since round 2u
+    saved = {k: v for k, v in p.config().items() if k != "self_condition"}  # saved before the option
+    assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).in_channels == 3 * K
 
     class Recorder(torch.nn.Module):
         """A correction that depends on the estimate channels, recording every input."""

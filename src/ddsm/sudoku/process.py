@@ -20,10 +20,11 @@ from ..processes.jacobi import JacobiProcess
 #: prior), a training grid of 128 times, 80 % of training times where digits get decided, two
 #: features per digit (the digit-equivariant network reads (posterior, log) pairs), 8 SDE sub-steps
 #: per network call and the correction held as returned (what the generation tables were measured
-#: with; ``--substeps`` and ``--extrapolate`` override)
+#: with; ``--substeps`` and ``--extrapolate`` override), and no self-conditioning estimate (the
+#: bundled network reads none)
 SUDOKU_PROCESS: dict[str, Any] = {"K": 9, "T": 5.0, "n_train_times": 128, "focus": 0.8,
                                   "focus_tau_min": 0.3, "focus_tau_max": 3.5, "focus_law": "window",
-                                  "fine_log": False, "substeps": 8, "extrapolate": 0.0}
+                                  "fine_log": False, "substeps": 8, "extrapolate": 0.0, "self_condition": False}
 
 
 def sudoku_process(**options: Any) -> JacobiProcess:
