@@ -29,6 +29,8 @@ model alone, DDSM's metric, and `bench/sudoku.py` prints the valid grids' unifor
     python bench/sudoku_onpolicy.py finetune --pairs /tmp/onp_101.safetensors --minutes 30 --lr-end 1e-6 --out RUN
     #    (round 2r: `--focus-t 0.33,0.62` keeps only the states from the window where failed runs
     #     are lost, public time 0.33-0.62: 93.2 % against round 6's 91.0 % on 512 grids)
+    #    (round 2u: `--self-condition` extends a plain network to read its own posterior estimate,
+    #     starting as the same function; the bundled round 11 was made so, 45 minutes at `--lr 2e-4`)
     # 3. measure with the bundled model's seeds (same noise streams)
     python bench/sudoku.py --model RUN --skip-solve --grids 256 --dilations 1 --threads 1 --seed 3 --extrapolate 1
 
