@@ -414,6 +414,12 @@ def test_self_conditioning_reads_a_first_pass_in_training_and_the_bound_the_prev
     p = build_process("jacobi", K, self_condition=True, extrapolate=0.0)
     assert p.in_channels == 4 * K and p.config()["self_condition"] is True
     assert build_process("jacobi", K).self_condition is True  # the default since round 2u
+    score = build_process("jacobi", K, output="score")  # the paper's score network reads no estimate
+    assert score.self_condition is False and score.in_channels == K
+    from ddsm.api import build_network
+
+    score_net = build_network(score, "conv", 0, {"hidden": 8, "n_blocks": 1})
+    assert torch.isfinite(score.loss(score_net, torch.randint(0, K, (2, L))).loss)
     saved = {k: v for k, v in p.config().items() if k != "self_condition"}  # saved before the option
     assert JacobiProcess(**JacobiProcess.upgrade_options(saved)).in_channels == 3 * K
 

@@ -49,7 +49,8 @@ class JacobiScoreProcess(JacobiProcess, output="score"):
         if output != "score":
             raise ValueError(f"JacobiScoreProcess has output='score', got {output!r}")
         super().__init__(K, T=T, t_min=t_min, t_train_min=t_train_min, speed_balanced=speed_balanced, eps=eps,
-                         n_train_times=n_train_times, output="posterior", focus=0.0, extrapolate=0.0)
+                         n_train_times=n_train_times, output="posterior", focus=0.0, extrapolate=0.0,
+                         self_condition=False)
         self.output = "score"
         self._grids: dict[tuple[int, str], WindowGrid] = {}
 
