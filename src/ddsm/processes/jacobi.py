@@ -336,7 +336,8 @@ class JacobiProcess(Process):
         flat prior and its log, clamped and scaled, ``(B, L, 2K)`` float32; with :attr:`fine_log`
         also the log clamped at -4 nats, ``(B, L, 3K)``. The coarse log tells a nearly decided
         position from a decided one, the fine one resolves the differences of a few tenths of a
-        nat between categories where tokens get decided (docs/design.md, input features)."""
+        nat between categories where tokens get decided (docs/design.md, input features). With
+        :attr:`self_condition`, K more channels: ``estimate (B, L, K)``, a posterior, or zeros."""
         logpost = torch.log_softmax(loglik, dim=-1)
         parts = [logpost.exp(), logpost.clamp_min(_FEATURE_FLOOR) / _FEATURE_SCALE]
         if self.fine_log:
@@ -357,12 +358,15 @@ class JacobiProcess(Process):
         memory = model if isinstance(model, ExtrapolatedCorrection) else None
         est = None if memory is None else memory.estimate
         if est is None or est.shape != loglik.shape:
-            first = model if memory is None else memory.raw
-            est = torch.softmax(self.posterior_logits(loglik, first(self.features(loglik), t.float(), cond)), -1)
+            est = self._first_pass(model if memory is None else memory.raw, loglik, t, cond)
         c = model(self.features(loglik, est), t.float(), cond)
         if memory is not None:  # the network's own posterior, not the extrapolated one
             memory.estimate = torch.softmax(self.posterior_logits(loglik, memory.previous), -1).detach()
         return c
+
+    def _first_pass(self, model: ModelFn, loglik: Tensor, t: Tensor, cond: Optional[Tensor]) -> Tensor:
+        """The posterior ``(B, L, K)`` of the network's pass on a zero estimate (self-conditioning)."""
+        return torch.softmax(self.posterior_logits(loglik, model(self.features(loglik), t.float(), cond)), -1)
 
     def loss(self, model: ModelFn, x0: Tensor, *, cond: Optional[Tensor] = None,
              pad_mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> LossOutput:
@@ -378,8 +382,7 @@ class JacobiProcess(Process):
         use = _rng.rand(x0.shape[0], generator=generator, device=x0.device) < 0.5
         if bool(use.any()):
             with torch.no_grad():
-                c1 = model(self.features(loglik[use]), t[use].float(), None if cond is None else cond[use])
-                est[use] = torch.softmax(self.posterior_logits(loglik[use], c1), -1)
+                est[use] = self._first_pass(model, loglik[use], t[use], None if cond is None else cond[use])
         output = self.posterior_logits(loglik, model(self.features(loglik, est), t.float(), cond))
         return reduce_terms(self.loss_terms(output, x0, noisy), pad_mask)
 
